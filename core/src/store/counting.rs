@@ -1,0 +1,104 @@
+//! A decorator that counts requests by kind, for cost assertions and benchmarks.
+
+use super::{ListPage, Object, PutMode, Store, StoreError, Version};
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Request counts by kind. A delete-many counts as one `delete_many` request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// GET requests.
+    pub get: u64,
+    /// PUT requests (any mode).
+    pub put: u64,
+    /// LIST requests (one per page).
+    pub list: u64,
+    /// Single DELETE requests.
+    pub delete: u64,
+    /// Multi-object delete requests.
+    pub delete_many: u64,
+}
+
+impl Counts {
+    /// Every request.
+    pub fn total(&self) -> u64 {
+        self.get + self.put + self.list + self.delete + self.delete_many
+    }
+    /// Requests that write (PUT, DELETE, delete-many).
+    pub fn writes(&self) -> u64 {
+        self.put + self.delete + self.delete_many
+    }
+    /// The difference `self - earlier`.
+    pub fn since(&self, earlier: &Counts) -> Counts {
+        Counts {
+            get: self.get - earlier.get,
+            put: self.put - earlier.put,
+            list: self.list - earlier.list,
+            delete: self.delete - earlier.delete,
+            delete_many: self.delete_many - earlier.delete_many,
+        }
+    }
+}
+
+/// Wraps a store and counts the requests that reach it.
+pub struct CountingStore {
+    inner: Arc<dyn Store>,
+    get: AtomicU64,
+    put: AtomicU64,
+    list: AtomicU64,
+    delete: AtomicU64,
+    delete_many: AtomicU64,
+}
+
+impl CountingStore {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Store>) -> Self {
+        CountingStore {
+            inner,
+            get: AtomicU64::new(0),
+            put: AtomicU64::new(0),
+            list: AtomicU64::new(0),
+            delete: AtomicU64::new(0),
+            delete_many: AtomicU64::new(0),
+        }
+    }
+
+    /// The counts so far.
+    pub fn counts(&self) -> Counts {
+        Counts {
+            get: self.get.load(Ordering::SeqCst),
+            put: self.put.load(Ordering::SeqCst),
+            list: self.list.load(Ordering::SeqCst),
+            delete: self.delete.load(Ordering::SeqCst),
+            delete_many: self.delete_many.load(Ordering::SeqCst),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for CountingStore {
+    async fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
+        self.get.fetch_add(1, Ordering::SeqCst);
+        self.inner.get(key).await
+    }
+    async fn put(&self, key: &str, bytes: Vec<u8>, mode: PutMode) -> Result<Version, StoreError> {
+        self.put.fetch_add(1, Ordering::SeqCst);
+        self.inner.put(key, bytes, mode).await
+    }
+    async fn list(&self, prefix: &str, start_after: Option<&str>) -> Result<ListPage, StoreError> {
+        self.list.fetch_add(1, Ordering::SeqCst);
+        self.inner.list(prefix, start_after).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.delete.fetch_add(1, Ordering::SeqCst);
+        self.inner.delete(key).await
+    }
+    async fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
+        self.delete_many.fetch_add(1, Ordering::SeqCst);
+        self.inner.delete_many(keys).await
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}

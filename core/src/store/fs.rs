@@ -1,0 +1,269 @@
+//! Folder store: one file per key under a base folder, safe across processes.
+//!
+//! - Writes go to a temporary file in `<base>/.tally-tmp/`, are synced, then published:
+//!   create-only through `link(2)` (fails atomically when the key exists), overwrite and
+//!   compare-and-swap through `rename(2)`. Readers therefore never see partial objects.
+//! - Compare-and-swap, overwrite and delete hold an exclusive `flock` on one of 256 lock files
+//!   in `<base>/.tally-locks/` (chosen by the key's hash), so they are atomic across processes.
+//! - Versions are content hashes (like S3 ETags).
+//! - Keys are validated ([`super::validate_key`]) so that no key can name a path outside the
+//!   base folder; hidden folders (starting with `.`) are never listed.
+
+use super::{
+    ListPage, Object, PAGE_SIZE, PutMode, Store, StoreError, Version, content_version,
+    validate_key,
+};
+use async_trait::async_trait;
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const LOCK_STRIPES: u64 = 256;
+
+/// A store in a local folder.
+pub struct FsStore {
+    base: PathBuf,
+}
+
+impl FsStore {
+    /// Opens (creating it when needed) the store in `base`.
+    pub fn open(base: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let base = base.as_ref().to_path_buf();
+        for dir in [base.join(".tally-tmp"), base.join(".tally-locks")] {
+            fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+        }
+        Ok(FsStore { base })
+    }
+
+    /// The base folder.
+    pub fn base(&self) -> &Path {
+        &self.base
+    }
+
+    fn path_of(&self, key: &str) -> Result<PathBuf, StoreError> {
+        validate_key(key)?;
+        if key.split('/').any(|s| s.starts_with('.')) {
+            return Err(StoreError::InvalidKey {
+                key: key.into(),
+                reason: "segments may not start with '.' on the folder store".into(),
+            });
+        }
+        Ok(self.base.join(key))
+    }
+
+    fn lock_for(&self, key: &str) -> Result<File, StoreError> {
+        use sha2::{Digest, Sha256};
+        let h = Sha256::digest(key.as_bytes());
+        let stripe = u64::from_le_bytes(h[..8].try_into().unwrap_or([0; 8])) % LOCK_STRIPES;
+        let path = self.base.join(".tally-locks").join(format!("{stripe:03}"));
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io_err(&path, e))?;
+        file.lock().map_err(|e| io_err(&path, e))?;
+        Ok(file)
+    }
+
+    fn write_temp(&self, bytes: &[u8]) -> Result<PathBuf, StoreError> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let tmp = self
+            .base
+            .join(".tally-tmp")
+            .join(format!("{}-{n}-{nanos}", std::process::id()));
+        let mut f = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+        f.write_all(bytes).map_err(|e| io_err(&tmp, e))?;
+        f.sync_data().map_err(|e| io_err(&tmp, e))?;
+        Ok(tmp)
+    }
+
+    fn put_blocking(&self, key: &str, bytes: Vec<u8>, mode: PutMode) -> Result<Version, StoreError> {
+        let path = self.path_of(key)?;
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(|e| io_err(parent, e))?;
+        }
+        let version = content_version(&bytes);
+        let tmp = self.write_temp(&bytes)?;
+        let result = match mode {
+            PutMode::Create => match fs::hard_link(&tmp, &path) {
+                Ok(()) => Ok(version),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                    Err(StoreError::Conflict { key: key.into() })
+                }
+                Err(e) => Err(io_err(&path, e)),
+            },
+            PutMode::Overwrite => {
+                let _lock = self.lock_for(key)?;
+                fs::rename(&tmp, &path)
+                    .map(|_| version)
+                    .map_err(|e| io_err(&path, e))
+            }
+            PutMode::Update(expected) => {
+                let _lock = self.lock_for(key)?;
+                match read_file(&path)? {
+                    None => Err(StoreError::NotFound { key: key.into() }),
+                    Some(cur) if content_version(&cur) != expected => {
+                        Err(StoreError::Conflict { key: key.into() })
+                    }
+                    Some(_) => fs::rename(&tmp, &path)
+                        .map(|_| version)
+                        .map_err(|e| io_err(&path, e)),
+                }
+            }
+        };
+        let _ = fs::remove_file(&tmp);
+        result
+    }
+
+    fn list_blocking(&self, prefix: &str, start_after: Option<&str>) -> Result<ListPage, StoreError> {
+        // Walk only the deepest folder fully named by the prefix.
+        let dir_part = match prefix.rfind('/') {
+            Some(i) => &prefix[..i],
+            None => "",
+        };
+        if !dir_part.is_empty() && (validate_key(dir_part).is_err() || dir_part.starts_with('.')) {
+            return Ok(ListPage::default());
+        }
+        let root = if dir_part.is_empty() {
+            self.base.clone()
+        } else {
+            self.base.join(dir_part)
+        };
+        let mut keys = Vec::new();
+        walk(&root, dir_part, prefix, &mut keys)?;
+        keys.sort();
+        let mut page = ListPage::default();
+        for key in keys {
+            if start_after.is_some_and(|a| key.as_str() <= a) {
+                continue;
+            }
+            if page.keys.len() == PAGE_SIZE {
+                page.truncated = true;
+                break;
+            }
+            page.keys.push(key);
+        }
+        Ok(page)
+    }
+
+    fn delete_blocking(&self, key: &str) -> Result<(), StoreError> {
+        let path = self.path_of(key)?;
+        let _lock = self.lock_for(key)?;
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&path, e)),
+        }
+    }
+}
+
+fn walk(dir: &Path, key_dir: &str, prefix: &str, out: &mut Vec<String>) -> Result<(), StoreError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err(dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| io_err(dir, e))?;
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if name.starts_with('.') {
+            continue;
+        }
+        let key = if key_dir.is_empty() {
+            name
+        } else {
+            format!("{key_dir}/{name}")
+        };
+        let file_type = entry.file_type().map_err(|e| io_err(dir, e))?;
+        if file_type.is_dir() {
+            let as_dir = format!("{key}/");
+            if as_dir.starts_with(prefix) || prefix.starts_with(&as_dir) {
+                walk(&entry.path(), &key, prefix, out)?;
+            }
+        } else if file_type.is_file() && key.starts_with(prefix) {
+            out.push(key);
+        }
+    }
+    Ok(())
+}
+
+fn read_file(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
+    match fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) if e.kind() == ErrorKind::IsADirectory => Ok(None),
+        Err(e) => Err(io_err(path, e)),
+    }
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Backend(format!("{}: {e}", path.display()))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Backend(format!("folder store task failed: {e}")))?
+}
+
+impl FsStore {
+    fn handle(&self) -> FsStore {
+        FsStore {
+            base: self.base.clone(),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for FsStore {
+    async fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
+        let path = self.path_of(key)?;
+        blocking(move || {
+            Ok(read_file(&path)?.map(|bytes| Object {
+                version: content_version(&bytes),
+                bytes,
+            }))
+        })
+        .await
+    }
+
+    async fn put(&self, key: &str, bytes: Vec<u8>, mode: PutMode) -> Result<Version, StoreError> {
+        let me = self.handle();
+        let key = key.to_string();
+        blocking(move || me.put_blocking(&key, bytes, mode)).await
+    }
+
+    async fn list(&self, prefix: &str, start_after: Option<&str>) -> Result<ListPage, StoreError> {
+        let me = self.handle();
+        let prefix = prefix.to_string();
+        let after = start_after.map(str::to_string);
+        blocking(move || me.list_blocking(&prefix, after.as_deref())).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let me = self.handle();
+        let key = key.to_string();
+        blocking(move || me.delete_blocking(&key)).await
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
+        let me = self.handle();
+        let keys = keys.to_vec();
+        blocking(move || keys.iter().try_for_each(|k| me.delete_blocking(k))).await
+    }
+
+    fn describe(&self) -> String {
+        format!("file://{}", self.base.display())
+    }
+}
