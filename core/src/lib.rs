@@ -1,8 +1,29 @@
 //! tally-core: auditable counters and balances on object storage — exactly-once consolidation
 //! of transaction logs, standalone records, and (with the analytics module) time-bucketed
 //! rollups. No JS types live here; bindings convert at the edges.
+//!
+//! Layers, top down: [`engine`] (the plugin facade) → [`consolidate`] (the exactly-once
+//! protocol) → [`records`] (the record seam and the standalone database) and [`store`] (the
+//! object-store seam: memory, folder, later S3).
 
+pub mod amount;
+pub mod clock;
+pub mod cohort;
+pub mod config;
+pub mod consolidate;
+pub mod engine;
 pub mod error;
+pub mod events;
+pub mod history;
+pub mod keys;
+pub mod records;
+pub mod schema;
 pub mod store;
+pub mod txn;
 
+pub use amount::Arg;
+pub use config::PluginConfig;
+pub use engine::{Engine, MutationOptions, MutationResult};
 pub use error::{Error, ErrorCode, Result};
+pub use records::Database;
+pub use txn::Op;

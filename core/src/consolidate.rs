@@ -1,0 +1,380 @@
+//! Exactly-once consolidation of one record's pending transactions of one field.
+//!
+//! # Protocol
+//!
+//! 1. GET the record: its data, version `v`, and bookkeeping `m` = `{seq, batch, keys}` where
+//!    `keys` are the pending-key names applied by the last commit (or, when too many to keep,
+//!    found in that commit's journal).
+//! 2. LIST the record's pending keys. Because the record was read first, every listed key is
+//!    either in the last batch (applied, its deletion still to come), genuinely pending, or
+//!    applied by a commit after `v` — and then step 5 fails and everything starts again.
+//! 3. `stale` = listed ∩ last batch; `fresh` = the rest, read from key names (a GET only for
+//!    idempotent or metadata-carrying ones). Fold `fresh` in (timestamp, id) order.
+//! 4. DELETE `stale` (they were applied by the last commit), then PUT the journal of this
+//!    batch (create-only, `P/j/…/<seq+1>-<hash>`; it holds the applied transactions).
+//! 5. Compare-and-swap the record with the new values and `m = {seq+1, batch, keys: fresh}`.
+//!    This is the commit point: on a conflict nothing happened; start again.
+//! 6. DELETE `fresh` (best effort; the next consolidation finishes it in step 4).
+//!
+//! No transaction is applied twice: a key can only be folded while not in the record's last
+//! batch, and keys of older batches were deleted before the commit that replaced them. None is
+//! lost: keys are deleted only after a commit that applied them. Cost: 4 requests plus one
+//! DELETE per 1,000 keys when N keys are pending, whatever N (5–6 with leftovers).
+
+use crate::amount::{decimal_from_json, decimal_to_json};
+use crate::config::FieldConfig;
+use crate::engine::Engine;
+use crate::error::{Error, ErrorCode, Result};
+use crate::records::{CommitOutcome, StoredRecord};
+use crate::schema::{get_path, set_path};
+use crate::store::{PutMode, StoreError, delete_all, list_all};
+use crate::txn::{NameInfo, Transaction, parse_key_name, reduce_default};
+use rust_decimal::Decimal;
+use serde_json::{Map, Value, json};
+use std::collections::{BTreeMap, HashSet};
+
+/// Most key names kept in the record's bookkeeping; larger batches are found in the journal.
+const MAX_META_KEYS: usize = 64;
+
+/// The per-field bookkeeping kept in a record.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FieldState {
+    /// Number of committed batches.
+    pub seq: u64,
+    /// `<seq>-<hash>` of the last batch, naming its journal.
+    pub batch: Option<String>,
+    /// Key names of the last batch, when few.
+    pub keys: Option<Vec<String>>,
+}
+
+impl FieldState {
+    /// Reads the state of `field` from a record's bookkeeping.
+    pub fn of(meta: &Map<String, Value>, field: &str) -> FieldState {
+        let Some(Value::Object(s)) = meta.get(field) else {
+            return FieldState::default();
+        };
+        FieldState {
+            seq: s.get("seq").and_then(Value::as_u64).unwrap_or(0),
+            batch: s.get("batch").and_then(Value::as_str).map(str::to_string),
+            keys: s.get("keys").and_then(Value::as_array).map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            }),
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        json!({ "seq": self.seq, "batch": self.batch, "keys": self.keys })
+    }
+}
+
+/// What a planned consolidation found.
+pub struct Plan {
+    /// The record as read.
+    pub record: StoredRecord,
+    /// The field's bookkeeping.
+    pub state: FieldState,
+    /// Pending transactions to apply, sorted for reduction, with their key names.
+    pub fresh: Vec<(String, Transaction)>,
+    /// Keys already applied by the last batch.
+    pub stale: Vec<String>,
+    /// The record data after applying `fresh`.
+    pub new_data: Map<String, Value>,
+    /// Values per field path before and after.
+    pub values: BTreeMap<String, (Decimal, Decimal)>,
+}
+
+/// The result of consolidating one record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Consolidated {
+    /// The record does not exist; its transactions stay pending.
+    Missing,
+    /// Done: the record data now, and how many transactions this call applied.
+    Done {
+        /// Record data after the commit (or as read when nothing was pending).
+        data: Map<String, Value>,
+        /// Transactions applied by this call.
+        applied: Vec<Transaction>,
+    },
+}
+
+impl Engine {
+    /// Reads the record and its pending transactions and computes the result, writing nothing.
+    pub(crate) async fn plan(&self, resource: &str, fc: &FieldConfig, id: &str) -> Result<Option<Plan>> {
+        let Some(record) = self.records().load(resource, id).await? else {
+            return Ok(None);
+        };
+        let state = FieldState::of(&record.meta, &fc.field);
+        let prefix = self.layout().pending(resource, &fc.field, id);
+        let names: Vec<String> = list_all(self.store().as_ref(), &prefix)
+            .await?
+            .into_iter()
+            .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string))
+            .collect();
+        let last_batch: HashSet<String> = if names.is_empty() || state.batch.is_none() {
+            HashSet::new()
+        } else {
+            match &state.keys {
+                Some(keys) => keys.iter().cloned().collect(),
+                None => self.journal_keys(resource, &fc.field, id, &state).await?,
+            }
+        };
+        let mut stale = Vec::new();
+        let mut fresh = Vec::new();
+        for name in names {
+            if last_batch.contains(&name) {
+                stale.push(name);
+                continue;
+            }
+            match self.read_pending(resource, fc, id, &prefix, &name).await? {
+                Some(tx) => fresh.push((name, tx)),
+                None => stale.push(name),
+            }
+        }
+        fresh.sort_by(|a, b| (a.1.timestamp_ms, &a.1.id).cmp(&(b.1.timestamp_ms, &b.1.id)));
+        let (new_data, values) = self.fold(resource, fc, id, &record.data, &fresh).await?;
+        Ok(Some(Plan {
+            record,
+            state,
+            fresh,
+            stale,
+            new_data,
+            values,
+        }))
+    }
+
+    /// Reads one pending transaction from its name (or body). `None` when it is a duplicate of
+    /// an applied idempotent transaction (or vanished meanwhile).
+    async fn read_pending(
+        &self,
+        resource: &str,
+        fc: &FieldConfig,
+        id: &str,
+        prefix: &str,
+        name: &str,
+    ) -> Result<Option<Transaction>> {
+        match parse_key_name(name, id, &fc.field)? {
+            NameInfo::Complete(tx) => Ok(Some(tx)),
+            NameInfo::NeedsBody => {
+                let Some(obj) = self.store().get(&format!("{prefix}{name}")).await? else {
+                    return Ok(None);
+                };
+                let tx: Transaction = serde_json::from_slice(&obj.bytes)
+                    .map_err(|e| Error::storage(format!("unreadable transaction {name}: {e}")))?;
+                if let Some(h) = tx.idempotency_hash() {
+                    let marker = self.layout().idempotency(resource, &fc.field, id, &h);
+                    if self.store().get(&marker).await?.is_some() {
+                        return Ok(None);
+                    }
+                }
+                Ok(Some(tx))
+            }
+        }
+    }
+
+    /// Folds `fresh` into `data`, per field path, with the field's reducer.
+    async fn fold(
+        &self,
+        resource: &str,
+        fc: &FieldConfig,
+        id: &str,
+        data: &Map<String, Value>,
+        fresh: &[(String, Transaction)],
+    ) -> Result<(Map<String, Value>, BTreeMap<String, (Decimal, Decimal)>)> {
+        let mut by_path: BTreeMap<String, Vec<&Transaction>> = BTreeMap::new();
+        for (_, tx) in fresh {
+            by_path.entry(tx.field_path.clone()).or_default().push(tx);
+        }
+        let mut new_data = data.clone();
+        let mut values = BTreeMap::new();
+        for (path, txs) in by_path {
+            let start = match get_path(data, &path) {
+                None | Some(Value::Null) => fc.initial_value,
+                Some(v) => decimal_from_json(v).ok_or_else(|| {
+                    Error::new(
+                        ErrorCode::Validation,
+                        format!(
+                            "field \"{path}\" of record \"{id}\" in resource \"{resource}\" holds {v}, not a number"
+                        ),
+                    )
+                })?,
+            };
+            let end = match fc.reducer.and_then(|r| self.reducer(r)) {
+                Some(reducer) => reducer.reduce(start, &txs, self.zone()).await?,
+                None => reduce_default(start, &txs)?,
+            };
+            set_path(&mut new_data, &path, decimal_to_json(end));
+            values.insert(path, (start, end));
+        }
+        Ok((new_data, values))
+    }
+
+    /// Key names of the batch named in `state`, from its journal.
+    async fn journal_keys(
+        &self,
+        resource: &str,
+        field: &str,
+        id: &str,
+        state: &FieldState,
+    ) -> Result<HashSet<String>> {
+        let Some(batch) = &state.batch else {
+            return Ok(HashSet::new());
+        };
+        let key = format!("{}{batch}", self.layout().journals(resource, field, id));
+        let obj = self.store().get(&key).await?.ok_or_else(|| {
+            Error::storage(format!("journal {key} of the last committed batch is missing"))
+        })?;
+        let j: Value = serde_json::from_slice(&obj.bytes)
+            .map_err(|e| Error::storage(format!("unreadable journal {key}: {e}")))?;
+        Ok(j["keys"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .unwrap_or_default())
+    }
+
+    /// Consolidates one record's pending transactions of one field, exactly once.
+    pub(crate) async fn consolidate_record(
+        &self,
+        resource: &str,
+        fc: &FieldConfig,
+        id: &str,
+    ) -> Result<Consolidated> {
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let Some(plan) = self.plan(resource, fc, id).await? else {
+                return Ok(Consolidated::Missing);
+            };
+            if plan.fresh.is_empty() {
+                if !plan.stale.is_empty() {
+                    self.retire(resource, fc, id, &plan.stale, &plan.state).await?;
+                }
+                return Ok(Consolidated::Done {
+                    data: plan.record.data,
+                    applied: Vec::new(),
+                });
+            }
+            if !plan.stale.is_empty() {
+                self.retire(resource, fc, id, &plan.stale, &plan.state).await?;
+            }
+            let names: Vec<String> = plan.fresh.iter().map(|(n, _)| n.clone()).collect();
+            let seq = plan.state.seq + 1;
+            // A fresh nonce per attempt: two consolidators never share a journal name.
+            let batch = format!("{seq:010}-{}", crate::clock::base36(self.random(), 12));
+            let journal_key = format!("{}{batch}", self.layout().journals(resource, &fc.field, id));
+            let journal = json!({
+                "seq": seq,
+                "prev": plan.state.batch,
+                "resource": resource,
+                "field": fc.field,
+                "recordId": id,
+                "committedAt": self.now_ms(),
+                "keys": names,
+                "transactions": plan.fresh.iter().map(|(_, t)| t).collect::<Vec<_>>(),
+                "values": plan.values.iter().map(|(p, (b, a))| (p.clone(), json!({"before": b.to_string(), "after": a.to_string()}))).collect::<Map<String, Value>>(),
+            });
+            let body = serde_json::to_vec(&journal).map_err(|e| Error::storage(e.to_string()))?;
+            // A conflict means another consolidator wrote the journal of this very batch; it is
+            // then theirs to keep or remove, never ours.
+            let wrote_journal = match self.store().put(&journal_key, body, PutMode::Create).await {
+                Ok(_) => true,
+                Err(StoreError::Conflict { .. }) => false,
+                Err(e) => return Err(e.into()),
+            };
+            let state = FieldState {
+                seq,
+                batch: Some(batch),
+                keys: (names.len() <= MAX_META_KEYS).then(|| names.clone()),
+            };
+            let mut meta = plan.record.meta.clone();
+            meta.insert(fc.field.clone(), state.to_json());
+            match self
+                .records()
+                .commit(resource, id, plan.new_data.clone(), meta, &plan.record.version)
+                .await?
+            {
+                CommitOutcome::Committed => {
+                    let applied: Vec<Transaction> = plan.fresh.into_iter().map(|(_, t)| t).collect();
+                    // Best effort: a failure here is finished by the next consolidation.
+                    let _ = self.retire_applied(resource, fc, id, &names, &applied, &state).await;
+                    return Ok(Consolidated::Done {
+                        data: plan.new_data,
+                        applied,
+                    });
+                }
+                CommitOutcome::Missing => {
+                    if wrote_journal {
+                        let _ = self.store().delete(&journal_key).await;
+                    }
+                    return Ok(Consolidated::Missing);
+                }
+                CommitOutcome::Conflict => {
+                    if wrote_journal {
+                        let _ = self.store().delete(&journal_key).await;
+                    }
+                    if attempt >= 200 {
+                        return Err(Error::new(
+                            ErrorCode::Conflict,
+                            format!("record \"{id}\" of \"{resource}\" kept changing; consolidation gave up after {attempt} attempts"),
+                        ));
+                    }
+                    let jitter = self.random() % (5 * u64::from(attempt.min(20)) + 1);
+                    self.sleeper().sleep(jitter).await;
+                }
+            }
+        }
+    }
+
+    /// Finishes a committed batch found later: idempotency markers, then key deletion.
+    async fn retire(
+        &self,
+        resource: &str,
+        fc: &FieldConfig,
+        id: &str,
+        stale: &[String],
+        state: &FieldState,
+    ) -> Result<()> {
+        let prefix = self.layout().pending(resource, &fc.field, id);
+        let mut txs = Vec::new();
+        for name in stale.iter().filter(|n| n.starts_with('~')) {
+            if let Some(obj) = self.store().get(&format!("{prefix}{name}")).await? {
+                if let Ok(tx) = serde_json::from_slice::<Transaction>(&obj.bytes) {
+                    txs.push(tx);
+                }
+            }
+        }
+        self.retire_applied(resource, fc, id, stale, &txs, state).await
+    }
+
+    /// Writes idempotency markers for applied idempotent transactions, then deletes the keys.
+    async fn retire_applied(
+        &self,
+        resource: &str,
+        fc: &FieldConfig,
+        id: &str,
+        names: &[String],
+        applied: &[Transaction],
+        state: &FieldState,
+    ) -> Result<()> {
+        for tx in applied {
+            if let Some(h) = tx.idempotency_hash() {
+                let marker = self.layout().idempotency(resource, &fc.field, id, &h);
+                let body = serde_json::to_vec(&json!({
+                    "transaction": tx,
+                    "batch": state.batch,
+                    "at": self.now_ms(),
+                }))
+                .map_err(|e| Error::storage(e.to_string()))?;
+                match self.store().put(&marker, body, PutMode::Create).await {
+                    Ok(_) | Err(StoreError::Conflict { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        let prefix = self.layout().pending(resource, &fc.field, id);
+        let keys: Vec<String> = names.iter().map(|n| format!("{prefix}{n}")).collect();
+        delete_all(self.store().as_ref(), &keys).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,709 @@
+//! The plugin facade: configuration, argument resolution, mutations, consolidation entry
+//! points, the background driver and events. Rules live here; bindings only convert values.
+
+use crate::amount::{Arg, amount_from_arg, decimal_to_f64, truncate};
+use crate::clock::{Clock, IdSource, Sleeper, SplitMix, SystemClock, base36, default_sleeper};
+use crate::config::{FieldConfig, Mode, PluginConfig, ResourceConfig};
+use crate::consolidate::Consolidated;
+use crate::error::{Error, ErrorCode, Result};
+use crate::events::{Event, EventBus};
+use crate::keys::{Layout, check_field_path, check_record_id};
+use crate::records::{InsertListener, RecordAccess};
+use crate::schema::get_path;
+use crate::store::{PutMode, SharedStore, StoreError};
+use crate::txn::{Op, Transaction, idempotency_hash};
+use async_trait::async_trait;
+use chrono_tz::Tz;
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// A custom reduction (a JS `reducer(current, transaction)` through the Node binding).
+#[async_trait]
+pub trait Reducer: Send + Sync {
+    /// Folds `txs` (sorted by timestamp, then id) into `start`.
+    async fn reduce(&self, start: Decimal, txs: &[&Transaction], zone: Tz) -> Result<Decimal>;
+}
+
+/// Options of a mutation (`{ idempotencyKey, source, metadata }`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MutationOptions {
+    /// Deduplicates retries for the same resource, record and field path.
+    pub idempotency_key: Option<String>,
+    /// Free text stored with the transaction (at most 64 characters).
+    pub source: Option<String>,
+    /// Free-form JSON stored with the transaction (at most 4 KiB).
+    pub metadata: Option<Value>,
+}
+
+impl MutationOptions {
+    /// Reads the options argument; `undefined`/`null` mean none.
+    pub fn from_arg(arg: &Arg) -> Result<MutationOptions> {
+        let obj = match arg {
+            Arg::Undefined | Arg::Null => return Ok(MutationOptions::default()),
+            Arg::Json(Value::Object(m)) => m,
+            other => {
+                return Err(Error::invalid_argument(format!(
+                    "options must be an object {{ idempotencyKey, source, metadata }} (got {})",
+                    other.type_name()
+                )));
+            }
+        };
+        let text = |k: &str, max: usize| -> Result<Option<String>> {
+            match obj.get(k) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= max => Ok(Some(s.clone())),
+                Some(v) => Err(Error::invalid_argument(format!(
+                    "options.{k} must be a non-empty string of at most {max} characters (got {})",
+                    truncate(&v.to_string(), 40)
+                ))),
+            }
+        };
+        let metadata = obj.get("metadata").filter(|v| !v.is_null()).cloned();
+        if let Some(m) = &metadata {
+            if m.to_string().len() > 4096 {
+                return Err(Error::invalid_argument("options.metadata must serialize to at most 4096 bytes"));
+            }
+        }
+        Ok(MutationOptions {
+            idempotency_key: text("idempotencyKey", 256)?,
+            source: text("source", crate::keys::MAX_SOURCE_LEN)?,
+            metadata,
+        })
+    }
+}
+
+/// What a mutation resolves to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MutationResult {
+    /// Sync mode: the consolidated value at the path (`None` when the record does not exist).
+    Value(Option<f64>),
+    /// Async mode: the stored transaction (SPEC §4 shape).
+    Transaction(Value),
+}
+
+/// A resolved target: resource, configured field and the path written.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Resource name.
+    pub resource: String,
+    /// The configured field handling the path.
+    pub field: FieldConfig,
+    /// The dotted path written.
+    pub path: String,
+}
+
+/// The engine: one configured plugin over a transaction store and a record seam.
+pub struct Engine {
+    config: PluginConfig,
+    store: SharedStore,
+    layout: Layout,
+    records: Arc<dyn RecordAccess>,
+    clock: Arc<dyn Clock>,
+    sleeper: Arc<dyn Sleeper>,
+    ids: Arc<dyn IdSource>,
+    reducers: Mutex<HashMap<u64, Arc<dyn Reducer>>>,
+    stamp: Mutex<(i64, u64)>,
+    events: EventBus,
+    status: Mutex<RunStatus>,
+}
+
+/// Counters reported by [`Engine::status`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunStatus {
+    /// Consolidation runs (passes, `consolidate_all`, explicit consolidations).
+    pub runs: u64,
+    /// Epoch ms of the last run.
+    pub last_run_ms: Option<i64>,
+    /// Records consolidated successfully.
+    pub records_consolidated: u64,
+    /// Transactions applied.
+    pub transactions_applied: u64,
+    /// Errors seen.
+    pub errors: u64,
+    /// GC runs.
+    pub gc_runs: u64,
+}
+
+/// Builder of an [`Engine`].
+pub struct EngineBuilder {
+    config: PluginConfig,
+    store: SharedStore,
+    prefix: String,
+    records: Arc<dyn RecordAccess>,
+    clock: Arc<dyn Clock>,
+    sleeper: Arc<dyn Sleeper>,
+    ids: Arc<dyn IdSource>,
+}
+
+impl EngineBuilder {
+    /// Uses this clock for timestamps, cohorts and GC ages.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+    /// Uses this sleeper for retry backoff.
+    pub fn sleeper(mut self, sleeper: Arc<dyn Sleeper>) -> Self {
+        self.sleeper = sleeper;
+        self
+    }
+    /// Uses this random source for ids and jitter.
+    pub fn ids(mut self, ids: Arc<dyn IdSource>) -> Self {
+        self.ids = ids;
+        self
+    }
+    /// Puts transactions, journals and leases under `prefix` (defaults to the one given).
+    pub fn prefix(mut self, prefix: &str) -> Self {
+        self.prefix = prefix.to_string();
+        self
+    }
+    /// Builds the engine.
+    pub fn build(self) -> Arc<Engine> {
+        Arc::new(Engine {
+            config: self.config,
+            layout: Layout::new(&self.prefix),
+            store: self.store,
+            records: self.records,
+            clock: self.clock,
+            sleeper: self.sleeper,
+            ids: self.ids,
+            reducers: Mutex::new(HashMap::new()),
+            stamp: Mutex::new((0, 0)),
+            events: EventBus::default(),
+            status: Mutex::new(RunStatus::default()),
+        })
+    }
+}
+
+#[async_trait]
+impl InsertListener for Engine {
+    async fn record_inserted(&self, resource: &str, id: &str) -> Result<()> {
+        let Some(rc) = self.config.resource(resource).cloned() else {
+            return Ok(());
+        };
+        for fc in &rc.fields {
+            self.consolidate_record(resource, fc, id).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// Starts building an engine with `config`, storing transactions in `store` under
+    /// `prefix` and reaching records through `records`.
+    pub fn builder(
+        config: PluginConfig,
+        store: SharedStore,
+        prefix: &str,
+        records: Arc<dyn RecordAccess>,
+    ) -> EngineBuilder {
+        EngineBuilder {
+            config,
+            store,
+            prefix: prefix.to_string(),
+            records,
+            clock: Arc::new(SystemClock),
+            sleeper: default_sleeper(),
+            ids: Arc::new(SplitMix::from_entropy()),
+        }
+    }
+
+    /// An engine over a standalone [`crate::records::Database`]: transactions beside the
+    /// records, and inserts apply pending transactions.
+    pub fn standalone(config: PluginConfig, db: &Arc<crate::records::Database>) -> EngineBuilder {
+        Engine::builder(
+            config,
+            db.store().clone(),
+            db.layout().prefix(),
+            db.clone() as Arc<dyn RecordAccess>,
+        )
+    }
+
+    /// Registers this engine for insert notifications of `db`.
+    pub fn attach(self: &Arc<Self>, db: &crate::records::Database) {
+        let weak: std::sync::Weak<dyn InsertListener> = Arc::downgrade(&(self.clone() as Arc<dyn InsertListener>));
+        db.add_insert_listener(weak);
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PluginConfig {
+        &self.config
+    }
+    pub(crate) fn store(&self) -> &SharedStore {
+        &self.store
+    }
+    pub(crate) fn layout(&self) -> &Layout {
+        &self.layout
+    }
+    pub(crate) fn records(&self) -> &Arc<dyn RecordAccess> {
+        &self.records
+    }
+    pub(crate) fn sleeper(&self) -> &Arc<dyn Sleeper> {
+        &self.sleeper
+    }
+    pub(crate) fn zone(&self) -> Tz {
+        self.config.timezone
+    }
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+    pub(crate) fn random(&self) -> u64 {
+        self.ids.next_u64()
+    }
+    pub(crate) fn reducer(&self, id: u64) -> Option<Arc<dyn Reducer>> {
+        self.reducers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    /// Provides the reducer a field configuration names with `{"$function": id}`.
+    pub fn set_reducer(&self, id: u64, reducer: Arc<dyn Reducer>) {
+        self.reducers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, reducer);
+    }
+
+    /// The event bus (subscribe with a callback or a stream).
+    pub fn events(&self) -> &EventBus {
+        &self.events
+    }
+
+    /// Counters of past runs.
+    pub fn run_status(&self) -> RunStatus {
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn resource_config(&self, resource: &str) -> Result<&ResourceConfig> {
+        self.config.resource(resource).ok_or_else(|| {
+            Error::new(
+                ErrorCode::UnknownResource,
+                format!("resource \"{}\" is not configured for eventual consistency", truncate(resource, 60)),
+            )
+        })
+    }
+
+    /// Resolves a field argument (a configured field, a dotted path below one, or omitted on a
+    /// resource with one field) into a target. Path rules are checked before the
+    /// configured-field check.
+    pub async fn resolve(&self, resource: &str, field: Option<&str>) -> Result<Target> {
+        let rc = self.resource_config(resource)?;
+        let field = match field {
+            Some(f) => f,
+            None if rc.fields.len() == 1 => rc.fields[0].field.as_str(),
+            None => {
+                return Err(Error::new(
+                    ErrorCode::UnknownField,
+                    format!(
+                        "resource \"{resource}\" has several fields ({}); name the field",
+                        rc.fields.iter().map(|f| f.field.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+        };
+        if field.is_empty() {
+            return Err(Error::new(ErrorCode::UnknownField, format!("field name is empty (resource \"{resource}\")")));
+        }
+        let code = if field.contains('.') { ErrorCode::InvalidPath } else { ErrorCode::UnknownField };
+        check_field_path(field, code)?;
+        let handler = rc
+            .fields
+            .iter()
+            .filter(|f| field == f.field || field.starts_with(&format!("{}.", f.field)))
+            .max_by_key(|f| f.field.len());
+        let path = match handler {
+            Some(h) => format!("{}{}", h.field_path, &field[h.field.len()..]),
+            None => field.to_string(),
+        };
+        if let Some(schema) = self.records.schema(resource).await? {
+            if path.contains('.') || handler.is_some() {
+                schema.check_path(resource, &path)?;
+            }
+        }
+        let Some(handler) = handler else {
+            return Err(Error::new(
+                ErrorCode::UnknownField,
+                format!(
+                    "field \"{}\" is not configured for resource \"{resource}\" (configured: {})",
+                    truncate(field, 60),
+                    rc.fields.iter().map(|f| f.field.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        };
+        Ok(Target {
+            resource: resource.to_string(),
+            field: handler.clone(),
+            path,
+        })
+    }
+
+    fn next_stamp(&self) -> (i64, String) {
+        let now = self.clock.now_ms();
+        let mut s = self.stamp.lock().unwrap_or_else(|p| p.into_inner());
+        if now > s.0 {
+            *s = (now, 0);
+        } else {
+            s.1 += 1;
+        }
+        // 4 digits of per-millisecond sequence keep one caller's order; 5 random digits keep
+        // processes apart.
+        let suffix = format!("{}{}", base36(s.1, 4), base36(self.ids.next_u64(), 5));
+        (s.0, suffix)
+    }
+
+    /// Writes a transaction and, in sync mode, consolidates the record.
+    pub async fn mutate(
+        &self,
+        resource: &str,
+        field: Option<&str>,
+        id: &str,
+        op: Op,
+        amount: &Arg,
+        options: MutationOptions,
+    ) -> Result<MutationResult> {
+        check_record_id(id)?;
+        let target = self.resolve(resource, field).await?;
+        let value = amount_from_arg(amount, &format!("amount for \"{}\"", target.path))?;
+        let (ts, suffix) = self.next_stamp();
+        let tx = Transaction {
+            id: format!("tx-{ts}-{suffix}"),
+            original_id: id.to_string(),
+            field: target.field.field.clone(),
+            field_path: target.path.clone(),
+            value,
+            operation: op,
+            timestamp_ms: ts,
+            source: options.source,
+            idempotency_key: options.idempotency_key,
+            metadata: options.metadata,
+        };
+        let prefix = self.layout.pending(resource, &target.field.field, id);
+        let key = format!("{prefix}{}", tx.key_name());
+        let body = serde_json::to_vec(&tx).map_err(|e| Error::storage(e.to_string()))?;
+        let tx = match self.store.put(&key, body, PutMode::Create).await {
+            Ok(_) => match tx.idempotency_hash() {
+                Some(h) => match self.applied_idempotent(&target, id, &h).await? {
+                    // Our write duplicated an applied transaction: undo it, answer like the first.
+                    Some(first) => {
+                        self.store.delete(&key).await?;
+                        return self.answer_duplicate(&target, id, &tx, first).await;
+                    }
+                    None => tx,
+                },
+                None => tx,
+            },
+            Err(StoreError::Conflict { .. }) if tx.idempotency_key.is_some() => {
+                match self.store.get(&key).await? {
+                    Some(obj) => {
+                        let first: Transaction = serde_json::from_slice(&obj.bytes)
+                            .map_err(|e| Error::storage(format!("unreadable transaction: {e}")))?;
+                        check_same(&first, &tx)?;
+                        first
+                    }
+                    None => {
+                        let h = tx.idempotency_hash().unwrap_or_default();
+                        match self.applied_idempotent(&target, id, &h).await? {
+                            Some(first) => return self.answer_duplicate(&target, id, &tx, first).await,
+                            None => {
+                                return Err(Error::new(
+                                    ErrorCode::Conflict,
+                                    "idempotent transaction changed while being written; retry",
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match self.config.mode {
+            Mode::Async => Ok(MutationResult::Transaction(tx.to_json(self.zone(), false))),
+            Mode::Sync => {
+                let value = self.consolidate_target(&target, id).await?;
+                Ok(MutationResult::Value(value))
+            }
+        }
+    }
+
+    async fn applied_idempotent(&self, target: &Target, id: &str, hash: &str) -> Result<Option<Value>> {
+        let key = self.layout.idempotency(&target.resource, &target.field.field, id, hash);
+        match self.store.get(&key).await? {
+            Some(obj) => Ok(Some(
+                serde_json::from_slice(&obj.bytes).map_err(|e| Error::storage(e.to_string()))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    async fn answer_duplicate(&self, target: &Target, id: &str, tx: &Transaction, marker: Value) -> Result<MutationResult> {
+        let first: Transaction = serde_json::from_value(marker["transaction"].clone())
+            .map_err(|e| Error::storage(format!("unreadable idempotency marker: {e}")))?;
+        check_same(&first, tx)?;
+        match self.config.mode {
+            Mode::Async => Ok(MutationResult::Transaction(first.to_json(self.zone(), true))),
+            Mode::Sync => {
+                let batch = marker["batch"].as_str().unwrap_or_default();
+                let key = format!("{}{batch}", self.layout.journals(&target.resource, &target.field.field, id));
+                let after = match self.store.get(&key).await? {
+                    Some(obj) => serde_json::from_slice::<Value>(&obj.bytes)
+                        .ok()
+                        .and_then(|j| j["values"][&first.field_path]["after"].as_str().map(str::to_string))
+                        .and_then(|s| s.parse::<Decimal>().ok()),
+                    None => None,
+                };
+                match after {
+                    Some(v) => Ok(MutationResult::Value(Some(decimal_to_f64(v)))),
+                    None => Ok(MutationResult::Value(self.consolidate_target(target, id).await?)),
+                }
+            }
+        }
+    }
+
+    async fn consolidate_target(&self, target: &Target, id: &str) -> Result<Option<f64>> {
+        match self.consolidate_record(&target.resource, &target.field, id).await? {
+            Consolidated::Missing => Ok(None),
+            Consolidated::Done { data, .. } => Ok(number_at(&data, &target.path)),
+        }
+    }
+
+    /// Applies this record's pending transactions of the field now and returns the value at
+    /// the path (`None` when the record does not exist). Emits `consolidated`.
+    pub async fn consolidate(&self, resource: &str, field: Option<&str>, id: &str) -> Result<Option<Value>> {
+        check_record_id(id)?;
+        let target = self.resolve(resource, field).await?;
+        let started = self.now_ms();
+        let result = self.consolidate_record(resource, &target.field, id).await;
+        let (ok, applied) = match &result {
+            Ok(Consolidated::Done { applied, .. }) => (1, applied.len() as u64),
+            Ok(Consolidated::Missing) => (0, 0),
+            Err(_) => (0, 0),
+        };
+        self.record_run(&target.resource, &target.field.field, 1, ok, u64::from(result.is_err()), applied, started);
+        if let Err(e) = &result {
+            self.events.emit(Event::ConsolidationError {
+                resource: resource.into(),
+                field: target.field.field.clone(),
+                record_id: Some(id.into()),
+                error: e.clone(),
+            });
+        }
+        match result? {
+            Consolidated::Missing => Ok(None),
+            Consolidated::Done { data, .. } => Ok(Some(get_path(&data, &target.path).cloned().unwrap_or(Value::Null))),
+        }
+    }
+
+    /// The value the record would have after consolidation; writes nothing.
+    pub async fn consolidated_value(&self, resource: &str, field: Option<&str>, id: &str) -> Result<Option<f64>> {
+        check_record_id(id)?;
+        let target = self.resolve(resource, field).await?;
+        match self.plan(resource, &target.field, id).await? {
+            Some(plan) => Ok(number_at(&plan.new_data, &target.path).or_else(|| {
+                Some(decimal_to_f64(target.field.initial_value))
+            })),
+            None => Ok(None),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record_run(&self, resource: &str, field: &str, records: u64, ok: u64, errors: u64, applied: u64, started: i64) {
+        {
+            let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
+            s.runs += 1;
+            s.last_run_ms = Some(started);
+            s.records_consolidated += ok;
+            s.transactions_applied += applied;
+            s.errors += errors;
+        }
+        self.events.emit(Event::Consolidated {
+            resource: resource.into(),
+            field: field.into(),
+            record_count: records,
+            success_count: ok,
+            error_count: errors,
+            duration_ms: (self.now_ms() - started).max(0) as u64,
+        });
+    }
+
+    /// One background pass: for every configured field, consolidate the records that have
+    /// pending transactions, `consolidation.concurrency` at a time. A field with nothing
+    /// pending costs one LIST. A lease (`P/l/<resource>/<field>`, taken over after
+    /// `locks.timeout`) keeps several processes from doing the same pass at once; correctness
+    /// never depends on it.
+    pub async fn run_pass(&self) -> Result<()> {
+        let fields: Vec<(String, FieldConfig)> = self
+            .config
+            .resources
+            .iter()
+            .flat_map(|r| r.fields.iter().map(|f| (r.resource.clone(), f.clone())))
+            .collect();
+        for (resource, fc) in fields {
+            self.pass_field(&resource, &fc).await?;
+        }
+        Ok(())
+    }
+
+    /// Consolidates every configured field now, regardless of leases.
+    pub async fn consolidate_all(&self) -> Result<()> {
+        let fields: Vec<(String, FieldConfig)> = self
+            .config
+            .resources
+            .iter()
+            .flat_map(|r| r.fields.iter().map(|f| (r.resource.clone(), f.clone())))
+            .collect();
+        for (resource, fc) in fields {
+            let ids = self.pending_record_ids(&resource, &fc.field).await?;
+            self.consolidate_many(&resource, &fc, ids).await;
+        }
+        Ok(())
+    }
+
+    /// Ids of records with pending transactions of a field.
+    pub async fn pending_record_ids(&self, resource: &str, field: &str) -> Result<Vec<String>> {
+        let prefix = self.layout.pending_field(resource, field);
+        let mut ids: Vec<String> = crate::store::list_all(self.store.as_ref(), &prefix)
+            .await?
+            .iter()
+            .filter_map(|k| crate::keys::split_record_key(&prefix, k).map(|(id, _)| id.to_string()))
+            .collect();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    async fn pass_field(&self, resource: &str, fc: &FieldConfig) -> Result<()> {
+        let prefix = self.layout.pending_field(resource, &fc.field);
+        let first = self.store.list(&prefix, None).await?;
+        if first.keys.is_empty() {
+            return Ok(());
+        }
+        let lease = self.layout.lease(resource, &fc.field);
+        if !self.take_lease(&lease).await? {
+            return Ok(());
+        }
+        let ids = self.pending_record_ids(resource, &fc.field).await;
+        if let Ok(ids) = &ids {
+            self.consolidate_many(resource, fc, ids.clone()).await;
+        }
+        let _ = self.store.delete(&lease).await;
+        ids.map(|_| ())
+    }
+
+    async fn take_lease(&self, key: &str) -> Result<bool> {
+        let now = self.now_ms();
+        let body = |now: i64| {
+            serde_json::to_vec(&json!({ "owner": base36(self.random(), 10), "expiresAt": now + (self.config.lock_timeout_s * 1000.0) as i64 }))
+                .unwrap_or_default()
+        };
+        match self.store.put(key, body(now), PutMode::Create).await {
+            Ok(_) => return Ok(true),
+            Err(StoreError::Conflict { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let Some(cur) = self.store.get(key).await? else {
+            return Ok(false);
+        };
+        let expires = serde_json::from_slice::<Value>(&cur.bytes)
+            .ok()
+            .and_then(|v| v["expiresAt"].as_i64())
+            .unwrap_or(0);
+        if expires > now {
+            return Ok(false);
+        }
+        match self.store.put(key, body(now), PutMode::Update(cur.version)).await {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn consolidate_many(&self, resource: &str, fc: &FieldConfig, ids: Vec<String>) {
+        use futures::StreamExt;
+        let started = self.now_ms();
+        let total = ids.len() as u64;
+        let results: Vec<(String, Result<Consolidated>)> = futures::stream::iter(ids)
+            .map(|id| async move {
+                let r = self.consolidate_record(resource, fc, &id).await;
+                (id, r)
+            })
+            .buffer_unordered(self.config.concurrency.max(1))
+            .collect()
+            .await;
+        let mut ok = 0;
+        let mut errors = 0;
+        let mut applied = 0;
+        for (id, r) in results {
+            match r {
+                Ok(Consolidated::Done { applied: a, .. }) => {
+                    ok += 1;
+                    applied += a.len() as u64;
+                }
+                Ok(Consolidated::Missing) => {}
+                Err(error) => {
+                    errors += 1;
+                    self.events.emit(Event::ConsolidationError {
+                        resource: resource.into(),
+                        field: fc.field.clone(),
+                        record_id: Some(id),
+                        error,
+                    });
+                }
+            }
+        }
+        self.record_run(resource, &fc.field, total, ok, errors, applied, started);
+    }
+
+    /// Emits `started` for every configured field (bindings call this on start).
+    pub fn emit_started(&self) {
+        for r in &self.config.resources {
+            for f in &r.fields {
+                self.events.emit(Event::Started {
+                    resource: r.resource.clone(),
+                    field: f.field.clone(),
+                    timezone: self.zone().name().to_string(),
+                });
+            }
+        }
+    }
+
+    /// Emits `stopped` for every configured field.
+    pub fn emit_stopped(&self) {
+        for r in &self.config.resources {
+            for f in &r.fields {
+                self.events.emit(Event::Stopped {
+                    resource: r.resource.clone(),
+                    field: f.field.clone(),
+                });
+            }
+        }
+    }
+}
+
+fn number_at(data: &serde_json::Map<String, Value>, path: &str) -> Option<f64> {
+    get_path(data, path).and_then(Value::as_f64)
+}
+
+fn check_same(first: &Transaction, now: &Transaction) -> Result<()> {
+    if first.operation != now.operation || first.value != now.value || first.field_path != now.field_path {
+        return Err(Error::new(
+            ErrorCode::IdempotencyMismatch,
+            format!(
+                "idempotency key \"{}\" was used for {} {} on \"{}\"; now {} {}",
+                truncate(now.idempotency_key.as_deref().unwrap_or(""), 60),
+                first.operation.as_str(),
+                first.value,
+                first.field_path,
+                now.operation.as_str(),
+                now.value
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Key hash of an idempotency key (re-exported for tests and tools).
+pub fn idempotency_key_hash(path: &str, key: &str) -> String {
+    idempotency_hash(path, key)
+}

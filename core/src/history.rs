@@ -1,0 +1,295 @@
+//! History: the committed journal chain of a record, `recalculate`, checkpoints and garbage
+//! collection.
+//!
+//! A record's committed journals form a chain: its bookkeeping names the last batch, and each
+//! journal names the one before (`prev`). Journals not on the chain are leftovers of lost
+//! commits and are ignored (and collected). A checkpoint `P/c/…/<id>/<seq>` holds every path's
+//! value after batch `seq`; GC writes one before it deletes the journals it covers, so
+//! `recalculate` (last checkpoint + later journals) stays exact after any GC.
+
+use crate::amount::decimal_to_json;
+use crate::config::FieldConfig;
+use crate::consolidate::FieldState;
+use crate::engine::Engine;
+use crate::error::{Error, ErrorCode, Result};
+use crate::events::Event;
+use crate::keys::check_record_id;
+use crate::records::CommitOutcome;
+use crate::schema::{get_path, set_path};
+use crate::store::{PutMode, list_all};
+use crate::txn::{Transaction, reduce_default};
+use rust_decimal::Decimal;
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+/// One committed journal.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    /// Its key.
+    pub key: String,
+    /// Batch sequence number.
+    pub seq: u64,
+    /// When it was committed (epoch ms).
+    pub committed_at: i64,
+    /// The applied transactions.
+    pub transactions: Vec<Transaction>,
+    /// Per path: value before and after the batch.
+    pub values: BTreeMap<String, (Decimal, Decimal)>,
+}
+
+/// A checkpoint: every path's value after batch `seq`.
+#[derive(Debug, Clone)]
+struct Checkpoint {
+    seq: u64,
+    values: BTreeMap<String, Decimal>,
+}
+
+fn parse_journal(key: &str, bytes: &[u8]) -> Result<(Journal, Option<String>)> {
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| Error::storage(format!("unreadable journal {key}: {e}")))?;
+    let dec = |x: &Value| x.as_str().and_then(|s| Decimal::from_str(s).ok()).unwrap_or_default();
+    let values = v["values"]
+        .as_object()
+        .map(|m| m.iter().map(|(p, ba)| (p.clone(), (dec(&ba["before"]), dec(&ba["after"])))).collect())
+        .unwrap_or_default();
+    let transactions = serde_json::from_value(v["transactions"].clone())
+        .map_err(|e| Error::storage(format!("unreadable journal {key}: {e}")))?;
+    Ok((
+        Journal {
+            key: key.to_string(),
+            seq: v["seq"].as_u64().unwrap_or(0),
+            committed_at: v["committedAt"].as_i64().unwrap_or(0),
+            transactions,
+            values,
+        },
+        v["prev"].as_str().map(str::to_string),
+    ))
+}
+
+impl Engine {
+    /// The committed journals of a record's field, oldest first (back to the first one GC
+    /// kept), and the keys of journals that are not on the chain.
+    pub async fn journal_chain(&self, resource: &str, field: &str, id: &str) -> Result<(Vec<Journal>, Vec<String>)> {
+        let prefix = self.layout().journals(resource, field, id);
+        let keys = list_all(self.store().as_ref(), &prefix).await?;
+        let Some(record) = self.records().load(resource, id).await? else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let state = FieldState::of(&record.meta, field);
+        let mut chain = Vec::new();
+        let mut next = state.batch.clone();
+        while let Some(batch) = next {
+            let key = format!("{prefix}{batch}");
+            if !keys.contains(&key) {
+                break;
+            }
+            let Some(obj) = self.store().get(&key).await? else { break };
+            let (journal, prev) = parse_journal(&key, &obj.bytes)?;
+            chain.push(journal);
+            next = prev;
+        }
+        chain.reverse();
+        let on_chain: std::collections::HashSet<&str> = chain.iter().map(|j| j.key.as_str()).collect();
+        let head_seq = state.seq;
+        let orphans = keys
+            .iter()
+            .filter(|k| !on_chain.contains(k.as_str()))
+            .filter(|k| {
+                // A journal above the head may belong to a commit in flight: leave it.
+                k.strip_prefix(&prefix)
+                    .and_then(|n| n.split('-').next())
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .is_some_and(|s| s <= head_seq)
+            })
+            .cloned()
+            .collect();
+        Ok((chain, orphans))
+    }
+
+    async fn latest_checkpoint(&self, resource: &str, field: &str, id: &str) -> Result<Option<Checkpoint>> {
+        let prefix = self.layout().checkpoints(resource, field, id);
+        let Some(last) = list_all(self.store().as_ref(), &prefix).await?.pop() else {
+            return Ok(None);
+        };
+        let Some(obj) = self.store().get(&last).await? else { return Ok(None) };
+        let v: Value = serde_json::from_slice(&obj.bytes).map_err(|e| Error::storage(e.to_string()))?;
+        Ok(Some(Checkpoint {
+            seq: v["seq"].as_u64().unwrap_or(0),
+            values: v["values"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(p, x)| x.as_str().and_then(|s| Decimal::from_str(s).ok()).map(|d| (p.clone(), d)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }))
+    }
+
+    /// Rebuilds the field's values from history (last checkpoint, or the value each path had
+    /// before its first transaction, plus every later journal), writes them, and returns the
+    /// value at the path. Pending transactions are applied first.
+    pub async fn recalculate(&self, resource: &str, field: Option<&str>, id: &str) -> Result<Option<Value>> {
+        check_record_id(id)?;
+        let target = self.resolve(resource, field).await?;
+        let fc = target.field.clone();
+        loop {
+            if let crate::consolidate::Consolidated::Missing = self.consolidate_record(resource, &fc, id).await? {
+                return Ok(None);
+            }
+            let (chain, _) = self.journal_chain(resource, &fc.field, id).await?;
+            let checkpoint = self.latest_checkpoint(resource, &fc.field, id).await?;
+            let values = self.replay(&fc, &chain, checkpoint.as_ref()).await?;
+            let Some(record) = self.records().load(resource, id).await? else { return Ok(None) };
+            if FieldState::of(&record.meta, &fc.field).batch != chain.last().map(|j| batch_of(&j.key)) {
+                continue; // a consolidation committed meanwhile: replay again
+            }
+            let mut data = record.data.clone();
+            for (path, v) in &values {
+                set_path(&mut data, path, decimal_to_json(*v));
+            }
+            match self.records().commit(resource, id, data.clone(), record.meta, &record.version).await? {
+                CommitOutcome::Committed => return Ok(Some(get_path(&data, &target.path).cloned().unwrap_or(Value::Null))),
+                CommitOutcome::Missing => return Ok(None),
+                CommitOutcome::Conflict => continue,
+            }
+        }
+    }
+
+    async fn replay(&self, fc: &FieldConfig, chain: &[Journal], cp: Option<&Checkpoint>) -> Result<BTreeMap<String, Decimal>> {
+        let mut values: BTreeMap<String, Decimal> = cp.map(|c| c.values.clone()).unwrap_or_default();
+        let from = cp.map(|c| c.seq).unwrap_or(0);
+        let first_kept = chain.first().map(|j| j.seq).unwrap_or(from + 1);
+        if first_kept > from + 1 {
+            return Err(Error::new(
+                ErrorCode::Storage,
+                format!("history of \"{}\" is incomplete: journals before batch {first_kept} are gone and no checkpoint covers them", fc.field),
+            ));
+        }
+        for j in chain.iter().filter(|j| j.seq > from) {
+            let mut by_path: BTreeMap<&str, Vec<&Transaction>> = BTreeMap::new();
+            for tx in &j.transactions {
+                by_path.entry(tx.field_path.as_str()).or_default().push(tx);
+            }
+            for (path, txs) in by_path {
+                let start = match values.get(path) {
+                    Some(v) => *v,
+                    None => j.values.get(path).map(|(b, _)| *b).unwrap_or(fc.initial_value),
+                };
+                let end = match fc.reducer.and_then(|r| self.reducer(r)) {
+                    Some(r) => r.reduce(start, &txs, self.zone()).await?,
+                    None => reduce_default(start, &txs)?,
+                };
+                values.insert(path.to_string(), end);
+            }
+        }
+        Ok(values)
+    }
+
+    /// Garbage collection of every configured field: journals (applied transactions) older
+    /// than `garbageCollection.retention`, after writing the checkpoint that covers them;
+    /// leftover journals of lost commits; idempotency markers past retention; checkpoints past
+    /// `checkpoints.retention` except each record's newest. Pending transactions are never
+    /// touched. Emits `gc-completed` per field.
+    pub async fn run_gc(&self) -> Result<()> {
+        let fields: Vec<(String, FieldConfig)> = self
+            .config()
+            .resources
+            .iter()
+            .flat_map(|r| r.fields.iter().map(|f| (r.resource.clone(), f.clone())))
+            .collect();
+        for (resource, fc) in fields {
+            match self.gc_field(&resource, &fc).await {
+                Ok((deleted, errors)) => self.events().emit(Event::GcCompleted {
+                    resource: resource.clone(),
+                    field: fc.field.clone(),
+                    deleted_count: deleted,
+                    error_count: errors,
+                }),
+                Err(error) => self.events().emit(Event::GcError { error }),
+            }
+        }
+        Ok(())
+    }
+
+    async fn gc_field(&self, resource: &str, fc: &FieldConfig) -> Result<(u64, u64)> {
+        let now = self.now_ms();
+        let cutoff = now - (self.config().gc_retention_days * 86_400_000.0) as i64;
+        let orphan_cutoff = now - (self.config().lock_timeout_s * 1000.0) as i64;
+        let prefix = self.layout().journals_field(resource, &fc.field);
+        let mut ids: Vec<String> = list_all(self.store().as_ref(), &prefix)
+            .await?
+            .iter()
+            .filter_map(|k| crate::keys::split_record_key(&prefix, k).map(|(id, _)| id.to_string()))
+            .collect();
+        ids.dedup();
+        let mut deleted = 0u64;
+        let mut errors = 0u64;
+        for id in ids {
+            let (chain, orphans) = self.journal_chain(resource, &fc.field, &id).await?;
+            let mut doomed: Vec<String> = Vec::new();
+            for key in orphans {
+                if let Some(obj) = self.store().get(&key).await? {
+                    let (j, _) = parse_journal(&key, &obj.bytes)?;
+                    if j.committed_at < orphan_cutoff {
+                        doomed.push(key);
+                    }
+                }
+            }
+            // Never the newest journal: a consolidation may still need its key list.
+            let old: Vec<&Journal> = chain[..chain.len().saturating_sub(1)]
+                .iter()
+                .take_while(|j| j.transactions.iter().all(|t| t.timestamp_ms < cutoff) && j.committed_at < cutoff)
+                .collect();
+            if let Some(last) = old.last() {
+                let cp = self.latest_checkpoint(resource, &fc.field, &id).await?;
+                let values = self.replay(fc, &chain[..old.len()], cp.as_ref()).await?;
+                let body = json!({
+                    "seq": last.seq,
+                    "at": last.committed_at,
+                    "values": values.iter().map(|(p, v)| (p.clone(), Value::String(v.to_string()))).collect::<Map<String, Value>>(),
+                });
+                let key = format!("{}{:010}", self.layout().checkpoints(resource, &fc.field, &id), last.seq);
+                self.store()
+                    .put(&key, serde_json::to_vec(&body).unwrap_or_default(), PutMode::Overwrite)
+                    .await?;
+                doomed.extend(old.iter().map(|j| j.key.clone()));
+            }
+            // Checkpoints past their retention, keeping the newest.
+            let cp_prefix = self.layout().checkpoints(resource, &fc.field, &id);
+            let cps = list_all(self.store().as_ref(), &cp_prefix).await?;
+            let cp_cutoff = now - (self.config().checkpoints_retention_days * 86_400_000.0) as i64;
+            for key in cps.iter().rev().skip(1) {
+                if let Some(obj) = self.store().get(key).await? {
+                    let at = serde_json::from_slice::<Value>(&obj.bytes).ok().and_then(|v| v["at"].as_i64()).unwrap_or(0);
+                    if at < cp_cutoff {
+                        doomed.push(key.clone());
+                    }
+                }
+            }
+            match crate::store::delete_all(self.store().as_ref(), &doomed).await {
+                Ok(()) => deleted += doomed.len() as u64,
+                Err(_) => errors += 1,
+            }
+        }
+        let marker_prefix = self.layout().idempotency_field(resource, &fc.field);
+        let mut stale_markers = Vec::new();
+        for key in list_all(self.store().as_ref(), &marker_prefix).await? {
+            if let Some(obj) = self.store().get(&key).await? {
+                let at = serde_json::from_slice::<Value>(&obj.bytes).ok().and_then(|v| v["at"].as_i64()).unwrap_or(0);
+                if at < cutoff {
+                    stale_markers.push(key);
+                }
+            }
+        }
+        match crate::store::delete_all(self.store().as_ref(), &stale_markers).await {
+            Ok(()) => deleted += stale_markers.len() as u64,
+            Err(_) => errors += 1,
+        }
+        Ok((deleted, errors))
+    }
+}
+
+fn batch_of(key: &str) -> String {
+    key.rsplit('/').next().unwrap_or_default().to_string()
+}

@@ -1,0 +1,221 @@
+//! The storage layout: which key holds what, name rules for ids, resources and fields, and the
+//! encoding of a transaction into its key name (so one LIST sees every pending transaction).
+//!
+//! Under a database prefix `P`:
+//!
+//! | key | holds |
+//! | --- | --- |
+//! | `P/s/<resource>` | resource definition (attributes) |
+//! | `P/r/<resource>/<id>` | a record: `{"d": data, "m": tally bookkeeping}` |
+//! | `P/t/<resource>/<field>/<id>/<name>` | a pending transaction; `<name>` encodes it |
+//! | `P/j/<resource>/<field>/<id>/<seq>-<hash>` | a journal: one consolidation's applied batch |
+//! | `P/c/<resource>/<field>/<id>/<label>` | a checkpoint: the value at an hour/day boundary |
+//! | `P/i/<resource>/<field>/<id>/<hash>` | an applied idempotency key |
+//! | `P/l/<resource>/<field>` | the background-pass lease |
+
+use crate::error::{Error, ErrorCode, Result};
+
+/// Longest record id accepted.
+pub const MAX_ID_LEN: usize = 128;
+/// Longest `source` string accepted.
+pub const MAX_SOURCE_LEN: usize = 64;
+/// Longest field path accepted.
+pub const MAX_PATH_LEN: usize = 128;
+
+/// Checks a record id: 1–128 characters from `A–Z a–z 0–9 _ - . : @ + = ~`, and not `.`/`..`.
+/// Ids therefore never contain `/` or `\` and can never name a key outside their prefix.
+pub fn check_record_id(id: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(Error::invalid_argument(format!(
+            "record id \"{}\" is invalid: {why}",
+            crate::amount::truncate(id, 60)
+        )))
+    };
+    if id.is_empty() {
+        return bad("it is empty");
+    }
+    if id.len() > MAX_ID_LEN {
+        return bad("it is longer than 128 characters");
+    }
+    if id == "." || id == ".." {
+        return bad("'.' and '..' are not ids");
+    }
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_-.:@+=~".contains(&b))
+    {
+        return bad("use only A-Z a-z 0-9 and _ - . : @ + = ~");
+    }
+    Ok(())
+}
+
+/// Checks a resource name: 1–64 characters, a letter or `_` first, then letters, digits, `_`, `-`.
+pub fn check_resource_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid_argument(format!(
+            "resource name \"{}\" is invalid: use 1-64 letters, digits, _ or -, starting with a letter",
+            crate::amount::truncate(name, 60)
+        )))
+    }
+}
+
+/// Checks a field path: dot-separated identifiers (`[A-Za-z_$][A-Za-z0-9_$]*`), at most 128
+/// characters.
+pub fn check_field_path(path: &str, code: ErrorCode) -> Result<()> {
+    let ident = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$')
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$')
+    };
+    if path.is_empty() {
+        return Err(Error::new(code, "field name is empty"));
+    }
+    if path.len() > MAX_PATH_LEN || !path.split('.').all(ident) {
+        return Err(Error::new(
+            code,
+            format!(
+                "field \"{}\" is invalid: use dot-separated names of letters, digits, _ or $",
+                crate::amount::truncate(path, 60)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Key builder for one database prefix.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    prefix: String,
+}
+
+impl Layout {
+    /// A layout under `prefix` (may be empty).
+    pub fn new(prefix: &str) -> Self {
+        let p = prefix.trim_matches('/');
+        Layout {
+            prefix: if p.is_empty() {
+                String::new()
+            } else {
+                format!("{p}/")
+            },
+        }
+    }
+    /// The prefix, with a trailing `/` unless empty.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+    /// Where a resource's definition lives.
+    pub fn schema(&self, resource: &str) -> String {
+        format!("{}s/{resource}", self.prefix)
+    }
+    /// Prefix of all resource definitions.
+    pub fn schemas(&self) -> String {
+        format!("{}s/", self.prefix)
+    }
+    /// A record.
+    pub fn record(&self, resource: &str, id: &str) -> String {
+        format!("{}r/{resource}/{id}", self.prefix)
+    }
+    /// Prefix of a resource's records.
+    pub fn records(&self, resource: &str) -> String {
+        format!("{}r/{resource}/", self.prefix)
+    }
+    /// Prefix of every pending transaction of a field.
+    pub fn pending_field(&self, resource: &str, field: &str) -> String {
+        format!("{}t/{resource}/{field}/", self.prefix)
+    }
+    /// Prefix of one record's pending transactions of a field.
+    pub fn pending(&self, resource: &str, field: &str, id: &str) -> String {
+        format!("{}t/{resource}/{field}/{id}/", self.prefix)
+    }
+    /// Prefix of one record's journals of a field.
+    pub fn journals(&self, resource: &str, field: &str, id: &str) -> String {
+        format!("{}j/{resource}/{field}/{id}/", self.prefix)
+    }
+    /// Prefix of every journal of a field.
+    pub fn journals_field(&self, resource: &str, field: &str) -> String {
+        format!("{}j/{resource}/{field}/", self.prefix)
+    }
+    /// Prefix of one record's checkpoints of a field.
+    pub fn checkpoints(&self, resource: &str, field: &str, id: &str) -> String {
+        format!("{}c/{resource}/{field}/{id}/", self.prefix)
+    }
+    /// An applied idempotency key.
+    pub fn idempotency(&self, resource: &str, field: &str, id: &str, hash: &str) -> String {
+        format!("{}i/{resource}/{field}/{id}/{hash}", self.prefix)
+    }
+    /// Prefix of every idempotency marker of a field.
+    pub fn idempotency_field(&self, resource: &str, field: &str) -> String {
+        format!("{}i/{resource}/{field}/", self.prefix)
+    }
+    /// The background-pass lease of a field.
+    pub fn lease(&self, resource: &str, field: &str) -> String {
+        format!("{}l/{resource}/{field}", self.prefix)
+    }
+}
+
+/// Splits `<prefix><id>/<name>` (a key under a field's pending or journal prefix) into the id
+/// and the last segment.
+pub fn split_record_key<'a>(field_prefix: &str, key: &'a str) -> Option<(&'a str, &'a str)> {
+    let rest = key.strip_prefix(field_prefix)?;
+    let (id, name) = rest.split_once('/')?;
+    Some((id, name))
+}
+
+/// Percent-encodes everything outside `A–Z a–z 0–9 _ . -`.
+pub fn encode_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Reverses [`encode_component`].
+pub fn decode_component(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Hex of the first `n` bytes of the SHA-256 of `parts` joined by NUL.
+pub fn short_hash(parts: &[&str], n: usize) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            h.update([0u8]);
+        }
+        h.update(p.as_bytes());
+    }
+    h.finalize()[..n].iter().map(|b| format!("{b:02x}")).collect()
+}

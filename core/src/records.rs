@@ -1,0 +1,430 @@
+//! Standalone records: an s3db.js-compatible database over a [`Store`], and the record-access
+//! seam ([`RecordAccess`]) through which consolidation reads and commits target records.
+//!
+//! A record is stored at `P/r/<resource>/<id>` as `{"d": data, "m": bookkeeping}`; `m` holds
+//! Tally's per-field consolidation state and is never shown to users. Every write is a
+//! compare-and-swap, so user updates and consolidations never overwrite each other.
+
+use crate::clock::{IdSource, SplitMix, base36};
+use crate::error::{Error, ErrorCode, Result};
+use crate::keys::{Layout, check_record_id, check_resource_name};
+use crate::schema::Schema;
+use crate::store::{PutMode, SharedStore, StoreError, Version, list_all};
+use async_trait::async_trait;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, Weak};
+
+/// A record as consolidation sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRecord {
+    /// The user's data (with `id`).
+    pub data: Map<String, Value>,
+    /// Tally's bookkeeping (per configured field).
+    pub meta: Map<String, Value>,
+    /// The version to compare against when committing.
+    pub version: Version,
+}
+
+/// The result of a conditional record write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// Written.
+    Committed,
+    /// The record changed since it was read.
+    Conflict,
+    /// The record no longer exists.
+    Missing,
+}
+
+/// The record-access seam: where target records live (Tally's own store, or a host database).
+#[async_trait]
+pub trait RecordAccess: Send + Sync {
+    /// Reads a record and its version.
+    async fn load(&self, resource: &str, id: &str) -> Result<Option<StoredRecord>>;
+    /// Writes data and bookkeeping if the record is still at `version`.
+    async fn commit(
+        &self,
+        resource: &str,
+        id: &str,
+        data: Map<String, Value>,
+        meta: Map<String, Value>,
+        version: &Version,
+    ) -> Result<CommitOutcome>;
+    /// The resource's attributes, when known.
+    async fn schema(&self, resource: &str) -> Result<Option<Schema>>;
+}
+
+/// Called after a standalone insert, so pending transactions of the new record get applied.
+#[async_trait]
+pub trait InsertListener: Send + Sync {
+    /// The record `id` of `resource` was just inserted.
+    async fn record_inserted(&self, resource: &str, id: &str) -> Result<()>;
+}
+
+/// Tally's own database: resources and records on a store.
+pub struct Database {
+    store: SharedStore,
+    layout: Layout,
+    resources: RwLock<HashMap<String, Schema>>,
+    listeners: RwLock<Vec<Weak<dyn InsertListener>>>,
+    ids: Arc<dyn IdSource>,
+}
+
+/// Options of [`Resource::list`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListOptions {
+    /// At most this many records.
+    pub limit: Option<usize>,
+    /// Skip this many first.
+    pub offset: usize,
+}
+
+impl Database {
+    /// A database on `store` under `prefix`.
+    pub fn new(store: SharedStore, prefix: &str) -> Arc<Database> {
+        Arc::new(Database {
+            store,
+            layout: Layout::new(prefix),
+            resources: RwLock::new(HashMap::new()),
+            listeners: RwLock::new(Vec::new()),
+            ids: Arc::new(SplitMix::from_entropy()),
+        })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &SharedStore {
+        &self.store
+    }
+
+    /// The key layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Registers a listener for inserts (held weakly).
+    pub fn add_insert_listener(&self, listener: Weak<dyn InsertListener>) {
+        self.listeners
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(listener);
+    }
+
+    /// Creates a resource, or attaches to one whose definition is already stored (the given
+    /// attributes replace the stored ones).
+    pub async fn create_resource(self: &Arc<Self>, name: &str, attributes: &Value) -> Result<Resource> {
+        check_resource_name(name)?;
+        let schema = Schema::parse(name, attributes)?;
+        let body = serde_json::to_vec(&json!({ "name": name, "attributes": attributes }))
+            .map_err(|e| Error::storage(e.to_string()))?;
+        self.store
+            .put(&self.layout.schema(name), body, PutMode::Overwrite)
+            .await?;
+        self.resources
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), schema);
+        Ok(Resource {
+            db: self.clone(),
+            name: name.to_string(),
+        })
+    }
+
+    /// A handle on an existing resource (defined in this process or stored).
+    pub async fn resource(self: &Arc<Self>, name: &str) -> Result<Resource> {
+        if self.schema_of(name).await?.is_none() {
+            return Err(Error::new(
+                ErrorCode::UnknownResource,
+                format!("resource \"{name}\" does not exist"),
+            ));
+        }
+        Ok(Resource {
+            db: self.clone(),
+            name: name.to_string(),
+        })
+    }
+
+    /// Names of every stored resource.
+    pub async fn resource_names(&self) -> Result<Vec<String>> {
+        let prefix = self.layout.schemas();
+        Ok(list_all(self.store.as_ref(), &prefix)
+            .await?
+            .into_iter()
+            .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string))
+            .collect())
+    }
+
+    async fn schema_of(&self, name: &str) -> Result<Option<Schema>> {
+        if check_resource_name(name).is_err() {
+            return Ok(None);
+        }
+        if let Some(s) = self
+            .resources
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+        {
+            return Ok(Some(s.clone()));
+        }
+        let Some(obj) = self.store.get(&self.layout.schema(name)).await? else {
+            return Ok(None);
+        };
+        let def: Value = serde_json::from_slice(&obj.bytes)
+            .map_err(|e| Error::storage(format!("unreadable definition of \"{name}\": {e}")))?;
+        let schema = Schema::parse(name, &def["attributes"])?;
+        self.resources
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), schema.clone());
+        Ok(Some(schema))
+    }
+
+    async fn read(&self, resource: &str, id: &str) -> Result<Option<StoredRecord>> {
+        let Some(obj) = self.store.get(&self.layout.record(resource, id)).await? else {
+            return Ok(None);
+        };
+        let doc: Value = serde_json::from_slice(&obj.bytes)
+            .map_err(|e| Error::storage(format!("unreadable record \"{resource}/{id}\": {e}")))?;
+        let take = |k: &str| match doc.get(k) {
+            Some(Value::Object(m)) => m.clone(),
+            _ => Map::new(),
+        };
+        Ok(Some(StoredRecord {
+            data: take("d"),
+            meta: take("m"),
+            version: obj.version,
+        }))
+    }
+
+    fn encode(data: &Map<String, Value>, meta: &Map<String, Value>) -> Result<Vec<u8>> {
+        serde_json::to_vec(&json!({ "d": data, "m": meta })).map_err(|e| Error::storage(e.to_string()))
+    }
+
+    fn new_id(&self) -> String {
+        format!(
+            "{}{}",
+            base36(self.ids.next_u64(), 11),
+            base36(self.ids.next_u64(), 11)
+        )
+    }
+}
+
+#[async_trait]
+impl RecordAccess for Database {
+    async fn load(&self, resource: &str, id: &str) -> Result<Option<StoredRecord>> {
+        self.read(resource, id).await
+    }
+
+    async fn commit(
+        &self,
+        resource: &str,
+        id: &str,
+        data: Map<String, Value>,
+        meta: Map<String, Value>,
+        version: &Version,
+    ) -> Result<CommitOutcome> {
+        let body = Self::encode(&data, &meta)?;
+        match self
+            .store
+            .put(&self.layout.record(resource, id), body, PutMode::Update(version.clone()))
+            .await
+        {
+            Ok(_) => Ok(CommitOutcome::Committed),
+            Err(StoreError::Conflict { .. }) => Ok(CommitOutcome::Conflict),
+            Err(StoreError::NotFound { .. }) => Ok(CommitOutcome::Missing),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn schema(&self, resource: &str) -> Result<Option<Schema>> {
+        self.schema_of(resource).await
+    }
+}
+
+/// A resource of the standalone database.
+#[derive(Clone)]
+pub struct Resource {
+    db: Arc<Database>,
+    name: String,
+}
+
+fn not_found(resource: &str, id: &str) -> Error {
+    Error::new(
+        ErrorCode::RecordNotFound,
+        format!("record \"{id}\" not found in resource \"{resource}\""),
+    )
+}
+
+fn as_object(v: &Value, what: &str) -> Result<Map<String, Value>> {
+    match v {
+        Value::Object(m) => Ok(m.clone()),
+        other => Err(Error::invalid_argument(format!("{what} must be an object (got {other})"))),
+    }
+}
+
+fn with_id(mut data: Map<String, Value>, id: &str) -> Value {
+    data.insert("id".into(), Value::String(id.to_string()));
+    Value::Object(data)
+}
+
+impl Resource {
+    /// The resource's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn schema(&self) -> Result<Schema> {
+        self.db
+            .schema_of(&self.name)
+            .await?
+            .ok_or_else(|| Error::new(ErrorCode::UnknownResource, format!("resource \"{}\" does not exist", self.name)))
+    }
+
+    /// Inserts a record (its `id` given or generated), then lets listeners apply pending
+    /// transactions for it before returning the stored record.
+    pub async fn insert(&self, data: &Value) -> Result<Value> {
+        let mut data = as_object(data, "record")?;
+        let id = match data.remove("id") {
+            None | Some(Value::Null) => self.db.new_id(),
+            Some(Value::String(s)) => s,
+            Some(Value::Number(n)) => n.to_string(),
+            Some(other) => return Err(Error::invalid_argument(format!("record id must be a string (got {other})"))),
+        };
+        check_record_id(&id)?;
+        self.schema().await?.validate(&self.name, &mut data)?;
+        let body = Database::encode(&data, &Map::new())?;
+        match self
+            .db
+            .store
+            .put(&self.db.layout.record(&self.name, &id), body, PutMode::Create)
+            .await
+        {
+            Ok(_) => {}
+            Err(StoreError::Conflict { .. }) => {
+                return Err(Error::new(
+                    ErrorCode::Conflict,
+                    format!("record \"{id}\" already exists in resource \"{}\"", self.name),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let listeners: Vec<_> = self
+            .db
+            .listeners
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for l in listeners {
+            l.record_inserted(&self.name, &id).await?;
+        }
+        self.get(&id).await
+    }
+
+    /// Reads a record; `ERR_RECORD_NOT_FOUND` when missing.
+    pub async fn get(&self, id: &str) -> Result<Value> {
+        check_record_id(id)?;
+        match self.db.read(&self.name, id).await? {
+            Some(r) => Ok(with_id(r.data, id)),
+            None => Err(not_found(&self.name, id)),
+        }
+    }
+
+    /// True when the record exists.
+    pub async fn exists(&self, id: &str) -> Result<bool> {
+        check_record_id(id)?;
+        Ok(self.db.read(&self.name, id).await?.is_some())
+    }
+
+    /// Merges `changes` into the record's top-level attributes (s3db's `update`), validating
+    /// the result; concurrent consolidations are never overwritten (compare-and-swap).
+    pub async fn update(&self, id: &str, changes: &Value) -> Result<Value> {
+        check_record_id(id)?;
+        let mut changes = as_object(changes, "changes")?;
+        changes.remove("id");
+        let schema = self.schema().await?;
+        loop {
+            let Some(cur) = self.db.read(&self.name, id).await? else {
+                return Err(not_found(&self.name, id));
+            };
+            let mut data = cur.data.clone();
+            for (k, v) in &changes {
+                data.insert(k.clone(), v.clone());
+            }
+            schema.validate(&self.name, &mut data)?;
+            match self
+                .db
+                .commit(&self.name, id, data.clone(), cur.meta, &cur.version)
+                .await?
+            {
+                CommitOutcome::Committed => return Ok(with_id(data, id)),
+                CommitOutcome::Missing => return Err(not_found(&self.name, id)),
+                CommitOutcome::Conflict => continue,
+            }
+        }
+    }
+
+    /// Same as [`Resource::update`] (s3db's `patch` differs only in cost).
+    pub async fn patch(&self, id: &str, changes: &Value) -> Result<Value> {
+        self.update(id, changes).await
+    }
+
+    /// Deletes a record; `ERR_RECORD_NOT_FOUND` when missing. Its transaction history stays.
+    pub async fn delete(&self, id: &str) -> Result<()> {
+        check_record_id(id)?;
+        if self.db.read(&self.name, id).await?.is_none() {
+            return Err(not_found(&self.name, id));
+        }
+        self.db
+            .store
+            .delete(&self.db.layout.record(&self.name, id))
+            .await?;
+        Ok(())
+    }
+
+    /// Ids of every record, in key order.
+    pub async fn list_ids(&self) -> Result<Vec<String>> {
+        let prefix = self.db.layout.records(&self.name);
+        Ok(list_all(self.db.store.as_ref(), &prefix)
+            .await?
+            .into_iter()
+            .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string))
+            .collect())
+    }
+
+    /// Records in id order, paged by `offset`/`limit`.
+    pub async fn list(&self, opts: ListOptions) -> Result<Vec<Value>> {
+        let ids: Vec<String> = self
+            .list_ids()
+            .await?
+            .into_iter()
+            .skip(opts.offset)
+            .take(opts.limit.unwrap_or(usize::MAX))
+            .collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(r) = self.db.read(&self.name, &id).await? {
+                out.push(with_id(r.data, &id));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Number of records.
+    pub async fn count(&self) -> Result<usize> {
+        Ok(self.list_ids().await?.len())
+    }
+
+    /// The records that exist among `ids`, in the order asked.
+    pub async fn get_many(&self, ids: &[String]) -> Result<Vec<Value>> {
+        let mut out = Vec::new();
+        for id in ids {
+            check_record_id(id)?;
+            if let Some(r) = self.db.read(&self.name, id).await? {
+                out.push(with_id(r.data, id));
+            }
+        }
+        Ok(out)
+    }
+}

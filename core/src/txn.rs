@@ -1,0 +1,218 @@
+//! Transactions: the operation type, the stored object, and its encoding into a key name.
+//!
+//! A plain transaction lives entirely in its key name
+//! `<ts13>,<rand9>,<op>,<amount>,<fieldPath>,<source>,<flags>` (components percent-encoded),
+//! so a consolidation reads a whole batch with one LIST and no GETs. The body repeats it as
+//! JSON for auditors. Two kinds carry data a name cannot hold and are read with a GET:
+//! idempotent transactions, named `~<hash>` so that retries collide on a create-only put, and
+//! transactions with `metadata` (flag `b`).
+
+use crate::amount::{decimal_to_json, truncate};
+use crate::cohort::{cohorts_of, iso_timestamp};
+use crate::error::{Error, Result};
+use crate::keys::{decode_component, encode_component};
+use chrono_tz::Tz;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use std::str::FromStr;
+
+/// The three operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    /// Add the amount.
+    Add,
+    /// Subtract the amount.
+    Sub,
+    /// Replace the running value.
+    Set,
+}
+
+impl Op {
+    /// `add`, `sub` or `set`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Add => "add",
+            Op::Sub => "sub",
+            Op::Set => "set",
+        }
+    }
+    /// Parses `add`, `sub` or `set`.
+    pub fn parse(s: &str) -> Option<Op> {
+        match s {
+            "add" => Some(Op::Add),
+            "sub" => Some(Op::Sub),
+            "set" => Some(Op::Set),
+            _ => None,
+        }
+    }
+}
+
+/// One transaction. Amounts are stored as given, with their sign.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transaction {
+    /// `tx-<ms>-<9 base36>`.
+    pub id: String,
+    /// The record id.
+    pub original_id: String,
+    /// The configured (root) field.
+    pub field: String,
+    /// The dotted path written (equals `field` for plain fields).
+    pub field_path: String,
+    /// The amount as given.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub value: Decimal,
+    /// The operation.
+    pub operation: Op,
+    /// Epoch milliseconds.
+    pub timestamp_ms: i64,
+    /// Where it came from (free text, at most 64 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The caller's idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// Free-form caller data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Value>,
+}
+
+impl Transaction {
+    /// The signed contribution used by analytics: `sub` counts as `-value`.
+    pub fn signed_value(&self) -> Decimal {
+        match self.operation {
+            Op::Sub => -self.value,
+            _ => self.value,
+        }
+    }
+
+    /// The transaction as users see it (SPEC §4), cohorts in `zone`.
+    pub fn to_json(&self, zone: Tz, applied: bool) -> Value {
+        let c = cohorts_of(self.timestamp_ms, zone);
+        let mut m = Map::new();
+        m.insert("id".into(), json!(self.id));
+        m.insert("originalId".into(), json!(self.original_id));
+        m.insert("field".into(), json!(self.field));
+        m.insert("fieldPath".into(), json!(self.field_path));
+        m.insert("value".into(), decimal_to_json(self.value));
+        m.insert("operation".into(), json!(self.operation.as_str()));
+        m.insert("timestamp".into(), json!(iso_timestamp(self.timestamp_ms)));
+        m.insert("cohortHour".into(), json!(c.hour));
+        m.insert("cohortDate".into(), json!(c.date));
+        m.insert("cohortWeek".into(), json!(c.week));
+        m.insert("cohortMonth".into(), json!(c.month));
+        m.insert("applied".into(), json!(applied));
+        if let Some(s) = &self.source {
+            m.insert("source".into(), json!(s));
+        }
+        if let Some(k) = &self.idempotency_key {
+            m.insert("idempotencyKey".into(), json!(k));
+        }
+        if let Some(md) = &self.metadata {
+            m.insert("metadata".into(), md.clone());
+        }
+        Value::Object(m)
+    }
+
+    /// True when the key name cannot carry the whole transaction (it needs its body).
+    pub fn needs_body(&self) -> bool {
+        self.idempotency_key.is_some() || self.metadata.is_some()
+    }
+
+    /// The key name of this transaction (see the module documentation).
+    pub fn key_name(&self) -> String {
+        if let Some(h) = self.idempotency_hash() {
+            return format!("~{h}");
+        }
+        let rand = self.id.rsplit('-').next().unwrap_or("");
+        format!(
+            "{:013},{},{},{},{},{},{}",
+            self.timestamp_ms.max(0),
+            encode_component(rand),
+            self.operation.as_str(),
+            self.value.normalize(),
+            encode_component(&self.field_path),
+            encode_component(self.source.as_deref().unwrap_or("")),
+            if self.metadata.is_some() { "b" } else { "" },
+        )
+    }
+
+    /// The hash that names an idempotent transaction (and its applied marker).
+    pub fn idempotency_hash(&self) -> Option<String> {
+        self.idempotency_key
+            .as_deref()
+            .map(|k| idempotency_hash(&self.field_path, k))
+    }
+}
+
+/// The hash naming an idempotency key for a field path.
+pub fn idempotency_hash(field_path: &str, key: &str) -> String {
+    crate::keys::short_hash(&[field_path, key], 12)
+}
+
+/// What a key name says about its transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NameInfo {
+    /// The whole transaction.
+    Complete(Transaction),
+    /// The transaction must be read from its body (idempotent or with metadata).
+    NeedsBody,
+}
+
+/// Decodes a key name written by [`Transaction::key_name`].
+pub fn parse_key_name(name: &str, record_id: &str, field: &str) -> Result<NameInfo> {
+    let bad = || Error::storage(format!("unreadable transaction key \"{}\"", truncate(name, 80)));
+    if name.starts_with('~') {
+        return Ok(NameInfo::NeedsBody);
+    }
+    let parts: Vec<&str> = name.split(',').collect();
+    let [ts, rand, op, amount, path, source, flags] = parts[..] else {
+        return Err(bad());
+    };
+    if flags.contains('b') {
+        return Ok(NameInfo::NeedsBody);
+    }
+    let timestamp_ms: i64 = ts.parse().map_err(|_| bad())?;
+    let rand = decode_component(rand).ok_or_else(bad)?;
+    let source = decode_component(source).ok_or_else(bad)?;
+    Ok(NameInfo::Complete(Transaction {
+        id: format!("tx-{timestamp_ms}-{rand}"),
+        original_id: record_id.to_string(),
+        field: field.to_string(),
+        field_path: decode_component(path).ok_or_else(bad)?,
+        value: Decimal::from_str(amount).map_err(|_| bad())?,
+        operation: Op::parse(op).ok_or_else(bad)?,
+        timestamp_ms,
+        source: (!source.is_empty()).then_some(source),
+        idempotency_key: None,
+        metadata: None,
+    }))
+}
+
+/// Orders transactions for reduction: by timestamp, then id.
+pub fn sort_for_reduction(txs: &mut [Transaction]) {
+    txs.sort_by(|a, b| (a.timestamp_ms, &a.id).cmp(&(b.timestamp_ms, &b.id)));
+}
+
+/// The default reduction: `set` replaces, `add` adds, `sub` subtracts. Fails on overflow.
+pub fn reduce_default(start: Decimal, txs: &[&Transaction]) -> Result<Decimal> {
+    let mut v = start;
+    for tx in txs {
+        v = match tx.operation {
+            Op::Set => Some(tx.value),
+            Op::Add => v.checked_add(tx.value),
+            Op::Sub => v.checked_sub(tx.value),
+        }
+        .ok_or_else(|| {
+            Error::new(
+                crate::ErrorCode::InvalidAmount,
+                format!(
+                    "value of \"{}\" on record \"{}\" overflows the exact decimal range",
+                    tx.field_path, tx.original_id
+                ),
+            )
+        })?;
+    }
+    Ok(v)
+}
