@@ -57,12 +57,18 @@ pub fn amount_from_arg(arg: &Arg, what: &str) -> Result<Decimal> {
         Arg::Number(n) => decimal_from_f64(*n).map_err(|reason| {
             Error::new(
                 ErrorCode::InvalidAmount,
-                format!("{what} must be a finite number, got {} ({reason})", fmt_f64(*n)),
+                format!(
+                    "{what} must be a finite number, got {} ({reason})",
+                    fmt_f64(*n)
+                ),
             )
         }),
         Arg::String(s) => Err(Error::new(
             ErrorCode::InvalidAmount,
-            format!("{what} must be a number, got the string \"{}\"", truncate(s, 40)),
+            format!(
+                "{what} must be a number, got the string \"{}\"",
+                truncate(s, 40)
+            ),
         )),
         other => Err(Error::new(
             ErrorCode::InvalidAmount,
@@ -111,7 +117,11 @@ fn fmt_f64(n: f64) -> String {
     if n.is_nan() {
         "NaN".into()
     } else if n.is_infinite() {
-        if n > 0.0 { "Infinity".into() } else { "-Infinity".into() }
+        if n > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        }
     } else {
         format!("{n}")
     }

@@ -125,11 +125,19 @@ pub struct PluginConfig {
 const PREFIX: &str = "EventualConsistencyPlugin:";
 
 fn cfg_err(msg: impl AsRef<str>) -> Error {
-    Error::new(ErrorCode::InvalidConfig, format!("{PREFIX} {}", msg.as_ref()))
+    Error::new(
+        ErrorCode::InvalidConfig,
+        format!("{PREFIX} {}", msg.as_ref()),
+    )
 }
 
 /// Looks up a nested option `section.key`, then the flat name.
-fn pick<'a>(o: &'a Map<String, Value>, section: &str, key: &str, flat: &[&str]) -> Option<&'a Value> {
+fn pick<'a>(
+    o: &'a Map<String, Value>,
+    section: &str,
+    key: &str,
+    flat: &[&str],
+) -> Option<&'a Value> {
     o.get(section)
         .and_then(Value::as_object)
         .and_then(|s| s.get(key))
@@ -143,7 +151,11 @@ fn number(v: Option<&Value>, name: &str, default: f64, min: f64, allow_equal: bo
         .as_f64()
         .ok_or_else(|| cfg_err(format!("{name} must be a number (got {v})")))?;
     if !n.is_finite() || n < min || (!allow_equal && n == min) {
-        let bound = if allow_equal { "at least" } else { "greater than" };
+        let bound = if allow_equal {
+            "at least"
+        } else {
+            "greater than"
+        };
         return Err(cfg_err(format!("{name} must be {bound} {min} (got {n})")));
     }
     Ok(n)
@@ -153,7 +165,9 @@ fn boolean(v: Option<&Value>, name: &str, default: bool) -> Result<bool> {
     match v {
         None => Ok(default),
         Some(Value::Bool(b)) => Ok(*b),
-        Some(other) => Err(cfg_err(format!("{name} must be true or false (got {other})"))),
+        Some(other) => Err(cfg_err(format!(
+            "{name} must be true or false (got {other})"
+        ))),
     }
 }
 
@@ -239,12 +253,16 @@ impl PluginConfig {
             }
         };
         let metrics = match pick(o, "analytics", "metrics", &[]) {
-            None => ["count", "sum", "avg", "min", "max"].map(String::from).to_vec(),
+            None => ["count", "sum", "avg", "min", "max"]
+                .map(String::from)
+                .to_vec(),
             Some(Value::Array(items)) => {
                 let mut out = Vec::new();
                 for item in items {
                     match item.as_str() {
-                        Some(m @ ("count" | "sum" | "avg" | "min" | "max")) => out.push(m.to_string()),
+                        Some(m @ ("count" | "sum" | "avg" | "min" | "max")) => {
+                            out.push(m.to_string())
+                        }
                         _ => {
                             return Err(cfg_err(format!(
                                 "analytics.metrics: unknown metric {item} (use 'count', 'sum', 'avg', 'min', 'max')"
@@ -254,9 +272,19 @@ impl PluginConfig {
                 }
                 out
             }
-            Some(v) => return Err(cfg_err(format!("analytics.metrics must be an array (got {v})"))),
+            Some(v) => {
+                return Err(cfg_err(format!(
+                    "analytics.metrics must be an array (got {v})"
+                )));
+            }
         };
-        let lock_timeout_s = number(pick(o, "locks", "timeout", &[]), "locks.timeout", 300.0, 0.0, false)?;
+        let lock_timeout_s = number(
+            pick(o, "locks", "timeout", &[]),
+            "locks.timeout",
+            300.0,
+            0.0,
+            false,
+        )?;
         let gc_enabled = boolean(
             pick(o, "garbageCollection", "enabled", &[]),
             "garbageCollection.enabled",
@@ -270,7 +298,12 @@ impl PluginConfig {
             false,
         )?;
         let gc_retention_days = number(
-            pick(o, "garbageCollection", "retention", &["transactionRetention"]),
+            pick(
+                o,
+                "garbageCollection",
+                "retention",
+                &["transactionRetention"],
+            ),
             "garbageCollection.retention",
             30.0,
             0.0,
@@ -301,7 +334,11 @@ impl PluginConfig {
         let timezone = match pick(o, "cohort", "timezone", &[]) {
             None => Tz::UTC,
             Some(Value::String(s)) => parse_zone(s).map_err(|e| cfg_err(e.message()))?,
-            Some(v) => return Err(cfg_err(format!("cohort.timezone must be a string (got {v})"))),
+            Some(v) => {
+                return Err(cfg_err(format!(
+                    "cohort.timezone must be a string (got {v})"
+                )));
+            }
         };
         let verbose = boolean(o.get("verbose").filter(|v| !v.is_null()), "verbose", true)?;
         let debug = boolean(o.get("debug").filter(|v| !v.is_null()), "debug", false)?;
@@ -379,7 +416,10 @@ fn parse_resources(o: &Map<String, Value>) -> Result<Vec<ResourceConfig>> {
     let mut seen = std::collections::HashSet::new();
     for r in &out {
         if !seen.insert(r.resource.clone()) {
-            return Err(cfg_err(format!("resource \"{}\" is configured twice", r.resource)));
+            return Err(cfg_err(format!(
+                "resource \"{}\" is configured twice",
+                r.resource
+            )));
         }
     }
     Ok(out)
@@ -392,7 +432,9 @@ fn parse_entry(entry: &Map<String, Value>) -> Result<ResourceConfig> {
     match (entry.get("fields"), entry.get("field")) {
         (Some(fields), _) => parse_fields(name, fields),
         (None, Some(field)) => parse_fields(name, &Value::Array(vec![field.clone()])),
-        (None, None) => Err(cfg_err(format!("resource \"{name}\" must have at least one field"))),
+        (None, None) => Err(cfg_err(format!(
+            "resource \"{name}\" must have at least one field"
+        ))),
     }
 }
 
@@ -400,13 +442,19 @@ fn parse_fields(resource: &str, fields: &Value) -> Result<ResourceConfig> {
     check_resource_name(resource).map_err(|e| cfg_err(e.message()))?;
     let items = match fields {
         Value::Array(items) if !items.is_empty() => items,
-        _ => return Err(cfg_err(format!("resource \"{resource}\" must have at least one field"))),
+        _ => {
+            return Err(cfg_err(format!(
+                "resource \"{resource}\" must have at least one field"
+            )));
+        }
     };
     let mut out: Vec<FieldConfig> = Vec::new();
     for item in items {
         let fc = match item {
             Value::String(s) if s.is_empty() => {
-                return Err(cfg_err(format!("field name cannot be empty for resource \"{resource}\"")));
+                return Err(cfg_err(format!(
+                    "field name cannot be empty for resource \"{resource}\""
+                )));
             }
             Value::String(s) => FieldConfig {
                 field: s.clone(),
@@ -449,7 +497,9 @@ fn parse_fields(resource: &str, fields: &Value) -> Result<ResourceConfig> {
                         f.get("$function").and_then(Value::as_u64)
                     }
                     Some(_) => {
-                        return Err(cfg_err(format!("reducer must be a function for field \"{field}\"")));
+                        return Err(cfg_err(format!(
+                            "reducer must be a function for field \"{field}\""
+                        )));
                     }
                 };
                 FieldConfig {
@@ -460,12 +510,17 @@ fn parse_fields(resource: &str, fields: &Value) -> Result<ResourceConfig> {
                 }
             }
             _ => {
-                return Err(cfg_err(format!("invalid field config type for resource \"{resource}\"")));
+                return Err(cfg_err(format!(
+                    "invalid field config type for resource \"{resource}\""
+                )));
             }
         };
         for (what, p) in [("field", &fc.field), ("fieldPath", &fc.field_path)] {
             check_field_path(p, ErrorCode::InvalidConfig).map_err(|e| {
-                cfg_err(format!("{what} of resource \"{resource}\": {}", e.message()))
+                cfg_err(format!(
+                    "{what} of resource \"{resource}\": {}",
+                    e.message()
+                ))
             })?;
         }
         if out.iter().any(|f| f.field == fc.field) {

@@ -101,7 +101,12 @@ pub enum Consolidated {
 
 impl Engine {
     /// Reads the record and its pending transactions and computes the result, writing nothing.
-    pub(crate) async fn plan(&self, resource: &str, fc: &FieldConfig, id: &str) -> Result<Option<Plan>> {
+    pub(crate) async fn plan(
+        &self,
+        resource: &str,
+        fc: &FieldConfig,
+        id: &str,
+    ) -> Result<Option<Plan>> {
         let Some(record) = self.records().load(resource, id).await? else {
             return Ok(None);
         };
@@ -155,7 +160,7 @@ impl Engine {
         name: &str,
     ) -> Result<Option<Transaction>> {
         match parse_key_name(name, id, &fc.field)? {
-            NameInfo::Complete(tx) => Ok(Some(tx)),
+            NameInfo::Complete(tx) => Ok(Some(*tx)),
             NameInfo::NeedsBody => {
                 let Some(obj) = self.store().get(&format!("{prefix}{name}")).await? else {
                     return Ok(None);
@@ -223,13 +228,19 @@ impl Engine {
         };
         let key = format!("{}{batch}", self.layout().journals(resource, field, id));
         let obj = self.store().get(&key).await?.ok_or_else(|| {
-            Error::storage(format!("journal {key} of the last committed batch is missing"))
+            Error::storage(format!(
+                "journal {key} of the last committed batch is missing"
+            ))
         })?;
         let j: Value = serde_json::from_slice(&obj.bytes)
             .map_err(|e| Error::storage(format!("unreadable journal {key}: {e}")))?;
         Ok(j["keys"]
             .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default())
     }
 
@@ -248,7 +259,8 @@ impl Engine {
             };
             if plan.fresh.is_empty() {
                 if !plan.stale.is_empty() {
-                    self.retire(resource, fc, id, &plan.stale, &plan.state).await?;
+                    self.retire(resource, fc, id, &plan.stale, &plan.state)
+                        .await?;
                 }
                 return Ok(Consolidated::Done {
                     data: plan.record.data,
@@ -256,7 +268,8 @@ impl Engine {
                 });
             }
             if !plan.stale.is_empty() {
-                self.retire(resource, fc, id, &plan.stale, &plan.state).await?;
+                self.retire(resource, fc, id, &plan.stale, &plan.state)
+                    .await?;
             }
             let names: Vec<String> = plan.fresh.iter().map(|(n, _)| n.clone()).collect();
             let seq = plan.state.seq + 1;
@@ -291,13 +304,22 @@ impl Engine {
             meta.insert(fc.field.clone(), state.to_json());
             match self
                 .records()
-                .commit(resource, id, plan.new_data.clone(), meta, &plan.record.version)
+                .commit(
+                    resource,
+                    id,
+                    plan.new_data.clone(),
+                    meta,
+                    &plan.record.version,
+                )
                 .await?
             {
                 CommitOutcome::Committed => {
-                    let applied: Vec<Transaction> = plan.fresh.into_iter().map(|(_, t)| t).collect();
+                    let applied: Vec<Transaction> =
+                        plan.fresh.into_iter().map(|(_, t)| t).collect();
                     // Best effort: a failure here is finished by the next consolidation.
-                    let _ = self.retire_applied(resource, fc, id, &names, &applied, &state).await;
+                    let _ = self
+                        .retire_applied(resource, fc, id, &names, &applied, &state)
+                        .await;
                     return Ok(Consolidated::Done {
                         data: plan.new_data,
                         applied,
@@ -316,7 +338,9 @@ impl Engine {
                     if attempt >= 200 {
                         return Err(Error::new(
                             ErrorCode::Conflict,
-                            format!("record \"{id}\" of \"{resource}\" kept changing; consolidation gave up after {attempt} attempts"),
+                            format!(
+                                "record \"{id}\" of \"{resource}\" kept changing; consolidation gave up after {attempt} attempts"
+                            ),
                         ));
                     }
                     let jitter = self.random() % (5 * u64::from(attempt.min(20)) + 1);
@@ -338,13 +362,14 @@ impl Engine {
         let prefix = self.layout().pending(resource, &fc.field, id);
         let mut txs = Vec::new();
         for name in stale.iter().filter(|n| n.starts_with('~')) {
-            if let Some(obj) = self.store().get(&format!("{prefix}{name}")).await? {
-                if let Ok(tx) = serde_json::from_slice::<Transaction>(&obj.bytes) {
-                    txs.push(tx);
-                }
+            if let Some(obj) = self.store().get(&format!("{prefix}{name}")).await?
+                && let Ok(tx) = serde_json::from_slice::<Transaction>(&obj.bytes)
+            {
+                txs.push(tx);
             }
         }
-        self.retire_applied(resource, fc, id, stale, &txs, state).await
+        self.retire_applied(resource, fc, id, stale, &txs, state)
+            .await
     }
 
     /// Writes idempotency markers for applied idempotent transactions, then deletes the keys.

@@ -53,7 +53,9 @@ impl MutationOptions {
         let text = |k: &str, max: usize| -> Result<Option<String>> {
             match obj.get(k) {
                 None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= max => Ok(Some(s.clone())),
+                Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= max => {
+                    Ok(Some(s.clone()))
+                }
                 Some(v) => Err(Error::invalid_argument(format!(
                     "options.{k} must be a non-empty string of at most {max} characters (got {})",
                     truncate(&v.to_string(), 40)
@@ -61,10 +63,12 @@ impl MutationOptions {
             }
         };
         let metadata = obj.get("metadata").filter(|v| !v.is_null()).cloned();
-        if let Some(m) = &metadata {
-            if m.to_string().len() > 4096 {
-                return Err(Error::invalid_argument("options.metadata must serialize to at most 4096 bytes"));
-            }
+        if let Some(m) = &metadata
+            && m.to_string().len() > 4096
+        {
+            return Err(Error::invalid_argument(
+                "options.metadata must serialize to at most 4096 bytes",
+            ));
         }
         Ok(MutationOptions {
             idempotency_key: text("idempotencyKey", 256)?,
@@ -222,7 +226,8 @@ impl Engine {
 
     /// Registers this engine for insert notifications of `db`.
     pub fn attach(self: &Arc<Self>, db: &crate::records::Database) {
-        let weak: std::sync::Weak<dyn InsertListener> = Arc::downgrade(&(self.clone() as Arc<dyn InsertListener>));
+        let weak: std::sync::Weak<dyn InsertListener> =
+            Arc::downgrade(&(self.clone() as Arc<dyn InsertListener>));
         db.add_insert_listener(weak);
     }
 
@@ -274,14 +279,20 @@ impl Engine {
 
     /// Counters of past runs.
     pub fn run_status(&self) -> RunStatus {
-        self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn resource_config(&self, resource: &str) -> Result<&ResourceConfig> {
         self.config.resource(resource).ok_or_else(|| {
             Error::new(
                 ErrorCode::UnknownResource,
-                format!("resource \"{}\" is not configured for eventual consistency", truncate(resource, 60)),
+                format!(
+                    "resource \"{}\" is not configured for eventual consistency",
+                    truncate(resource, 60)
+                ),
             )
         })
     }
@@ -299,15 +310,26 @@ impl Engine {
                     ErrorCode::UnknownField,
                     format!(
                         "resource \"{resource}\" has several fields ({}); name the field",
-                        rc.fields.iter().map(|f| f.field.as_str()).collect::<Vec<_>>().join(", ")
+                        rc.fields
+                            .iter()
+                            .map(|f| f.field.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 ));
             }
         };
         if field.is_empty() {
-            return Err(Error::new(ErrorCode::UnknownField, format!("field name is empty (resource \"{resource}\")")));
+            return Err(Error::new(
+                ErrorCode::UnknownField,
+                format!("field name is empty (resource \"{resource}\")"),
+            ));
         }
-        let code = if field.contains('.') { ErrorCode::InvalidPath } else { ErrorCode::UnknownField };
+        let code = if field.contains('.') {
+            ErrorCode::InvalidPath
+        } else {
+            ErrorCode::UnknownField
+        };
         check_field_path(field, code)?;
         let handler = rc
             .fields
@@ -318,10 +340,10 @@ impl Engine {
             Some(h) => format!("{}{}", h.field_path, &field[h.field.len()..]),
             None => field.to_string(),
         };
-        if let Some(schema) = self.records.schema(resource).await? {
-            if path.contains('.') || handler.is_some() {
-                schema.check_path(resource, &path)?;
-            }
+        if let Some(schema) = self.records.schema(resource).await?
+            && (path.contains('.') || handler.is_some())
+        {
+            schema.check_path(resource, &path)?;
         }
         let Some(handler) = handler else {
             return Err(Error::new(
@@ -329,7 +351,11 @@ impl Engine {
                 format!(
                     "field \"{}\" is not configured for resource \"{resource}\" (configured: {})",
                     truncate(field, 60),
-                    rc.fields.iter().map(|f| f.field.as_str()).collect::<Vec<_>>().join(", ")
+                    rc.fields
+                        .iter()
+                        .map(|f| f.field.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             ));
         };
@@ -406,7 +432,9 @@ impl Engine {
                     None => {
                         let h = tx.idempotency_hash().unwrap_or_default();
                         match self.applied_idempotent(&target, id, &h).await? {
-                            Some(first) => return self.answer_duplicate(&target, id, &tx, first).await,
+                            Some(first) => {
+                                return self.answer_duplicate(&target, id, &tx, first).await;
+                            }
                             None => {
                                 return Err(Error::new(
                                     ErrorCode::Conflict,
@@ -428,8 +456,15 @@ impl Engine {
         }
     }
 
-    async fn applied_idempotent(&self, target: &Target, id: &str, hash: &str) -> Result<Option<Value>> {
-        let key = self.layout.idempotency(&target.resource, &target.field.field, id, hash);
+    async fn applied_idempotent(
+        &self,
+        target: &Target,
+        id: &str,
+        hash: &str,
+    ) -> Result<Option<Value>> {
+        let key = self
+            .layout
+            .idempotency(&target.resource, &target.field.field, id, hash);
         match self.store.get(&key).await? {
             Some(obj) => Ok(Some(
                 serde_json::from_slice(&obj.bytes).map_err(|e| Error::storage(e.to_string()))?,
@@ -438,32 +473,53 @@ impl Engine {
         }
     }
 
-    async fn answer_duplicate(&self, target: &Target, id: &str, tx: &Transaction, marker: Value) -> Result<MutationResult> {
+    async fn answer_duplicate(
+        &self,
+        target: &Target,
+        id: &str,
+        tx: &Transaction,
+        marker: Value,
+    ) -> Result<MutationResult> {
         let first: Transaction = serde_json::from_value(marker["transaction"].clone())
             .map_err(|e| Error::storage(format!("unreadable idempotency marker: {e}")))?;
         check_same(&first, tx)?;
         match self.config.mode {
-            Mode::Async => Ok(MutationResult::Transaction(first.to_json(self.zone(), true))),
+            Mode::Async => Ok(MutationResult::Transaction(
+                first.to_json(self.zone(), true),
+            )),
             Mode::Sync => {
                 let batch = marker["batch"].as_str().unwrap_or_default();
-                let key = format!("{}{batch}", self.layout.journals(&target.resource, &target.field.field, id));
+                let key = format!(
+                    "{}{batch}",
+                    self.layout
+                        .journals(&target.resource, &target.field.field, id)
+                );
                 let after = match self.store.get(&key).await? {
                     Some(obj) => serde_json::from_slice::<Value>(&obj.bytes)
                         .ok()
-                        .and_then(|j| j["values"][&first.field_path]["after"].as_str().map(str::to_string))
+                        .and_then(|j| {
+                            j["values"][&first.field_path]["after"]
+                                .as_str()
+                                .map(str::to_string)
+                        })
                         .and_then(|s| s.parse::<Decimal>().ok()),
                     None => None,
                 };
                 match after {
                     Some(v) => Ok(MutationResult::Value(Some(decimal_to_f64(v)))),
-                    None => Ok(MutationResult::Value(self.consolidate_target(target, id).await?)),
+                    None => Ok(MutationResult::Value(
+                        self.consolidate_target(target, id).await?,
+                    )),
                 }
             }
         }
     }
 
     async fn consolidate_target(&self, target: &Target, id: &str) -> Result<Option<f64>> {
-        match self.consolidate_record(&target.resource, &target.field, id).await? {
+        match self
+            .consolidate_record(&target.resource, &target.field, id)
+            .await?
+        {
             Consolidated::Missing => Ok(None),
             Consolidated::Done { data, .. } => Ok(number_at(&data, &target.path)),
         }
@@ -471,7 +527,12 @@ impl Engine {
 
     /// Applies this record's pending transactions of the field now and returns the value at
     /// the path (`None` when the record does not exist). Emits `consolidated`.
-    pub async fn consolidate(&self, resource: &str, field: Option<&str>, id: &str) -> Result<Option<Value>> {
+    pub async fn consolidate(
+        &self,
+        resource: &str,
+        field: Option<&str>,
+        id: &str,
+    ) -> Result<Option<Value>> {
         check_record_id(id)?;
         let target = self.resolve(resource, field).await?;
         let started = self.now_ms();
@@ -481,7 +542,15 @@ impl Engine {
             Ok(Consolidated::Missing) => (0, 0),
             Err(_) => (0, 0),
         };
-        self.record_run(&target.resource, &target.field.field, 1, ok, u64::from(result.is_err()), applied, started);
+        self.record_run(
+            &target.resource,
+            &target.field.field,
+            1,
+            ok,
+            u64::from(result.is_err()),
+            applied,
+            started,
+        );
         if let Err(e) = &result {
             self.events.emit(Event::ConsolidationError {
                 resource: resource.into(),
@@ -492,24 +561,41 @@ impl Engine {
         }
         match result? {
             Consolidated::Missing => Ok(None),
-            Consolidated::Done { data, .. } => Ok(Some(get_path(&data, &target.path).cloned().unwrap_or(Value::Null))),
+            Consolidated::Done { data, .. } => Ok(Some(
+                get_path(&data, &target.path)
+                    .cloned()
+                    .unwrap_or(Value::Null),
+            )),
         }
     }
 
     /// The value the record would have after consolidation; writes nothing.
-    pub async fn consolidated_value(&self, resource: &str, field: Option<&str>, id: &str) -> Result<Option<f64>> {
+    pub async fn consolidated_value(
+        &self,
+        resource: &str,
+        field: Option<&str>,
+        id: &str,
+    ) -> Result<Option<f64>> {
         check_record_id(id)?;
         let target = self.resolve(resource, field).await?;
         match self.plan(resource, &target.field, id).await? {
-            Some(plan) => Ok(number_at(&plan.new_data, &target.path).or_else(|| {
-                Some(decimal_to_f64(target.field.initial_value))
-            })),
+            Some(plan) => Ok(number_at(&plan.new_data, &target.path)
+                .or_else(|| Some(decimal_to_f64(target.field.initial_value)))),
             None => Ok(None),
         }
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn record_run(&self, resource: &str, field: &str, records: u64, ok: u64, errors: u64, applied: u64, started: i64) {
+    fn record_run(
+        &self,
+        resource: &str,
+        field: &str,
+        records: u64,
+        ok: u64,
+        errors: u64,
+        applied: u64,
+        started: i64,
+    ) {
         {
             let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
             s.runs += 1;
@@ -612,7 +698,11 @@ impl Engine {
         if expires > now {
             return Ok(false);
         }
-        match self.store.put(key, body(now), PutMode::Update(cur.version)).await {
+        match self
+            .store
+            .put(key, body(now), PutMode::Update(cur.version))
+            .await
+        {
             Ok(_) => Ok(true),
             Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => Ok(false),
             Err(e) => Err(e.into()),
@@ -686,7 +776,10 @@ fn number_at(data: &serde_json::Map<String, Value>, path: &str) -> Option<f64> {
 }
 
 fn check_same(first: &Transaction, now: &Transaction) -> Result<()> {
-    if first.operation != now.operation || first.value != now.value || first.field_path != now.field_path {
+    if first.operation != now.operation
+        || first.value != now.value
+        || first.field_path != now.field_path
+    {
         return Err(Error::new(
             ErrorCode::IdempotencyMismatch,
             format!(

@@ -46,11 +46,20 @@ struct Checkpoint {
 }
 
 fn parse_journal(key: &str, bytes: &[u8]) -> Result<(Journal, Option<String>)> {
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| Error::storage(format!("unreadable journal {key}: {e}")))?;
-    let dec = |x: &Value| x.as_str().and_then(|s| Decimal::from_str(s).ok()).unwrap_or_default();
+    let v: Value = serde_json::from_slice(bytes)
+        .map_err(|e| Error::storage(format!("unreadable journal {key}: {e}")))?;
+    let dec = |x: &Value| {
+        x.as_str()
+            .and_then(|s| Decimal::from_str(s).ok())
+            .unwrap_or_default()
+    };
     let values = v["values"]
         .as_object()
-        .map(|m| m.iter().map(|(p, ba)| (p.clone(), (dec(&ba["before"]), dec(&ba["after"])))).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(p, ba)| (p.clone(), (dec(&ba["before"]), dec(&ba["after"]))))
+                .collect()
+        })
         .unwrap_or_default();
     let transactions = serde_json::from_value(v["transactions"].clone())
         .map_err(|e| Error::storage(format!("unreadable journal {key}: {e}")))?;
@@ -69,7 +78,12 @@ fn parse_journal(key: &str, bytes: &[u8]) -> Result<(Journal, Option<String>)> {
 impl Engine {
     /// The committed journals of a record's field, oldest first (back to the first one GC
     /// kept), and the keys of journals that are not on the chain.
-    pub async fn journal_chain(&self, resource: &str, field: &str, id: &str) -> Result<(Vec<Journal>, Vec<String>)> {
+    pub async fn journal_chain(
+        &self,
+        resource: &str,
+        field: &str,
+        id: &str,
+    ) -> Result<(Vec<Journal>, Vec<String>)> {
         let prefix = self.layout().journals(resource, field, id);
         let keys = list_all(self.store().as_ref(), &prefix).await?;
         let Some(record) = self.records().load(resource, id).await? else {
@@ -83,13 +97,16 @@ impl Engine {
             if !keys.contains(&key) {
                 break;
             }
-            let Some(obj) = self.store().get(&key).await? else { break };
+            let Some(obj) = self.store().get(&key).await? else {
+                break;
+            };
             let (journal, prev) = parse_journal(&key, &obj.bytes)?;
             chain.push(journal);
             next = prev;
         }
         chain.reverse();
-        let on_chain: std::collections::HashSet<&str> = chain.iter().map(|j| j.key.as_str()).collect();
+        let on_chain: std::collections::HashSet<&str> =
+            chain.iter().map(|j| j.key.as_str()).collect();
         let head_seq = state.seq;
         let orphans = keys
             .iter()
@@ -106,20 +123,32 @@ impl Engine {
         Ok((chain, orphans))
     }
 
-    async fn latest_checkpoint(&self, resource: &str, field: &str, id: &str) -> Result<Option<Checkpoint>> {
+    async fn latest_checkpoint(
+        &self,
+        resource: &str,
+        field: &str,
+        id: &str,
+    ) -> Result<Option<Checkpoint>> {
         let prefix = self.layout().checkpoints(resource, field, id);
         let Some(last) = list_all(self.store().as_ref(), &prefix).await?.pop() else {
             return Ok(None);
         };
-        let Some(obj) = self.store().get(&last).await? else { return Ok(None) };
-        let v: Value = serde_json::from_slice(&obj.bytes).map_err(|e| Error::storage(e.to_string()))?;
+        let Some(obj) = self.store().get(&last).await? else {
+            return Ok(None);
+        };
+        let v: Value =
+            serde_json::from_slice(&obj.bytes).map_err(|e| Error::storage(e.to_string()))?;
         Ok(Some(Checkpoint {
             seq: v["seq"].as_u64().unwrap_or(0),
             values: v["values"]
                 .as_object()
                 .map(|m| {
                     m.iter()
-                        .filter_map(|(p, x)| x.as_str().and_then(|s| Decimal::from_str(s).ok()).map(|d| (p.clone(), d)))
+                        .filter_map(|(p, x)| {
+                            x.as_str()
+                                .and_then(|s| Decimal::from_str(s).ok())
+                                .map(|d| (p.clone(), d))
+                        })
                         .collect()
                 })
                 .unwrap_or_default(),
@@ -129,41 +158,71 @@ impl Engine {
     /// Rebuilds the field's values from history (last checkpoint, or the value each path had
     /// before its first transaction, plus every later journal), writes them, and returns the
     /// value at the path. Pending transactions are applied first.
-    pub async fn recalculate(&self, resource: &str, field: Option<&str>, id: &str) -> Result<Option<Value>> {
+    pub async fn recalculate(
+        &self,
+        resource: &str,
+        field: Option<&str>,
+        id: &str,
+    ) -> Result<Option<Value>> {
         check_record_id(id)?;
         let target = self.resolve(resource, field).await?;
         let fc = target.field.clone();
         loop {
-            if let crate::consolidate::Consolidated::Missing = self.consolidate_record(resource, &fc, id).await? {
+            if let crate::consolidate::Consolidated::Missing =
+                self.consolidate_record(resource, &fc, id).await?
+            {
                 return Ok(None);
             }
             let (chain, _) = self.journal_chain(resource, &fc.field, id).await?;
             let checkpoint = self.latest_checkpoint(resource, &fc.field, id).await?;
             let values = self.replay(&fc, &chain, checkpoint.as_ref()).await?;
-            let Some(record) = self.records().load(resource, id).await? else { return Ok(None) };
-            if FieldState::of(&record.meta, &fc.field).batch != chain.last().map(|j| batch_of(&j.key)) {
+            let Some(record) = self.records().load(resource, id).await? else {
+                return Ok(None);
+            };
+            if FieldState::of(&record.meta, &fc.field).batch
+                != chain.last().map(|j| batch_of(&j.key))
+            {
                 continue; // a consolidation committed meanwhile: replay again
             }
             let mut data = record.data.clone();
             for (path, v) in &values {
                 set_path(&mut data, path, decimal_to_json(*v));
             }
-            match self.records().commit(resource, id, data.clone(), record.meta, &record.version).await? {
-                CommitOutcome::Committed => return Ok(Some(get_path(&data, &target.path).cloned().unwrap_or(Value::Null))),
+            match self
+                .records()
+                .commit(resource, id, data.clone(), record.meta, &record.version)
+                .await?
+            {
+                CommitOutcome::Committed => {
+                    return Ok(Some(
+                        get_path(&data, &target.path)
+                            .cloned()
+                            .unwrap_or(Value::Null),
+                    ));
+                }
                 CommitOutcome::Missing => return Ok(None),
                 CommitOutcome::Conflict => continue,
             }
         }
     }
 
-    async fn replay(&self, fc: &FieldConfig, chain: &[Journal], cp: Option<&Checkpoint>) -> Result<BTreeMap<String, Decimal>> {
-        let mut values: BTreeMap<String, Decimal> = cp.map(|c| c.values.clone()).unwrap_or_default();
+    async fn replay(
+        &self,
+        fc: &FieldConfig,
+        chain: &[Journal],
+        cp: Option<&Checkpoint>,
+    ) -> Result<BTreeMap<String, Decimal>> {
+        let mut values: BTreeMap<String, Decimal> =
+            cp.map(|c| c.values.clone()).unwrap_or_default();
         let from = cp.map(|c| c.seq).unwrap_or(0);
         let first_kept = chain.first().map(|j| j.seq).unwrap_or(from + 1);
         if first_kept > from + 1 {
             return Err(Error::new(
                 ErrorCode::Storage,
-                format!("history of \"{}\" is incomplete: journals before batch {first_kept} are gone and no checkpoint covers them", fc.field),
+                format!(
+                    "history of \"{}\" is incomplete: journals before batch {first_kept} are gone and no checkpoint covers them",
+                    fc.field
+                ),
             ));
         }
         for j in chain.iter().filter(|j| j.seq > from) {
@@ -174,7 +233,11 @@ impl Engine {
             for (path, txs) in by_path {
                 let start = match values.get(path) {
                     Some(v) => *v,
-                    None => j.values.get(path).map(|(b, _)| *b).unwrap_or(fc.initial_value),
+                    None => j
+                        .values
+                        .get(path)
+                        .map(|(b, _)| *b)
+                        .unwrap_or(fc.initial_value),
                 };
                 let end = match fc.reducer.and_then(|r| self.reducer(r)) {
                     Some(r) => r.reduce(start, &txs, self.zone()).await?,
@@ -239,7 +302,10 @@ impl Engine {
             // Never the newest journal: a consolidation may still need its key list.
             let old: Vec<&Journal> = chain[..chain.len().saturating_sub(1)]
                 .iter()
-                .take_while(|j| j.transactions.iter().all(|t| t.timestamp_ms < cutoff) && j.committed_at < cutoff)
+                .take_while(|j| {
+                    j.transactions.iter().all(|t| t.timestamp_ms < cutoff)
+                        && j.committed_at < cutoff
+                })
                 .collect();
             if let Some(last) = old.last() {
                 let cp = self.latest_checkpoint(resource, &fc.field, &id).await?;
@@ -249,9 +315,17 @@ impl Engine {
                     "at": last.committed_at,
                     "values": values.iter().map(|(p, v)| (p.clone(), Value::String(v.to_string()))).collect::<Map<String, Value>>(),
                 });
-                let key = format!("{}{:010}", self.layout().checkpoints(resource, &fc.field, &id), last.seq);
+                let key = format!(
+                    "{}{:010}",
+                    self.layout().checkpoints(resource, &fc.field, &id),
+                    last.seq
+                );
                 self.store()
-                    .put(&key, serde_json::to_vec(&body).unwrap_or_default(), PutMode::Overwrite)
+                    .put(
+                        &key,
+                        serde_json::to_vec(&body).unwrap_or_default(),
+                        PutMode::Overwrite,
+                    )
                     .await?;
                 doomed.extend(old.iter().map(|j| j.key.clone()));
             }
@@ -261,7 +335,10 @@ impl Engine {
             let cp_cutoff = now - (self.config().checkpoints_retention_days * 86_400_000.0) as i64;
             for key in cps.iter().rev().skip(1) {
                 if let Some(obj) = self.store().get(key).await? {
-                    let at = serde_json::from_slice::<Value>(&obj.bytes).ok().and_then(|v| v["at"].as_i64()).unwrap_or(0);
+                    let at = serde_json::from_slice::<Value>(&obj.bytes)
+                        .ok()
+                        .and_then(|v| v["at"].as_i64())
+                        .unwrap_or(0);
                     if at < cp_cutoff {
                         doomed.push(key.clone());
                     }
@@ -276,7 +353,10 @@ impl Engine {
         let mut stale_markers = Vec::new();
         for key in list_all(self.store().as_ref(), &marker_prefix).await? {
             if let Some(obj) = self.store().get(&key).await? {
-                let at = serde_json::from_slice::<Value>(&obj.bytes).ok().and_then(|v| v["at"].as_i64()).unwrap_or(0);
+                let at = serde_json::from_slice::<Value>(&obj.bytes)
+                    .ok()
+                    .and_then(|v| v["at"].as_i64())
+                    .unwrap_or(0);
                 if at < cutoff {
                     stale_markers.push(key);
                 }

@@ -217,5 +217,8 @@ pub fn short_hash(parts: &[&str], n: usize) -> String {
         }
         h.update(p.as_bytes());
     }
-    h.finalize()[..n].iter().map(|b| format!("{b:02x}")).collect()
+    h.finalize()[..n]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

@@ -112,7 +112,11 @@ impl Database {
 
     /// Creates a resource, or attaches to one whose definition is already stored (the given
     /// attributes replace the stored ones).
-    pub async fn create_resource(self: &Arc<Self>, name: &str, attributes: &Value) -> Result<Resource> {
+    pub async fn create_resource(
+        self: &Arc<Self>,
+        name: &str,
+        attributes: &Value,
+    ) -> Result<Resource> {
         check_resource_name(name)?;
         let schema = Schema::parse(name, attributes)?;
         let body = serde_json::to_vec(&json!({ "name": name, "attributes": attributes }))
@@ -197,7 +201,8 @@ impl Database {
     }
 
     fn encode(data: &Map<String, Value>, meta: &Map<String, Value>) -> Result<Vec<u8>> {
-        serde_json::to_vec(&json!({ "d": data, "m": meta })).map_err(|e| Error::storage(e.to_string()))
+        serde_json::to_vec(&json!({ "d": data, "m": meta }))
+            .map_err(|e| Error::storage(e.to_string()))
     }
 
     fn new_id(&self) -> String {
@@ -226,7 +231,11 @@ impl RecordAccess for Database {
         let body = Self::encode(&data, &meta)?;
         match self
             .store
-            .put(&self.layout.record(resource, id), body, PutMode::Update(version.clone()))
+            .put(
+                &self.layout.record(resource, id),
+                body,
+                PutMode::Update(version.clone()),
+            )
             .await
         {
             Ok(_) => Ok(CommitOutcome::Committed),
@@ -258,7 +267,9 @@ fn not_found(resource: &str, id: &str) -> Error {
 fn as_object(v: &Value, what: &str) -> Result<Map<String, Value>> {
     match v {
         Value::Object(m) => Ok(m.clone()),
-        other => Err(Error::invalid_argument(format!("{what} must be an object (got {other})"))),
+        other => Err(Error::invalid_argument(format!(
+            "{what} must be an object (got {other})"
+        ))),
     }
 }
 
@@ -274,10 +285,12 @@ impl Resource {
     }
 
     async fn schema(&self) -> Result<Schema> {
-        self.db
-            .schema_of(&self.name)
-            .await?
-            .ok_or_else(|| Error::new(ErrorCode::UnknownResource, format!("resource \"{}\" does not exist", self.name)))
+        self.db.schema_of(&self.name).await?.ok_or_else(|| {
+            Error::new(
+                ErrorCode::UnknownResource,
+                format!("resource \"{}\" does not exist", self.name),
+            )
+        })
     }
 
     /// Inserts a record (its `id` given or generated), then lets listeners apply pending
@@ -288,7 +301,11 @@ impl Resource {
             None | Some(Value::Null) => self.db.new_id(),
             Some(Value::String(s)) => s,
             Some(Value::Number(n)) => n.to_string(),
-            Some(other) => return Err(Error::invalid_argument(format!("record id must be a string (got {other})"))),
+            Some(other) => {
+                return Err(Error::invalid_argument(format!(
+                    "record id must be a string (got {other})"
+                )));
+            }
         };
         check_record_id(&id)?;
         self.schema().await?.validate(&self.name, &mut data)?;
@@ -296,14 +313,21 @@ impl Resource {
         match self
             .db
             .store
-            .put(&self.db.layout.record(&self.name, &id), body, PutMode::Create)
+            .put(
+                &self.db.layout.record(&self.name, &id),
+                body,
+                PutMode::Create,
+            )
             .await
         {
             Ok(_) => {}
             Err(StoreError::Conflict { .. }) => {
                 return Err(Error::new(
                     ErrorCode::Conflict,
-                    format!("record \"{id}\" already exists in resource \"{}\"", self.name),
+                    format!(
+                        "record \"{id}\" already exists in resource \"{}\"",
+                        self.name
+                    ),
                 ));
             }
             Err(e) => return Err(e.into()),

@@ -44,8 +44,21 @@ pub struct Schema {
 }
 
 const STRING_LIKE: &[&str] = &[
-    "string", "email", "url", "secret", "password", "datetime", "date", "dateonly", "timeonly",
-    "ip4", "ip6", "uuid", "any", "enum", "embedding",
+    "string",
+    "email",
+    "url",
+    "secret",
+    "password",
+    "datetime",
+    "date",
+    "dateonly",
+    "timeonly",
+    "ip4",
+    "ip6",
+    "uuid",
+    "any",
+    "enum",
+    "embedding",
 ];
 
 impl Schema {
@@ -241,12 +254,13 @@ fn validate_level(
                     return fail(format!(
                         "The '{full}' field is required (resource \"{resource}\")."
                     ));
-                } else if let AttrType::Object(children) = &attr.ty {
-                    if attr.required && children.iter().any(|c| c.required) {
-                        return fail(format!(
-                            "The '{full}' field is required (resource \"{resource}\")."
-                        ));
-                    }
+                } else if let AttrType::Object(children) = &attr.ty
+                    && attr.required
+                    && children.iter().any(|c| c.required)
+                {
+                    return fail(format!(
+                        "The '{full}' field is required (resource \"{resource}\")."
+                    ));
                 }
             }
             Some(v) => {

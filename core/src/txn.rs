@@ -155,14 +155,19 @@ pub fn idempotency_hash(field_path: &str, key: &str) -> String {
 #[derive(Debug, Clone, PartialEq)]
 pub enum NameInfo {
     /// The whole transaction.
-    Complete(Transaction),
+    Complete(Box<Transaction>),
     /// The transaction must be read from its body (idempotent or with metadata).
     NeedsBody,
 }
 
 /// Decodes a key name written by [`Transaction::key_name`].
 pub fn parse_key_name(name: &str, record_id: &str, field: &str) -> Result<NameInfo> {
-    let bad = || Error::storage(format!("unreadable transaction key \"{}\"", truncate(name, 80)));
+    let bad = || {
+        Error::storage(format!(
+            "unreadable transaction key \"{}\"",
+            truncate(name, 80)
+        ))
+    };
     if name.starts_with('~') {
         return Ok(NameInfo::NeedsBody);
     }
@@ -176,7 +181,7 @@ pub fn parse_key_name(name: &str, record_id: &str, field: &str) -> Result<NameIn
     let timestamp_ms: i64 = ts.parse().map_err(|_| bad())?;
     let rand = decode_component(rand).ok_or_else(bad)?;
     let source = decode_component(source).ok_or_else(bad)?;
-    Ok(NameInfo::Complete(Transaction {
+    Ok(NameInfo::Complete(Box::new(Transaction {
         id: format!("tx-{timestamp_ms}-{rand}"),
         original_id: record_id.to_string(),
         field: field.to_string(),
@@ -187,7 +192,7 @@ pub fn parse_key_name(name: &str, record_id: &str, field: &str) -> Result<NameIn
         source: (!source.is_empty()).then_some(source),
         idempotency_key: None,
         metadata: None,
-    }))
+    })))
 }
 
 /// Orders transactions for reduction: by timestamp, then id.

@@ -6,8 +6,8 @@ use common::*;
 use serde_json::json;
 use std::sync::Arc;
 use tally_core::clock::ManualClock;
-use tally_core::store::memory::MemoryStore;
 use tally_core::store::Store;
+use tally_core::store::memory::MemoryStore;
 use tally_core::{Arg, ErrorCode, MutationOptions, MutationResult, Op};
 
 fn sync_cfg() -> serde_json::Value {
@@ -18,9 +18,22 @@ fn sync_cfg() -> serde_json::Value {
 async fn wallet_example_in_sync_mode_ends_at_750() {
     let i = instance(Arc::new(MemoryStore::new()), sync_cfg(), None, 1);
     let w = wallets(&i).await;
-    w.insert(&json!({ "id": "w1", "balance": 0 })).await.unwrap();
+    w.insert(&json!({ "id": "w1", "balance": 0 }))
+        .await
+        .unwrap();
     assert_eq!(value(add(&i, "balance", "w1", 1000.0).await), Some(1000.0));
-    let r = i.engine.mutate("wallets", Some("balance"), "w1", Op::Sub, &n(250.0), MutationOptions::default()).await.unwrap();
+    let r = i
+        .engine
+        .mutate(
+            "wallets",
+            Some("balance"),
+            "w1",
+            Op::Sub,
+            &n(250.0),
+            MutationOptions::default(),
+        )
+        .await
+        .unwrap();
     assert_eq!(value(r), Some(750.0));
     assert_eq!(w.get("w1").await.unwrap()["balance"], json!(750.0));
 }
@@ -41,10 +54,19 @@ async fn ten_additions_of_a_tenth_are_exactly_one() {
 #[tokio::test]
 async fn async_mode_returns_the_transaction_and_consolidates_later() {
     let clock = ManualClock::new(1_760_000_000_000);
-    let i = instance(Arc::new(MemoryStore::new()), json!({ "resources": { "wallets": ["balance"] } }), Some(clock), 3);
+    let i = instance(
+        Arc::new(MemoryStore::new()),
+        json!({ "resources": { "wallets": ["balance"] } }),
+        Some(clock),
+        3,
+    );
     let w = wallets(&i).await;
-    w.insert(&json!({ "id": "w1", "balance": 10 })).await.unwrap();
-    let MutationResult::Transaction(tx) = add(&i, "balance", "w1", 5.0).await else { panic!("async returns a transaction") };
+    w.insert(&json!({ "id": "w1", "balance": 10 }))
+        .await
+        .unwrap();
+    let MutationResult::Transaction(tx) = add(&i, "balance", "w1", 5.0).await else {
+        panic!("async returns a transaction")
+    };
     assert_eq!(tx["operation"], "add");
     assert_eq!(tx["value"], json!(5.0));
     assert_eq!(tx["originalId"], "w1");
@@ -53,8 +75,18 @@ async fn async_mode_returns_the_transaction_and_consolidates_later() {
     assert_eq!(tx["cohortWeek"], "2025-W41");
     assert!(tx["id"].as_str().unwrap().starts_with("tx-1760000000000-"));
     assert_eq!(w.get("w1").await.unwrap()["balance"], json!(10));
-    assert_eq!(i.engine.consolidated_value("wallets", Some("balance"), "w1").await.unwrap(), Some(15.0));
-    assert_eq!(w.get("w1").await.unwrap()["balance"], json!(10), "getConsolidatedValue writes nothing");
+    assert_eq!(
+        i.engine
+            .consolidated_value("wallets", Some("balance"), "w1")
+            .await
+            .unwrap(),
+        Some(15.0)
+    );
+    assert_eq!(
+        w.get("w1").await.unwrap()["balance"],
+        json!(10),
+        "getConsolidatedValue writes nothing"
+    );
     i.engine.run_pass().await.unwrap();
     assert_eq!(w.get("w1").await.unwrap()["balance"], json!(15.0));
 }
@@ -63,9 +95,22 @@ async fn async_mode_returns_the_transaction_and_consolidates_later() {
 async fn negative_amounts_and_sub_of_negative_keep_their_sign() {
     let i = instance(Arc::new(MemoryStore::new()), sync_cfg(), None, 4);
     let w = wallets(&i).await;
-    w.insert(&json!({ "id": "w1", "balance": 100 })).await.unwrap();
+    w.insert(&json!({ "id": "w1", "balance": 100 }))
+        .await
+        .unwrap();
     assert_eq!(value(add(&i, "balance", "w1", -5.0).await), Some(95.0));
-    let r = i.engine.mutate("wallets", Some("balance"), "w1", Op::Sub, &n(-5.0), MutationOptions::default()).await.unwrap();
+    let r = i
+        .engine
+        .mutate(
+            "wallets",
+            Some("balance"),
+            "w1",
+            Op::Sub,
+            &n(-5.0),
+            MutationOptions::default(),
+        )
+        .await
+        .unwrap();
     assert_eq!(value(r), Some(100.0));
 }
 
@@ -73,23 +118,54 @@ async fn negative_amounts_and_sub_of_negative_keep_their_sign() {
 async fn transactions_for_a_missing_record_stay_pending_until_it_is_inserted() {
     let i = instance(Arc::new(MemoryStore::new()), sync_cfg(), None, 5);
     let w = wallets(&i).await;
-    assert_eq!(value(add(&i, "balance", "ghost", 5.0).await), None, "sync mode resolves to null");
-    assert_eq!(i.engine.consolidate("wallets", Some("balance"), "ghost").await.unwrap(), None);
-    assert!(!w.exists("ghost").await.unwrap(), "the plugin never creates records");
-    let rec = w.insert(&json!({ "id": "ghost", "balance": 1 })).await.unwrap();
-    assert_eq!(rec["balance"], json!(6.0), "insert applies pending transactions before it resolves");
+    assert_eq!(
+        value(add(&i, "balance", "ghost", 5.0).await),
+        None,
+        "sync mode resolves to null"
+    );
+    assert_eq!(
+        i.engine
+            .consolidate("wallets", Some("balance"), "ghost")
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        !w.exists("ghost").await.unwrap(),
+        "the plugin never creates records"
+    );
+    let rec = w
+        .insert(&json!({ "id": "ghost", "balance": 1 }))
+        .await
+        .unwrap();
+    assert_eq!(
+        rec["balance"],
+        json!(6.0),
+        "insert applies pending transactions before it resolves"
+    );
 }
 
 #[tokio::test]
 async fn one_caller_s_mutations_apply_in_order_within_one_millisecond() {
     let clock = ManualClock::new(1_700_000_000_000);
-    let i = instance(Arc::new(MemoryStore::new()), json!({ "resources": { "wallets": ["balance"] } }), Some(clock), 6);
+    let i = instance(
+        Arc::new(MemoryStore::new()),
+        json!({ "resources": { "wallets": ["balance"] } }),
+        Some(clock),
+        6,
+    );
     let w = wallets(&i).await;
     w.insert(&json!({ "id": "a" })).await.unwrap();
     w.insert(&json!({ "id": "b" })).await.unwrap();
-    for (id, ops) in [("a", [(Op::Set, 100.0), (Op::Add, 5.0)]), ("b", [(Op::Add, 5.0), (Op::Set, 100.0)])] {
+    for (id, ops) in [
+        ("a", [(Op::Set, 100.0), (Op::Add, 5.0)]),
+        ("b", [(Op::Add, 5.0), (Op::Set, 100.0)]),
+    ] {
         for (op, v) in ops {
-            i.engine.mutate("wallets", None, id, op, &n(v), MutationOptions::default()).await.unwrap();
+            i.engine
+                .mutate("wallets", None, id, op, &n(v), MutationOptions::default())
+                .await
+                .unwrap();
         }
     }
     i.engine.consolidate_all().await.unwrap();
@@ -105,26 +181,100 @@ async fn nested_json_paths_consolidate_independently_like_the_documentation() {
         None,
         7,
     );
-    let urls = i.db.create_resource("urls", &json!({ "id": "string|optional", "link": "string|required", "utmResults": "json" })).await.unwrap();
-    urls.insert(&json!({ "id": "url-1", "link": "https://example.com", "utmResults": {} })).await.unwrap();
-    for (p, v) in [("utmResults.medium", 10.0), ("utmResults.source", 5.0), ("utmResults.campaign", 3.0), ("utmResults.medium", 5.0)] {
-        i.engine.mutate("urls", Some(p), "url-1", Op::Add, &n(v), MutationOptions::default()).await.unwrap();
+    let urls =
+        i.db.create_resource(
+            "urls",
+            &json!({ "id": "string|optional", "link": "string|required", "utmResults": "json" }),
+        )
+        .await
+        .unwrap();
+    urls.insert(&json!({ "id": "url-1", "link": "https://example.com", "utmResults": {} }))
+        .await
+        .unwrap();
+    for (p, v) in [
+        ("utmResults.medium", 10.0),
+        ("utmResults.source", 5.0),
+        ("utmResults.campaign", 3.0),
+        ("utmResults.medium", 5.0),
+    ] {
+        i.engine
+            .mutate(
+                "urls",
+                Some(p),
+                "url-1",
+                Op::Add,
+                &n(v),
+                MutationOptions::default(),
+            )
+            .await
+            .unwrap();
     }
-    assert_eq!(urls.get("url-1").await.unwrap()["utmResults"], json!({ "medium": 15.0, "source": 5.0, "campaign": 3.0 }));
+    assert_eq!(
+        urls.get("url-1").await.unwrap()["utmResults"],
+        json!({ "medium": 15.0, "source": 5.0, "campaign": 3.0 })
+    );
     let err = |p: &'static str| {
         let e = &i.engine;
-        async move { e.mutate("urls", Some(p), "url-1", Op::Add, &n(5.0), MutationOptions::default()).await.unwrap_err() }
+        async move {
+            e.mutate(
+                "urls",
+                Some(p),
+                "url-1",
+                Op::Add,
+                &n(5.0),
+                MutationOptions::default(),
+            )
+            .await
+            .unwrap_err()
+        }
     };
     let e = err("utmResults.medium.google").await;
     assert_eq!(e.code(), ErrorCode::InvalidPath);
-    assert_eq!(e.message(), "Path \"utmResults.medium.google\" exceeds 1 level after 'json' field. Maximum nesting after 'json' is 1 level.");
+    assert_eq!(
+        e.message(),
+        "Path \"utmResults.medium.google\" exceeds 1 level after 'json' field. Maximum nesting after 'json' is 1 level."
+    );
     let e = err("link.nested").await;
-    assert_eq!((e.code(), e.message()), (ErrorCode::InvalidPath, "Field \"link\" is type \"string\" and cannot be nested"));
-    let objs = i.db.create_resource("objs", &json!({ "utmResults": { "$$type": "object", "medium": "number|default:0" } })).await.unwrap();
+    assert_eq!(
+        (e.code(), e.message()),
+        (
+            ErrorCode::InvalidPath,
+            "Field \"link\" is type \"string\" and cannot be nested"
+        )
+    );
+    let objs =
+        i.db.create_resource(
+            "objs",
+            &json!({ "utmResults": { "$$type": "object", "medium": "number|default:0" } }),
+        )
+        .await
+        .unwrap();
     drop(objs);
-    let j = instance(i.db.store().clone(), json!({ "resources": { "objs": ["utmResults"] } }), None, 8);
-    let e = j.engine.mutate("objs", Some("utmResults.invalid.path"), "o1", Op::Add, &n(1.0), MutationOptions::default()).await.unwrap_err();
-    assert_eq!((e.code(), e.message()), (ErrorCode::InvalidPath, "Field \"invalid\" not found in \"utmResults\""));
+    let j = instance(
+        i.db.store().clone(),
+        json!({ "resources": { "objs": ["utmResults"] } }),
+        None,
+        8,
+    );
+    let e = j
+        .engine
+        .mutate(
+            "objs",
+            Some("utmResults.invalid.path"),
+            "o1",
+            Op::Add,
+            &n(1.0),
+            MutationOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), e.message()),
+        (
+            ErrorCode::InvalidPath,
+            "Field \"invalid\" not found in \"utmResults\""
+        )
+    );
 }
 
 #[tokio::test]
@@ -134,16 +284,42 @@ async fn typed_objects_allow_any_depth_and_two_paths_of_one_record_both_survive(
     let a = instance(store.clone(), cfg.clone(), None, 9);
     let b = instance(store.clone(), cfg, None, 10);
     let users = a.db.create_resource("users", &json!({ "profile": { "$$type": "object", "stats": { "$$type": "object", "posts": "number|default:0", "likes": "number|default:0" } } })).await.unwrap();
-    users.insert(&json!({ "id": "u1", "profile": { "stats": { "posts": 1, "likes": 2 } } })).await.unwrap();
+    users
+        .insert(&json!({ "id": "u1", "profile": { "stats": { "posts": 1, "likes": 2 } } }))
+        .await
+        .unwrap();
     for k in 0..20 {
-        a.engine.mutate("users", Some("profile.stats.posts"), "u1", Op::Add, &n(1.0), MutationOptions::default()).await.unwrap();
-        b.engine.mutate("users", Some("profile.stats.likes"), "u1", Op::Add, &n(f64::from(k)), MutationOptions::default()).await.unwrap();
+        a.engine
+            .mutate(
+                "users",
+                Some("profile.stats.posts"),
+                "u1",
+                Op::Add,
+                &n(1.0),
+                MutationOptions::default(),
+            )
+            .await
+            .unwrap();
+        b.engine
+            .mutate(
+                "users",
+                Some("profile.stats.likes"),
+                "u1",
+                Op::Add,
+                &n(f64::from(k)),
+                MutationOptions::default(),
+            )
+            .await
+            .unwrap();
     }
     let (r1, r2) = tokio::join!(a.engine.consolidate_all(), b.engine.consolidate_all());
     r1.unwrap();
     r2.unwrap();
     let u = users.get("u1").await.unwrap();
-    assert_eq!(u["profile"]["stats"], json!({ "posts": 21.0, "likes": 192.0 }));
+    assert_eq!(
+        u["profile"]["stats"],
+        json!({ "posts": 21.0, "likes": 192.0 })
+    );
 }
 
 #[tokio::test]
@@ -152,24 +328,87 @@ async fn an_idempotency_key_changes_nothing_the_second_time_and_rejects_a_differ
     let i = instance(store.clone(), sync_cfg(), None, 11);
     let w = wallets(&i).await;
     w.insert(&json!({ "id": "w1" })).await.unwrap();
-    let opts = |k: &str| MutationOptions::from_arg(&Arg::Json(json!({ "idempotencyKey": k, "source": "checkout" }))).unwrap();
-    let first = i.engine.mutate("wallets", Some("balance"), "w1", Op::Add, &n(10.0), opts("k1")).await.unwrap();
+    let opts = |k: &str| {
+        MutationOptions::from_arg(&Arg::Json(
+            json!({ "idempotencyKey": k, "source": "checkout" }),
+        ))
+        .unwrap()
+    };
+    let first = i
+        .engine
+        .mutate(
+            "wallets",
+            Some("balance"),
+            "w1",
+            Op::Add,
+            &n(10.0),
+            opts("k1"),
+        )
+        .await
+        .unwrap();
     add(&i, "balance", "w1", 1.0).await;
-    let again = i.engine.mutate("wallets", Some("balance"), "w1", Op::Add, &n(10.0), opts("k1")).await.unwrap();
-    assert_eq!(first, again, "resolves like the first: the value the first produced");
+    let again = i
+        .engine
+        .mutate(
+            "wallets",
+            Some("balance"),
+            "w1",
+            Op::Add,
+            &n(10.0),
+            opts("k1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        first, again,
+        "resolves like the first: the value the first produced"
+    );
     assert_eq!(w.get("w1").await.unwrap()["balance"], json!(11.0));
-    let e = i.engine.mutate("wallets", Some("balance"), "w1", Op::Add, &n(11.0), opts("k1")).await.unwrap_err();
+    let e = i
+        .engine
+        .mutate(
+            "wallets",
+            Some("balance"),
+            "w1",
+            Op::Add,
+            &n(11.0),
+            opts("k1"),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), ErrorCode::IdempotencyMismatch);
     // In async mode, before and after consolidation.
-    let a = instance(store, json!({ "resources": { "wallets": ["balance"] } }), None, 12);
-    let t1 = a.engine.mutate("wallets", None, "w1", Op::Add, &n(2.0), opts("k2")).await.unwrap();
-    let t2 = a.engine.mutate("wallets", None, "w1", Op::Add, &n(2.0), opts("k2")).await.unwrap();
+    let a = instance(
+        store,
+        json!({ "resources": { "wallets": ["balance"] } }),
+        None,
+        12,
+    );
+    let t1 = a
+        .engine
+        .mutate("wallets", None, "w1", Op::Add, &n(2.0), opts("k2"))
+        .await
+        .unwrap();
+    let t2 = a
+        .engine
+        .mutate("wallets", None, "w1", Op::Add, &n(2.0), opts("k2"))
+        .await
+        .unwrap();
     assert_eq!(t1, t2);
     a.engine.consolidate_all().await.unwrap();
-    let MutationResult::Transaction(t3) = a.engine.mutate("wallets", None, "w1", Op::Add, &n(2.0), opts("k2")).await.unwrap() else { panic!() };
+    let MutationResult::Transaction(t3) = a
+        .engine
+        .mutate("wallets", None, "w1", Op::Add, &n(2.0), opts("k2"))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
     a.engine.consolidate_all().await.unwrap();
     assert_eq!(w.get("w1").await.unwrap()["balance"], json!(13.0));
-    let MutationResult::Transaction(t1) = t1 else { panic!() };
+    let MutationResult::Transaction(t1) = t1 else {
+        panic!()
+    };
     assert_eq!(t3["id"], t1["id"], "the same transaction, now applied");
 }
 
@@ -179,29 +418,58 @@ async fn recalculate_rebuilds_from_history_even_after_gc() {
     let cfg = json!({ "resources": { "wallets": ["balance"] }, "consolidation": { "mode": "sync" }, "garbageCollection": { "retention": 1 } });
     let i = instance(Arc::new(MemoryStore::new()), cfg, Some(clock.clone()), 13);
     let w = wallets(&i).await;
-    w.insert(&json!({ "id": "w1", "balance": 100 })).await.unwrap();
+    w.insert(&json!({ "id": "w1", "balance": 100 }))
+        .await
+        .unwrap();
     for k in 0..5 {
         add(&i, "balance", "w1", 1.0).await;
         clock.advance(86_400_000 * (k + 1));
     }
     w.update("w1", &json!({ "balance": 0 })).await.unwrap();
-    assert_eq!(i.engine.recalculate("wallets", None, "w1").await.unwrap(), Some(json!(105.0)));
+    assert_eq!(
+        i.engine.recalculate("wallets", None, "w1").await.unwrap(),
+        Some(json!(105.0))
+    );
     i.engine.run_gc().await.unwrap();
-    let (chain, _) = i.engine.journal_chain("wallets", "balance", "w1").await.unwrap();
-    assert!(chain.len() < 5, "GC removed old journals (kept {})", chain.len());
+    let (chain, _) = i
+        .engine
+        .journal_chain("wallets", "balance", "w1")
+        .await
+        .unwrap();
+    assert!(
+        chain.len() < 5,
+        "GC removed old journals (kept {})",
+        chain.len()
+    );
     w.update("w1", &json!({ "balance": 7 })).await.unwrap();
-    assert_eq!(i.engine.recalculate("wallets", None, "w1").await.unwrap(), Some(json!(105.0)));
+    assert_eq!(
+        i.engine.recalculate("wallets", None, "w1").await.unwrap(),
+        Some(json!(105.0))
+    );
 }
 
 #[tokio::test]
 async fn consolidated_event_fires_once_per_explicit_consolidation() {
-    let i = instance(Arc::new(MemoryStore::new()), json!({ "resources": { "wallets": ["balance"] } }), None, 14);
+    let i = instance(
+        Arc::new(MemoryStore::new()),
+        json!({ "resources": { "wallets": ["balance"] } }),
+        None,
+        14,
+    );
     let w = wallets(&i).await;
     w.insert(&json!({ "id": "w1" })).await.unwrap();
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let s = seen.clone();
-    i.engine.events().on(move |e| s.lock().unwrap().push(e.name().to_string()));
+    i.engine
+        .events()
+        .on(move |e| s.lock().unwrap().push(e.name().to_string()));
     add(&i, "balance", "w1", 3.0).await;
-    assert_eq!(i.engine.consolidate("wallets", None, "w1").await.unwrap(), Some(json!(3.0)));
-    assert_eq!(*seen.lock().unwrap(), vec!["plg:eventual-consistency:consolidated".to_string()]);
+    assert_eq!(
+        i.engine.consolidate("wallets", None, "w1").await.unwrap(),
+        Some(json!(3.0))
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec!["plg:eventual-consistency:consolidated".to_string()]
+    );
 }

@@ -37,7 +37,11 @@ pub const CASES: &[&str] = &[
 /// as `None`.
 pub async fn round_trip(store: Arc<dyn Store>, prefix: &str) {
     let key = format!("{prefix}/a/b.json");
-    assert_eq!(store.get(&key).await.unwrap(), None, "missing key must read as None");
+    assert_eq!(
+        store.get(&key).await.unwrap(),
+        None,
+        "missing key must read as None"
+    );
     let v1 = store
         .put(&key, b"hello".to_vec(), PutMode::Overwrite)
         .await
@@ -53,14 +57,20 @@ pub async fn round_trip(store: Arc<dyn Store>, prefix: &str) {
     let got = store.get(&key).await.unwrap().unwrap();
     assert_eq!(got.bytes, b"world!");
     let empty = format!("{prefix}/empty");
-    store.put(&empty, Vec::new(), PutMode::Create).await.unwrap();
+    store
+        .put(&empty, Vec::new(), PutMode::Create)
+        .await
+        .unwrap();
     assert_eq!(store.get(&empty).await.unwrap().unwrap().bytes, b"");
 }
 
 /// A create-only put on an existing key fails with a conflict and leaves the object alone.
 pub async fn create_only_on_existing_key_conflicts(store: Arc<dyn Store>, prefix: &str) {
     let key = format!("{prefix}/k");
-    store.put(&key, b"first".to_vec(), PutMode::Create).await.unwrap();
+    store
+        .put(&key, b"first".to_vec(), PutMode::Create)
+        .await
+        .unwrap();
     let err = store
         .put(&key, b"second".to_vec(), PutMode::Create)
         .await
@@ -72,7 +82,10 @@ pub async fn create_only_on_existing_key_conflicts(store: Arc<dyn Store>, prefix
 /// An update against a stale version fails; against the current version it succeeds.
 pub async fn update_against_stale_version_conflicts(store: Arc<dyn Store>, prefix: &str) {
     let key = format!("{prefix}/k");
-    let v1 = store.put(&key, b"1".to_vec(), PutMode::Create).await.unwrap();
+    let v1 = store
+        .put(&key, b"1".to_vec(), PutMode::Create)
+        .await
+        .unwrap();
     let v2 = store
         .put(&key, b"2".to_vec(), PutMode::Update(v1.clone()))
         .await
@@ -102,10 +115,17 @@ pub async fn update_of_missing_key_is_not_found(store: Arc<dyn Store>, prefix: &
         .await
         .unwrap_err();
     assert!(
-        matches!(err, StoreError::NotFound { .. } | StoreError::Conflict { .. }),
+        matches!(
+            err,
+            StoreError::NotFound { .. } | StoreError::Conflict { .. }
+        ),
         "got {err:?}"
     );
-    assert_eq!(store.get(&key).await.unwrap(), None, "nothing may be created");
+    assert_eq!(
+        store.get(&key).await.unwrap(),
+        None,
+        "nothing may be created"
+    );
 }
 
 /// Listing returns only keys under the prefix, in byte order, in pages of at most 1,000, and
@@ -131,7 +151,9 @@ pub async fn list_by_prefix_in_key_order_with_start_after_beyond_1000_keys(
     assert_eq!(first.keys.len(), 1000, "a page holds at most 1,000 keys");
     assert!(first.truncated, "a full first page must say more follow");
     assert_eq!(first.keys[..], expected[..1000]);
-    let all = list_all(store.as_ref(), &format!("{prefix}/in/")).await.unwrap();
+    let all = list_all(store.as_ref(), &format!("{prefix}/in/"))
+        .await
+        .unwrap();
     assert_eq!(all, expected, "all keys, in order, only under the prefix");
     let after = store
         .list(&format!("{prefix}/in/"), Some(&expected[1200]))
@@ -139,16 +161,28 @@ pub async fn list_by_prefix_in_key_order_with_start_after_beyond_1000_keys(
         .unwrap();
     assert_eq!(after.keys[..], expected[1201..]);
     assert!(!after.truncated);
-    let partial = list_all(store.as_ref(), &format!("{prefix}/in/0001")).await.unwrap();
-    assert_eq!(partial.len(), 10, "a prefix may end inside a segment (00010..00019)");
-    let none = store.list(&format!("{prefix}/nothing/"), None).await.unwrap();
+    let partial = list_all(store.as_ref(), &format!("{prefix}/in/0001"))
+        .await
+        .unwrap();
+    assert_eq!(
+        partial.len(),
+        10,
+        "a prefix may end inside a segment (00010..00019)"
+    );
+    let none = store
+        .list(&format!("{prefix}/nothing/"), None)
+        .await
+        .unwrap();
     assert!(none.keys.is_empty() && !none.truncated);
 }
 
 /// Deleting a key, twice, succeeds; delete-many removes what exists and ignores the rest.
 pub async fn delete_and_delete_many_are_idempotent(store: Arc<dyn Store>, prefix: &str) {
     let key = format!("{prefix}/d");
-    store.put(&key, b"x".to_vec(), PutMode::Create).await.unwrap();
+    store
+        .put(&key, b"x".to_vec(), PutMode::Create)
+        .await
+        .unwrap();
     store.delete(&key).await.unwrap();
     store.delete(&key).await.unwrap();
     assert_eq!(store.get(&key).await.unwrap(), None);
@@ -158,9 +192,17 @@ pub async fn delete_and_delete_many_are_idempotent(store: Arc<dyn Store>, prefix
     }
     store.delete_many(&keys).await.unwrap();
     store.delete_many(&keys).await.unwrap();
-    assert!(list_all(store.as_ref(), &format!("{prefix}/m/")).await.unwrap().is_empty());
+    assert!(
+        list_all(store.as_ref(), &format!("{prefix}/m/"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // A deleted key can be created again.
-    store.put(&key, b"y".to_vec(), PutMode::Create).await.unwrap();
+    store
+        .put(&key, b"y".to_vec(), PutMode::Create)
+        .await
+        .unwrap();
     assert_eq!(store.get(&key).await.unwrap().unwrap().bytes, b"y");
 }
 
@@ -177,7 +219,9 @@ pub async fn concurrent_create_only_puts_have_exactly_one_winner(
             async move {
                 (
                     i,
-                    store.put(&key, format!("writer-{i}").into_bytes(), PutMode::Create).await,
+                    store
+                        .put(&key, format!("writer-{i}").into_bytes(), PutMode::Create)
+                        .await,
                 )
             }
         });
@@ -204,7 +248,10 @@ pub async fn concurrent_compare_and_swap_increments_lose_nothing(
     prefix: &str,
 ) {
     let key = format!("{prefix}/counter");
-    store.put(&key, b"0".to_vec(), PutMode::Create).await.unwrap();
+    store
+        .put(&key, b"0".to_vec(), PutMode::Create)
+        .await
+        .unwrap();
     let incs = (0..32).map(|_| {
         let store = store.clone();
         let key = key.clone();

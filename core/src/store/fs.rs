@@ -10,8 +10,7 @@
 //!   base folder; hidden folders (starting with `.`) are never listed.
 
 use super::{
-    ListPage, Object, PAGE_SIZE, PutMode, Store, StoreError, Version, content_version,
-    validate_key,
+    ListPage, Object, PAGE_SIZE, PutMode, Store, StoreError, Version, content_version, validate_key,
 };
 use async_trait::async_trait;
 use std::fs::{self, File, OpenOptions};
@@ -84,7 +83,12 @@ impl FsStore {
         Ok(tmp)
     }
 
-    fn put_blocking(&self, key: &str, bytes: Vec<u8>, mode: PutMode) -> Result<Version, StoreError> {
+    fn put_blocking(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        mode: PutMode,
+    ) -> Result<Version, StoreError> {
         let path = self.path_of(key)?;
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(|e| io_err(parent, e))?;
@@ -122,7 +126,11 @@ impl FsStore {
         result
     }
 
-    fn list_blocking(&self, prefix: &str, start_after: Option<&str>) -> Result<ListPage, StoreError> {
+    fn list_blocking(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+    ) -> Result<ListPage, StoreError> {
         // Walk only the deepest folder fully named by the prefix.
         let dir_part = match prefix.rfind('/') {
             Some(i) => &prefix[..i],

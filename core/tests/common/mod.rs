@@ -14,7 +14,12 @@ pub struct Instance {
     pub engine: Arc<Engine>,
 }
 
-pub fn instance(store: Arc<dyn Store>, options: Value, clock: Option<Arc<ManualClock>>, seed: u64) -> Instance {
+pub fn instance(
+    store: Arc<dyn Store>,
+    options: Value,
+    clock: Option<Arc<ManualClock>>,
+    seed: u64,
+) -> Instance {
     let db = Database::new(store, "db");
     let config = PluginConfig::parse(&options).expect("valid config");
     let mut b = Engine::standalone(config, &db)
@@ -45,7 +50,14 @@ pub fn n(v: f64) -> Arg {
 
 pub async fn add(i: &Instance, field: &str, id: &str, v: f64) -> MutationResult {
     i.engine
-        .mutate("wallets", Some(field), id, Op::Add, &n(v), MutationOptions::default())
+        .mutate(
+            "wallets",
+            Some(field),
+            id,
+            Op::Add,
+            &n(v),
+            MutationOptions::default(),
+        )
         .await
         .unwrap()
 }
