@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Every test suite, in order; any failure stops the run with a non-zero exit.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+start=$(date +%s)
+bash scripts/setup.sh
+bash scripts/fmt.sh
+bash scripts/lint.sh
+bash scripts/test-rust.sh
+bash scripts/build-wasm.sh
+bash scripts/demo.sh >/dev/null
+echo "== all suites passed in $(( $(date +%s) - start ))s (fmt, clippy, rust tests, wasm32 build, demo)"
