@@ -620,12 +620,7 @@ impl Engine {
     /// `locks.timeout`) keeps several processes from doing the same pass at once; correctness
     /// never depends on it.
     pub async fn run_pass(&self) -> Result<()> {
-        let fields: Vec<(String, FieldConfig)> = self
-            .config
-            .resources
-            .iter()
-            .flat_map(|r| r.fields.iter().map(|f| (r.resource.clone(), f.clone())))
-            .collect();
+        let fields = self.configured_fields();
         for (resource, fc) in fields {
             self.pass_field(&resource, &fc).await?;
         }
@@ -634,12 +629,7 @@ impl Engine {
 
     /// Consolidates every configured field now, regardless of leases.
     pub async fn consolidate_all(&self) -> Result<()> {
-        let fields: Vec<(String, FieldConfig)> = self
-            .config
-            .resources
-            .iter()
-            .flat_map(|r| r.fields.iter().map(|f| (r.resource.clone(), f.clone())))
-            .collect();
+        let fields = self.configured_fields();
         for (resource, fc) in fields {
             let ids = self.pending_record_ids(&resource, &fc.field).await?;
             self.consolidate_many(&resource, &fc, ids).await;
@@ -743,6 +733,15 @@ impl Engine {
             }
         }
         self.record_run(resource, &fc.field, total, ok, errors, applied, started);
+    }
+
+    /// Every configured (resource, field), in configuration order.
+    pub(crate) fn configured_fields(&self) -> Vec<(String, FieldConfig)> {
+        self.config
+            .resources
+            .iter()
+            .flat_map(|r| r.fields.iter().map(|f| (r.resource.clone(), f.clone())))
+            .collect()
     }
 
     /// Emits `started` for every configured field (bindings call this on start).

@@ -255,12 +255,7 @@ impl Engine {
     /// `checkpoints.retention` except each record's newest. Pending transactions are never
     /// touched. Emits `gc-completed` per field.
     pub async fn run_gc(&self) -> Result<()> {
-        let fields: Vec<(String, FieldConfig)> = self
-            .config()
-            .resources
-            .iter()
-            .flat_map(|r| r.fields.iter().map(|f| (r.resource.clone(), f.clone())))
-            .collect();
+        let fields = self.configured_fields();
         for (resource, fc) in fields {
             match self.gc_field(&resource, &fc).await {
                 Ok((deleted, errors)) => self.events().emit(Event::GcCompleted {
