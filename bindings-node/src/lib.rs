@@ -1,4 +1,11 @@
-//! Node.js binding for Tally (napi-rs). Until the Node package issue lands this crate only
-//! re-exports the core so the workspace builds; it holds no rules of its own.
+//! Node.js binding for Tally (napi-rs): conversion and async glue only. Every rule lives in
+//! tally-core; this crate turns JS values into core types, core results into JS values, and
+//! core errors into `[ERR_CODE] message` errors that the JS wrapper turns into `TallyError`s.
+//! One file per exported class.
 
-pub use tally_core as core;
+mod convert;
+mod database;
+mod plugin;
+
+pub use database::NativeDatabase;
+pub use plugin::NativePlugin;

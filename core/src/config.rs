@@ -9,7 +9,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::keys::{check_field_path, check_resource_name};
 use chrono_tz::Tz;
 use rust_decimal::Decimal;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 /// Consolidation mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -379,6 +379,59 @@ impl PluginConfig {
     /// The configuration of `resource`, if configured.
     pub fn resource(&self, resource: &str) -> Option<&ResourceConfig> {
         self.resources.iter().find(|r| r.resource == resource)
+    }
+
+    /// The normalized configuration in the documentation's nested form (`plugin.config`).
+    pub fn to_json(&self) -> Value {
+        let resources: Map<String, Value> = self
+            .resources
+            .iter()
+            .map(|r| {
+                let fields = r
+                    .fields
+                    .iter()
+                    .map(|f| {
+                        json!({
+                            "field": f.field,
+                            "fieldPath": f.field_path,
+                            "initialValue": crate::amount::decimal_to_json(f.initial_value),
+                            "reducer": f.reducer.is_some(),
+                        })
+                    })
+                    .collect::<Vec<_>>();
+                (r.resource.clone(), Value::Array(fields))
+            })
+            .collect();
+        json!({
+            "resources": resources,
+            "consolidation": {
+                "mode": match self.mode { Mode::Sync => "sync", Mode::Async => "async" },
+                "auto": self.auto,
+                "interval": self.interval_s,
+                "window": self.window_h,
+                "concurrency": self.concurrency,
+                "markAppliedConcurrency": self.mark_applied_concurrency,
+            },
+            "analytics": {
+                "enabled": self.analytics_enabled,
+                "periods": self.periods.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+                "metrics": self.metrics,
+            },
+            "locks": { "timeout": self.lock_timeout_s },
+            "garbageCollection": {
+                "enabled": self.gc_enabled,
+                "interval": self.gc_interval_s,
+                "retention": self.gc_retention_days,
+            },
+            "checkpoints": {
+                "enabled": self.checkpoints_enabled,
+                "strategy": if self.checkpoints_hourly { "hourly" } else { "daily" },
+                "retention": self.checkpoints_retention_days,
+            },
+            "cohort": { "timezone": self.timezone.name() },
+            "verbose": self.verbose,
+            "debug": self.debug,
+        })
     }
 }
 

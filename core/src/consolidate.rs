@@ -151,7 +151,7 @@ impl Engine {
 
     /// Reads one pending transaction from its name (or body). `None` when it is a duplicate of
     /// an applied idempotent transaction (or vanished meanwhile).
-    async fn read_pending(
+    pub(crate) async fn read_pending(
         &self,
         resource: &str,
         fc: &FieldConfig,

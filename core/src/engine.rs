@@ -130,6 +130,21 @@ pub struct RunStatus {
     pub gc_runs: u64,
 }
 
+/// What one consolidation run of one field did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunSummary {
+    /// Resource.
+    pub resource: String,
+    /// Field.
+    pub field: String,
+    /// Records consolidated.
+    pub records_processed: u64,
+    /// Transactions applied.
+    pub transactions_applied: u64,
+    /// Records that failed.
+    pub errors: u64,
+}
+
 /// Builder of an [`Engine`].
 pub struct EngineBuilder {
     config: PluginConfig,
@@ -275,6 +290,13 @@ impl Engine {
     /// The event bus (subscribe with a callback or a stream).
     pub fn events(&self) -> &EventBus {
         &self.events
+    }
+
+    pub(crate) fn note_gc_run(&self) {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .gc_runs += 1;
     }
 
     /// Counters of past runs.
@@ -627,14 +649,14 @@ impl Engine {
         Ok(())
     }
 
-    /// Consolidates every configured field now, regardless of leases.
-    pub async fn consolidate_all(&self) -> Result<()> {
-        let fields = self.configured_fields();
-        for (resource, fc) in fields {
+    /// Consolidates every configured field now, regardless of leases, and reports per field.
+    pub async fn consolidate_all(&self) -> Result<Vec<RunSummary>> {
+        let mut out = Vec::new();
+        for (resource, fc) in self.configured_fields() {
             let ids = self.pending_record_ids(&resource, &fc.field).await?;
-            self.consolidate_many(&resource, &fc, ids).await;
+            out.push(self.consolidate_many(&resource, &fc, ids).await);
         }
-        Ok(())
+        Ok(out)
     }
 
     /// Ids of records with pending transactions of a field.
@@ -699,7 +721,12 @@ impl Engine {
         }
     }
 
-    async fn consolidate_many(&self, resource: &str, fc: &FieldConfig, ids: Vec<String>) {
+    async fn consolidate_many(
+        &self,
+        resource: &str,
+        fc: &FieldConfig,
+        ids: Vec<String>,
+    ) -> RunSummary {
         use futures::StreamExt;
         let started = self.now_ms();
         let total = ids.len() as u64;
@@ -733,6 +760,13 @@ impl Engine {
             }
         }
         self.record_run(resource, &fc.field, total, ok, errors, applied, started);
+        RunSummary {
+            resource: resource.to_string(),
+            field: fc.field.clone(),
+            records_processed: ok,
+            transactions_applied: applied,
+            errors,
+        }
     }
 
     /// Every configured (resource, field), in configuration order.
@@ -744,28 +778,38 @@ impl Engine {
             .collect()
     }
 
-    /// Emits `started` for every configured field (bindings call this on start).
+    /// The `started` (or `stopped`) event of every configured field, in configuration order.
+    pub fn lifecycle_events(&self, started: bool) -> Vec<Event> {
+        self.configured_fields()
+            .into_iter()
+            .map(|(resource, fc)| {
+                if started {
+                    Event::Started {
+                        resource,
+                        field: fc.field,
+                        timezone: self.zone().name().to_string(),
+                    }
+                } else {
+                    Event::Stopped {
+                        resource,
+                        field: fc.field,
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// Emits `started` for every configured field.
     pub fn emit_started(&self) {
-        for r in &self.config.resources {
-            for f in &r.fields {
-                self.events.emit(Event::Started {
-                    resource: r.resource.clone(),
-                    field: f.field.clone(),
-                    timezone: self.zone().name().to_string(),
-                });
-            }
+        for e in self.lifecycle_events(true) {
+            self.events.emit(e);
         }
     }
 
     /// Emits `stopped` for every configured field.
     pub fn emit_stopped(&self) {
-        for r in &self.config.resources {
-            for f in &r.fields {
-                self.events.emit(Event::Stopped {
-                    resource: r.resource.clone(),
-                    field: f.field.clone(),
-                });
-            }
+        for e in self.lifecycle_events(false) {
+            self.events.emit(e);
         }
     }
 }

@@ -79,6 +79,51 @@ impl Event {
             Event::GcError { .. } => "plg:eventual-consistency:gc-error",
         }
     }
+
+    /// The payload as the documentation shows it (camelCase keys; errors as
+    /// `{ code, message }`).
+    pub fn payload(&self) -> serde_json::Value {
+        use serde_json::json;
+        let err = |e: &Error| json!({ "code": e.code().as_str(), "message": e.message() });
+        match self {
+            Event::Started {
+                resource,
+                field,
+                timezone,
+            } => {
+                json!({ "resource": resource, "field": field, "cohort": { "timezone": timezone } })
+            }
+            Event::Stopped { resource, field } => json!({ "resource": resource, "field": field }),
+            Event::Consolidated {
+                resource,
+                field,
+                record_count,
+                success_count,
+                error_count,
+                duration_ms,
+            } => json!({
+                "resource": resource, "field": field, "recordCount": record_count,
+                "successCount": success_count, "errorCount": error_count, "duration": duration_ms,
+            }),
+            Event::ConsolidationError {
+                resource,
+                field,
+                record_id,
+                error,
+            } => {
+                json!({ "error": err(error), "resource": resource, "field": field, "recordId": record_id })
+            }
+            Event::GcCompleted {
+                resource,
+                field,
+                deleted_count,
+                error_count,
+            } => json!({
+                "resource": resource, "field": field, "deletedCount": deleted_count, "errorCount": error_count,
+            }),
+            Event::GcError { error } => json!({ "error": err(error) }),
+        }
+    }
 }
 
 type Listener = Arc<dyn Fn(&Event) + Send + Sync>;

@@ -255,6 +255,7 @@ impl Engine {
     /// `checkpoints.retention` except each record's newest. Pending transactions are never
     /// touched. Emits `gc-completed` per field.
     pub async fn run_gc(&self) -> Result<()> {
+        self.note_gc_run();
         let fields = self.configured_fields();
         for (resource, fc) in fields {
             match self.gc_field(&resource, &fc).await {

@@ -6,10 +6,13 @@
 //! protocol) → [`records`] (the record seam and the standalone database) and [`store`] (the
 //! object-store seam: memory, folder, later S3).
 
+pub mod admin;
 pub mod amount;
+pub mod calls;
 pub mod clock;
 pub mod cohort;
 pub mod config;
+pub mod connection;
 pub mod consolidate;
 pub mod engine;
 pub mod error;

@@ -1,0 +1,168 @@
+//! `NativePlugin`: one configured EventualConsistencyPlugin — configuration check at
+//! construction, installation on a database, resource-method calls, runs, status and events.
+
+use crate::convert::{IntoNapi, JsClock, JsReducer, ReducerFn, arg_from_tagged};
+use crate::database::NativeDatabase;
+use napi::Status;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi_derive::napi;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tally_core::{Engine, Error, ErrorCode, PluginConfig};
+
+/// Receives `{ name, payload }` for every event; weak, so it never keeps Node alive.
+type EventFn = ThreadsafeFunction<Value, (), Value, Status, false, true>;
+
+/// A configured plugin; the engine exists once it is installed on a database.
+#[napi]
+pub struct NativePlugin {
+    config: PluginConfig,
+    clock: Option<Arc<JsClock>>,
+    engine: Mutex<Option<Arc<Engine>>>,
+    reducers: Mutex<HashMap<u64, Arc<ReducerFn>>>,
+    events: Mutex<Option<Arc<EventFn>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[napi]
+impl NativePlugin {
+    /// Validates the options (functions already replaced by `{ "$function": n }`); throws
+    /// `ERR_INVALID_CONFIG` naming the option. `has_clock` means the caller drives the clock.
+    #[napi(constructor)]
+    pub fn new(options: Value, has_clock: bool) -> napi::Result<Self> {
+        let config = PluginConfig::parse(&options).napi()?;
+        Ok(NativePlugin {
+            config,
+            clock: has_clock.then(JsClock::new),
+            engine: Mutex::new(None),
+            reducers: Mutex::new(HashMap::new()),
+            events: Mutex::new(None),
+        })
+    }
+
+    /// The normalized configuration (for `plugin.config`).
+    #[napi]
+    pub fn config(&self) -> Value {
+        self.config.to_json()
+    }
+
+    /// Sets the time the next operations see (only with the `clock` option).
+    #[napi]
+    pub fn set_now(&self, ms: f64) {
+        if let Some(c) = &self.clock {
+            c.set(ms as i64);
+        }
+    }
+
+    /// Provides the JS folding function for reducer `id`.
+    #[napi]
+    pub fn set_reducer(&self, id: u32, f: ReducerFn) {
+        lock(&self.reducers).insert(u64::from(id), Arc::new(f));
+    }
+
+    /// Provides the event callback.
+    #[napi]
+    pub fn on_event(&self, f: EventFn) {
+        *lock(&self.events) = Some(Arc::new(f));
+    }
+
+    /// Builds the engine over `db` (idempotent per database).
+    #[napi]
+    pub fn install(&self, db: &NativeDatabase) {
+        let mut builder = Engine::standalone(self.config.clone(), &db.db);
+        if let Some(c) = &self.clock {
+            builder = builder.clock(c.clone());
+        }
+        let engine = builder.build();
+        engine.attach(&db.db);
+        for (id, f) in lock(&self.reducers).iter() {
+            engine.set_reducer(*id, Arc::new(JsReducer(f.clone())));
+        }
+        if let Some(f) = lock(&self.events).clone() {
+            engine.events().on(move |e| {
+                f.call(
+                    json!({ "name": e.name(), "payload": e.payload() }),
+                    ThreadsafeFunctionCallMode::NonBlocking,
+                );
+            });
+        }
+        *lock(&self.engine) = Some(engine);
+    }
+
+    fn engine(&self) -> napi::Result<Arc<Engine>> {
+        lock(&self.engine).clone().ok_or_else(|| {
+            crate::convert::js_error(Error::new(
+                ErrorCode::InvalidConfig,
+                "the plugin is not installed: call db.usePlugin(plugin) first",
+            ))
+        })
+    }
+
+    /// Runs a resource method with tagged arguments.
+    #[napi]
+    pub async fn call(
+        &self,
+        resource: String,
+        method: String,
+        args: Vec<Value>,
+    ) -> napi::Result<Value> {
+        let args: Vec<_> = args.iter().map(arg_from_tagged).collect();
+        self.engine()?.call(&resource, &method, &args).await.napi()
+    }
+
+    /// One background pass (records with pending transactions, under the pass lease).
+    #[napi]
+    pub async fn run_pass(&self) -> napi::Result<()> {
+        self.engine()?.run_pass().await.napi()
+    }
+
+    /// Consolidates every configured field now; one summary per field.
+    #[napi]
+    pub async fn consolidate_all(&self) -> napi::Result<Vec<Value>> {
+        let runs = self.engine()?.consolidate_all().await.napi()?;
+        Ok(runs
+            .into_iter()
+            .map(|r| {
+                json!({
+                    "resource": r.resource, "field": r.field, "success": r.errors == 0,
+                    "recordsProcessed": r.records_processed,
+                    "transactionsApplied": r.transactions_applied, "errorCount": r.errors,
+                })
+            })
+            .collect())
+    }
+
+    /// Garbage collection of every configured field.
+    #[napi]
+    pub async fn run_gc(&self) -> napi::Result<()> {
+        self.engine()?.run_gc().await.napi()
+    }
+
+    /// `getStatus()`.
+    #[napi]
+    pub async fn status(&self) -> napi::Result<Value> {
+        self.engine()?.status().await.napi()
+    }
+
+    /// `getCohortStats(r, f)`.
+    #[napi]
+    pub async fn cohort_stats(&self, resource: String, field: String) -> napi::Result<Value> {
+        self.engine()?.cohort_stats(&resource, &field).await.napi()
+    }
+
+    /// The `started` (or `stopped`) events of every field as `{ name, payload }`, for the
+    /// wrapper to emit synchronously from `start()`/`stop()`.
+    #[napi]
+    pub fn lifecycle_events(&self, started: bool) -> napi::Result<Vec<Value>> {
+        Ok(self
+            .engine()?
+            .lifecycle_events(started)
+            .iter()
+            .map(|e| json!({ "name": e.name(), "payload": e.payload() }))
+            .collect())
+    }
+}

@@ -1,0 +1,171 @@
+//! Administration views: `getStatus()`, `getCohortStats(r, f)` and the reading of every stored
+//! transaction of a field (pending ones from their key names, applied ones from journals).
+
+use crate::amount::truncate;
+use crate::cohort::cohorts_of;
+use crate::config::{FieldConfig, Mode};
+use crate::engine::Engine;
+use crate::error::{Error, ErrorCode, Result};
+use crate::keys::split_record_key;
+use crate::store::list_all;
+use crate::txn::Transaction;
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+
+/// Every stored transaction of one field: pending and applied (still kept by GC).
+#[derive(Debug, Default, Clone)]
+pub struct FieldTransactions {
+    /// Not applied yet, by record.
+    pub pending: Vec<Transaction>,
+    /// Applied, from the journals GC has kept.
+    pub applied: Vec<Transaction>,
+}
+
+impl Engine {
+    pub(crate) fn field_config(&self, resource: &str, field: &str) -> Result<FieldConfig> {
+        let rc = self.config().resource(resource).ok_or_else(|| {
+            Error::new(
+                ErrorCode::UnknownResource,
+                format!(
+                    "resource \"{}\" is not configured for eventual consistency",
+                    truncate(resource, 60)
+                ),
+            )
+        })?;
+        rc.fields
+            .iter()
+            .find(|f| f.field == field)
+            .cloned()
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::UnknownField,
+                    format!(
+                        "field \"{}\" is not configured for resource \"{resource}\"",
+                        truncate(field, 60)
+                    ),
+                )
+            })
+    }
+
+    /// Reads every stored transaction of a field. Costs one LIST page per 1,000 pending
+    /// transactions, one GET per pending transaction that needs its body, and one LIST plus
+    /// one GET per kept journal.
+    pub async fn field_transactions(
+        &self,
+        resource: &str,
+        field: &str,
+    ) -> Result<FieldTransactions> {
+        let fc = self.field_config(resource, field)?;
+        let mut out = FieldTransactions::default();
+        let prefix = self.layout().pending_field(resource, &fc.field);
+        for key in list_all(self.store().as_ref(), &prefix).await? {
+            let Some((id, name)) = split_record_key(&prefix, &key) else {
+                continue;
+            };
+            let record_prefix = self.layout().pending(resource, &fc.field, id);
+            if let Some(tx) = self
+                .read_pending(resource, &fc, id, &record_prefix, name)
+                .await?
+            {
+                out.pending.push(tx);
+            }
+        }
+        let jprefix = self.layout().journals_field(resource, &fc.field);
+        let mut seen = std::collections::HashSet::new();
+        for key in list_all(self.store().as_ref(), &jprefix).await? {
+            let Some(obj) = self.store().get(&key).await? else {
+                continue;
+            };
+            let journal: Value = serde_json::from_slice(&obj.bytes)
+                .map_err(|e| Error::storage(format!("unreadable journal {key}: {e}")))?;
+            let txs: Vec<Transaction> = serde_json::from_value(journal["transactions"].clone())
+                .map_err(|e| Error::storage(format!("unreadable journal {key}: {e}")))?;
+            // A journal of a lost commit repeats transactions of a committed one: count once.
+            out.applied
+                .extend(txs.into_iter().filter(|t| seen.insert(t.id.clone())));
+        }
+        out.pending.retain(|t| !seen.contains(&t.id));
+        Ok(out)
+    }
+
+    /// `getStatus()`: mode, handlers, run counters, and pending transaction counts per field.
+    pub async fn status(&self) -> Result<Value> {
+        let c = self.config();
+        let mut handlers = Map::new();
+        for r in &c.resources {
+            handlers.insert(
+                r.resource.clone(),
+                json!(r.fields.iter().map(|f| f.field.clone()).collect::<Vec<_>>()),
+            );
+        }
+        let mut pending = Map::new();
+        for (resource, fc) in self.configured_fields() {
+            let prefix = self.layout().pending_field(&resource, &fc.field);
+            let n = list_all(self.store().as_ref(), &prefix).await?.len();
+            pending.insert(format!("{resource}.{}", fc.field), json!(n));
+        }
+        let s = self.run_status();
+        Ok(json!({
+            "name": "EventualConsistencyPlugin",
+            "version": env!("CARGO_PKG_VERSION"),
+            "mode": match c.mode { Mode::Sync => "sync", Mode::Async => "async" },
+            "autoConsolidate": c.auto,
+            "consolidationInterval": c.interval_s,
+            "enableAnalytics": c.analytics_enabled,
+            "timezone": c.timezone.name(),
+            "handlers": handlers,
+            "pending": pending,
+            "runs": {
+                "consolidations": s.runs,
+                "lastRunAt": s.last_run_ms.map(crate::cohort::iso_timestamp),
+                "recordsConsolidated": s.records_consolidated,
+                "transactionsApplied": s.transactions_applied,
+                "errors": s.errors,
+                "gcRuns": s.gc_runs,
+            },
+        }))
+    }
+
+    /// `getCohortStats(r, f)`: per local hour of the last `consolidation.window` hours (most
+    /// recent first), how many stored transactions are pending and applied.
+    pub async fn cohort_stats(&self, resource: &str, field: &str) -> Result<Value> {
+        let all = self.field_transactions(resource, field).await?;
+        let zone = self.zone();
+        let now = self.now_ms();
+        let hours = self.config().window_h.ceil().max(1.0) as i64;
+        let mut counts: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        // Walk back hour by hour in UTC; a repeated local hour (fall-back) collapses into one
+        // label, as cohorts do.
+        let mut labels = Vec::new();
+        for h in 0..hours {
+            let label = cohorts_of(now - h * 3_600_000, zone).hour;
+            if !labels.contains(&label) {
+                counts.insert(label.clone(), (0, 0));
+                labels.push(label);
+            }
+        }
+        for (tx, applied) in all
+            .pending
+            .iter()
+            .map(|t| (t, false))
+            .chain(all.applied.iter().map(|t| (t, true)))
+        {
+            if let Some(c) = counts.get_mut(&cohorts_of(tx.timestamp_ms, zone).hour) {
+                if applied {
+                    c.1 += 1;
+                } else {
+                    c.0 += 1;
+                }
+            }
+        }
+        Ok(Value::Array(
+            labels
+                .iter()
+                .map(|l| {
+                    let (p, a) = counts[l];
+                    json!({ "cohort": l, "pending": p, "applied": a, "total": p + a })
+                })
+                .collect(),
+        ))
+    }
+}

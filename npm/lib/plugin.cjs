@@ -1,0 +1,229 @@
+'use strict';
+// EventualConsistencyPlugin: the s3db.js plugin surface (EventEmitter, install/start/stop,
+// resource methods, timers) over the native engine. Argument rules live in the core.
+const { EventEmitter } = require('node:events');
+const native = require('./native.cjs');
+const { TallyError, wrap, wrapSync } = require('./errors.cjs');
+const { tag } = require('./args.cjs');
+
+const RESOURCE_METHODS = [
+  'set', 'add', 'sub', 'increment', 'decrement', 'consolidate', 'getConsolidatedValue', 'recalculate',
+];
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const CONSOLIDATED = 'plg:eventual-consistency:consolidated';
+
+/** Replaces functions in the options by `{ $function: n }`; returns the JSON and the functions. */
+function splitFunctions(options) {
+  const functions = [];
+  const walk = (v, key) => {
+    if (typeof v === 'function') {
+      functions.push(v);
+      return { $function: functions.length - 1 };
+    }
+    if (Array.isArray(v)) return v.map((x) => walk(x, key));
+    if (v && typeof v === 'object') {
+      const out = {};
+      for (const [k, x] of Object.entries(v)) {
+        if (x !== undefined) out[k] = walk(x, k);
+      }
+      return out;
+    }
+    return v;
+  };
+  const { clock, logger, ...rest } = options;
+  return { json: walk(rest), functions, clock, logger };
+}
+
+function defaultLogger() {
+  return {
+    info: (...a) => console.info(...a),
+    warn: (...a) => console.warn(...a),
+    debug: () => {},
+    error: (...a) => console.error(...a),
+  };
+}
+
+class EventualConsistencyPlugin extends EventEmitter {
+  constructor(options = {}) {
+    super();
+    if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+      throw new TallyError('ERR_INVALID_CONFIG', 'EventualConsistencyPlugin: options must be an object');
+    }
+    const { json, functions, clock, logger } = splitFunctions(options);
+    if (clock !== undefined && typeof clock !== 'function') {
+      throw new TallyError('ERR_INVALID_CONFIG', 'EventualConsistencyPlugin: clock must be a function returning epoch milliseconds');
+    }
+    this._native = wrapSync(() => new native.NativePlugin(json, clock !== undefined));
+    this._clock = clock;
+    this.config = this._native.config();
+    this.logger = logger ?? defaultLogger();
+    this.name = 'EventualConsistencyPlugin';
+    this.instanceName = 'eventualconsistency';
+    this.database = null;
+    this._timers = [];
+    this._inflight = new Set();
+    this._backgroundRunning = false;
+    this._started = false;
+    this._resources = new Set(Object.keys(this.config.resources));
+    functions.forEach((fn, id) => {
+      this._native.setReducer(id, (payload) => {
+        let current = payload.start;
+        for (const tx of payload.transactions) current = fn(current, tx);
+        if (typeof current !== 'number' || !Number.isFinite(current)) {
+          throw new TypeError(`reducer returned ${String(current)} instead of a finite number`);
+        }
+        return current;
+      });
+    });
+    this._native.onEvent((event) => this._dispatch(event.name, event.payload));
+  }
+
+  setInstanceName(name) {
+    this.instanceName = name;
+    this.slug = `eventual-consistency--${name}`;
+  }
+
+  _dispatch(name, payload) {
+    if (payload && payload.error && typeof payload.error === 'object' && !(payload.error instanceof Error)) {
+      payload = { ...payload, error: new TallyError(payload.error.code, payload.error.message) };
+    }
+    if (name === CONSOLIDATED && this.config.verbose) {
+      this.logger.info(
+        `[tally] consolidated ${payload.resource}.${payload.field}: ${payload.successCount}/${payload.recordCount} records, ${payload.errorCount} errors, ${payload.duration} ms`,
+      );
+    }
+    this.emit(name, payload);
+    const db = this.database;
+    if (db && typeof db.emit === 'function') {
+      db.emit(name, payload);
+      if (name === CONSOLIDATED) db.emit('plg:eventual-consistency:consolidation-completed', payload);
+    }
+  }
+
+  _now() {
+    if (this._clock) this._native.setNow(Number(this._clock()));
+  }
+
+  _track(promise) {
+    const p = wrap(promise);
+    this._inflight.add(p);
+    const done = () => this._inflight.delete(p);
+    p.then(done, done);
+    return p;
+  }
+
+  _call(resource, method, args) {
+    this._now();
+    return this._track(this._native.call(resource, method, args.map(tag)));
+  }
+
+  /** Installs the plugin on a database (`db.usePlugin(plugin)` calls this). */
+  async install(database) {
+    if (!database || typeof database._requireNative !== 'function') {
+      throw new TallyError(
+        'ERR_INVALID_CONFIG',
+        'EventualConsistencyPlugin: this build installs on tally-ec S3db databases; s3db.js databases are not supported yet',
+      );
+    }
+    if (this.database === database) return;
+    this.database = database;
+    wrapSync(() => this._native.install(database._requireNative()));
+    for (const resource of Object.values(database.resources)) this._onResourceCreated(resource);
+  }
+
+  /** Installs the resource methods on a configured resource (also one created later). */
+  _onResourceCreated(resource) {
+    if (!this._resources.has(resource.name)) return;
+    for (const method of RESOURCE_METHODS) {
+      const current = resource[method];
+      if (current !== undefined && !(current && current.__tally === this)) {
+        this.logger.warn(`[tally] resource "${resource.name}" already has a "${method}" property; not replacing it`);
+        continue;
+      }
+      const fn = (...args) => this._call(resource.name, method, args);
+      Object.defineProperty(fn, '__tally', { value: this });
+      resource[method] = fn;
+    }
+  }
+
+  async start() {
+    if (this._started) return;
+    this._started = true;
+    for (const e of wrapSync(() => this._native.lifecycleEvents(true))) this._dispatch(e.name, e.payload);
+    const c = this.config;
+    if (c.consolidation.mode === 'async' && c.consolidation.auto) {
+      this._every(c.consolidation.interval, () => this._native.runPass());
+    }
+    if (c.garbageCollection.enabled) {
+      this._every(c.garbageCollection.interval, () => this._native.runGc());
+    }
+  }
+
+  _every(seconds, work) {
+    const ms = Math.min(Math.max(1, Math.round(seconds * 1000)), MAX_TIMER_MS);
+    const timer = setInterval(() => this._background(work), ms);
+    timer.unref();
+    this._timers.push(timer);
+  }
+
+  _background(work) {
+    if (this._backgroundRunning) return;
+    this._backgroundRunning = true;
+    this._now();
+    this._track(work())
+      .catch((error) => this._dispatch('plg:eventual-consistency:consolidation-error', { error }))
+      .finally(() => {
+        this._backgroundRunning = false;
+      });
+  }
+
+  /** Stops the timers and waits for in-flight work. */
+  async stop() {
+    for (const t of this._timers) clearInterval(t);
+    this._timers = [];
+    await Promise.allSettled([...this._inflight]);
+    if (this._started) {
+      this._started = false;
+      for (const e of wrapSync(() => this._native.lifecycleEvents(false))) this._dispatch(e.name, e.payload);
+    }
+  }
+
+  async uninstall() {
+    await this.stop();
+  }
+
+  /** Consolidates every configured field; a Map "<resource>.<field>" → summary. */
+  async consolidateAll() {
+    this._now();
+    const runs = await this._track(this._native.consolidateAll());
+    return new Map(runs.map((r) => [`${r.resource}.${r.field}`, r]));
+  }
+
+  async runGC() {
+    this._now();
+    await this._track(this._native.runGc());
+  }
+
+  async getStatus() {
+    return wrap(this._native.status());
+  }
+
+  async getCohortStats(resource, field) {
+    this._now();
+    return wrap(this._native.cohortStats(resource, field));
+  }
+
+  async getConsolidatedValue(resource, field, id, options) {
+    return this._call(resource, 'getConsolidatedValue', [id, field, options]);
+  }
+
+  async recalculateRecord(resource, field, id) {
+    return this._call(resource, 'recalculate', [id, field]);
+  }
+
+  async consolidate(resource, field, id) {
+    return this._call(resource, 'consolidate', [id, field]);
+  }
+}
+
+module.exports = { EventualConsistencyPlugin, RESOURCE_METHODS };
