@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The main job: the demo on the embedded folder store.
+# The main job: the Node quickstart (wallets, counters) on the embedded folder store.
+# Usage: bash scripts/demo.sh [folder]
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 bash scripts/setup.sh
-cargo run --quiet -p tally-core --example demo -- "${1:-$CARGO_TARGET_DIR/demo-data}"
+bash scripts/node-install.sh >/dev/null
+node npm/examples/quickstart.mjs ${1:+"$1"}

@@ -8,5 +8,8 @@ bash scripts/fmt.sh
 bash scripts/lint.sh
 bash scripts/test-rust.sh
 bash scripts/build-wasm.sh
-bash scripts/demo.sh >/dev/null
-echo "== all suites passed in $(( $(date +%s) - start ))s (fmt, clippy, rust tests, wasm32 build, demo)"
+bash scripts/test-node.sh
+echo "== demos: Rust example and Node quickstart"
+cargo run --quiet -p tally-core --example demo -- "$CARGO_TARGET_DIR/demo-data" >/dev/null
+bash scripts/demo.sh "$CARGO_TARGET_DIR/demo-node" >/dev/null
+echo "== all suites passed in $(( $(date +%s) - start ))s (fmt, clippy, rust tests, wasm32 build, node tests, demos)"

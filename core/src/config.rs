@@ -181,7 +181,14 @@ impl PluginConfig {
             other => return Err(cfg_err(format!("options must be an object (got {other})"))),
         };
         let resources = parse_resources(o)?;
-        let mode = match pick(o, "consolidation", "mode", &["mode"]) {
+        // The plugin guide's singular form may carry its own `mode`.
+        let singular_mode = o
+            .get("resources")
+            .and_then(Value::as_object)
+            .filter(|r| r.contains_key("resource"))
+            .and_then(|r| r.get("mode"))
+            .filter(|v| !v.is_null());
+        let mode = match pick(o, "consolidation", "mode", &["mode"]).or(singular_mode) {
             None => Mode::Async,
             Some(Value::String(s)) if s == "sync" => Mode::Sync,
             Some(Value::String(s)) if s == "async" => Mode::Async,

@@ -1,0 +1,297 @@
+// Hand-written types of tally-ec (checked by `npm run typecheck`).
+import { EventEmitter } from 'node:events';
+
+/** Stable error codes (SPEC §8). */
+export type TallyErrorCode =
+  | 'ERR_INVALID_ARGUMENT'
+  | 'ERR_INVALID_AMOUNT'
+  | 'ERR_UNKNOWN_RESOURCE'
+  | 'ERR_UNKNOWN_FIELD'
+  | 'ERR_INVALID_PATH'
+  | 'ERR_INVALID_DATE'
+  | 'ERR_ANALYTICS_DISABLED'
+  | 'ERR_IDEMPOTENCY_MISMATCH'
+  | 'ERR_RECORD_NOT_FOUND'
+  | 'ERR_VALIDATION'
+  | 'ERR_CONFLICT'
+  | 'ERR_STORAGE'
+  | 'ERR_INVALID_CONFIG';
+
+/** Every error the package throws. */
+export class TallyError extends Error {
+  constructor(code: TallyErrorCode | string, message: string);
+  readonly name: 'TallyError';
+  readonly code: TallyErrorCode;
+}
+
+/** A stored record: its attributes plus `id`. */
+export type StoredRecord = { id: string; [attribute: string]: unknown };
+
+/** s3db.js attribute definitions: `'string|required'`, `'number|default:0'`, `'json'`, nested objects. */
+export type Attributes = { [name: string]: string | ({ $$type: 'object' } & Attributes) | Attributes };
+
+export type HookEvent = 'beforeInsert' | 'afterInsert' | 'beforeUpdate' | 'afterUpdate' | 'beforeDelete' | 'afterDelete';
+
+/** `{ idempotencyKey, source, metadata }`, the optional last argument of a mutation. */
+export interface MutationOptions {
+  idempotencyKey?: string;
+  source?: string;
+  metadata?: unknown;
+}
+
+/** A stored transaction (async-mode mutations resolve to it). */
+export interface Transaction {
+  id: string;
+  originalId: string;
+  field: string;
+  fieldPath: string;
+  value: number;
+  operation: 'add' | 'sub' | 'set';
+  timestamp: string;
+  cohortHour: string;
+  cohortDate: string;
+  cohortWeek: string;
+  cohortMonth: string;
+  applied: boolean;
+  source?: string;
+  idempotencyKey?: string;
+  metadata?: unknown;
+}
+
+/** Sync mode: the new value (`null` for a missing record). Async mode: the transaction. */
+export type MutationResult = number | null | Transaction;
+
+/** Methods the plugin installs on a configured resource. */
+export interface EventualConsistencyMethods {
+  set(id: string, field: string, value: number, options?: MutationOptions): Promise<MutationResult>;
+  set(id: string, value: number, options?: MutationOptions): Promise<MutationResult>;
+  add(id: string, field: string, amount: number, options?: MutationOptions): Promise<MutationResult>;
+  add(id: string, amount: number, options?: MutationOptions): Promise<MutationResult>;
+  sub(id: string, field: string, amount: number, options?: MutationOptions): Promise<MutationResult>;
+  sub(id: string, amount: number, options?: MutationOptions): Promise<MutationResult>;
+  increment(id: string, field?: string, options?: MutationOptions): Promise<MutationResult>;
+  increment(id: string, options?: MutationOptions): Promise<MutationResult>;
+  decrement(id: string, field?: string, options?: MutationOptions): Promise<MutationResult>;
+  decrement(id: string, options?: MutationOptions): Promise<MutationResult>;
+  consolidate(id: string, field?: string): Promise<unknown>;
+  getConsolidatedValue(id: string, field?: string, options?: object): Promise<number | null>;
+  recalculate(id: string, field?: string): Promise<unknown>;
+}
+
+export interface ListOptions {
+  limit?: number;
+  offset?: number;
+}
+
+export class Resource implements Partial<EventualConsistencyMethods> {
+  readonly name: string;
+  attributes: Attributes;
+  readonly database: S3db;
+  addHook(event: HookEvent, fn: (data: any) => unknown): void;
+  insert(data: Record<string, unknown>): Promise<StoredRecord>;
+  get(id: string): Promise<StoredRecord>;
+  exists(id: string): Promise<boolean>;
+  update(id: string, changes: Record<string, unknown>): Promise<StoredRecord>;
+  patch(id: string, changes: Record<string, unknown>): Promise<StoredRecord>;
+  delete(id: string): Promise<void>;
+  list(options?: ListOptions): Promise<StoredRecord[]>;
+  listIds(): Promise<string[]>;
+  count(): Promise<number>;
+  getMany(ids: string[]): Promise<StoredRecord[]>;
+  set?: EventualConsistencyMethods['set'];
+  add?: EventualConsistencyMethods['add'];
+  sub?: EventualConsistencyMethods['sub'];
+  increment?: EventualConsistencyMethods['increment'];
+  decrement?: EventualConsistencyMethods['decrement'];
+  consolidate?: EventualConsistencyMethods['consolidate'];
+  getConsolidatedValue?: EventualConsistencyMethods['getConsolidatedValue'];
+  recalculate?: EventualConsistencyMethods['recalculate'];
+}
+
+/** A resource with the plugin's methods installed. */
+export type ConsistentResource = Resource & EventualConsistencyMethods;
+
+export interface S3dbOptions {
+  /** `memory://bucket/prefix`, `file:///abs/path` (default: `./.tally-data`), `s3://…`, `http(s)://…`. */
+  connectionString?: string;
+  plugins?: EventualConsistencyPlugin[];
+}
+
+export interface Plugin {
+  install(db: S3db): Promise<void>;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Tally's own s3db.js-compatible database. */
+export class S3db extends EventEmitter {
+  constructor(options?: S3dbOptions);
+  readonly connectionString: string;
+  resources: Record<string, Resource>;
+  plugins: Record<string, Plugin>;
+  connect(): Promise<this>;
+  isConnected(): boolean;
+  createResource(config: { name: string; attributes?: Attributes; [option: string]: unknown }): Promise<ConsistentResource>;
+  resource(name: string): Promise<Resource>;
+  listResources(): Promise<{ name: string }[]>;
+  usePlugin<P extends Plugin>(plugin: P, name?: string | null): Promise<P>;
+  uninstallPlugin(name: string): Promise<void>;
+  disconnect(): Promise<void>;
+}
+export { S3db as Database };
+
+export type Reducer = (current: number, transaction: Transaction) => number;
+
+export interface FieldOptions {
+  field: string;
+  fieldPath?: string;
+  initialValue?: number;
+  reducer?: Reducer;
+}
+
+export type ResourcesOption =
+  | Record<string, (string | FieldOptions)[]>
+  | { resource: string; fields?: (string | FieldOptions)[]; field?: string; mode?: 'sync' | 'async' }[]
+  | { resource: string; field?: string; fields?: (string | FieldOptions)[]; mode?: 'sync' | 'async' };
+
+export interface Logger {
+  info(...args: unknown[]): void;
+  warn(...args: unknown[]): void;
+  debug(...args: unknown[]): void;
+  error(...args: unknown[]): void;
+}
+
+export type Period = 'hour' | 'day' | 'week' | 'month';
+
+export interface EventualConsistencyOptions {
+  resources?: ResourcesOption;
+  resource?: string;
+  field?: string;
+  consolidation?: {
+    mode?: 'sync' | 'async';
+    auto?: boolean;
+    interval?: number;
+    window?: number;
+    concurrency?: number;
+    markAppliedConcurrency?: number;
+  };
+  analytics?: { enabled?: boolean; periods?: Period[]; metrics?: ('count' | 'sum' | 'avg' | 'min' | 'max')[] };
+  locks?: { timeout?: number };
+  garbageCollection?: { enabled?: boolean; interval?: number; retention?: number };
+  checkpoints?: { enabled?: boolean; strategy?: 'hourly' | 'daily'; retention?: number };
+  cohort?: { timezone?: string };
+  /** Epoch milliseconds for timestamps, cohorts and "last N" queries (default `Date.now`). */
+  clock?: () => number;
+  verbose?: boolean;
+  debug?: boolean;
+  logger?: Logger;
+  // The flat 21.6.2 names.
+  mode?: 'sync' | 'async';
+  autoConsolidate?: boolean;
+  consolidationInterval?: number;
+  consolidationWindow?: number;
+  enableAnalytics?: boolean;
+  transactionRetention?: number;
+  gcInterval?: number;
+  logLevel?: string;
+}
+
+export interface ConsolidationRun {
+  resource: string;
+  field: string;
+  success: boolean;
+  recordsProcessed: number;
+  transactionsApplied: number;
+  errorCount: number;
+}
+
+export interface PluginStatus {
+  name: 'EventualConsistencyPlugin';
+  version: string;
+  mode: 'sync' | 'async';
+  autoConsolidate: boolean;
+  consolidationInterval: number;
+  enableAnalytics: boolean;
+  timezone: string;
+  handlers: Record<string, string[]>;
+  pending: Record<string, number>;
+  runs: {
+    consolidations: number;
+    lastRunAt: string | null;
+    recordsConsolidated: number;
+    transactionsApplied: number;
+    errors: number;
+    gcRuns: number;
+  };
+}
+
+export interface CohortStat {
+  cohort: string;
+  pending: number;
+  applied: number;
+  total: number;
+}
+
+export interface StartedEvent { resource: string; field: string; cohort: { timezone: string } }
+export interface StoppedEvent { resource: string; field: string }
+export interface ConsolidatedEvent {
+  resource: string;
+  field: string;
+  recordCount: number;
+  successCount: number;
+  errorCount: number;
+  duration: number;
+}
+export interface ConsolidationErrorEvent { error: TallyError; resource?: string; field?: string; recordId?: string | null }
+export interface GcCompletedEvent { resource: string; field: string; deletedCount: number; errorCount: number }
+export interface GcErrorEvent { error: TallyError }
+
+export interface EventualConsistencyEvents {
+  'plg:eventual-consistency:started': [StartedEvent];
+  'plg:eventual-consistency:stopped': [StoppedEvent];
+  'plg:eventual-consistency:consolidated': [ConsolidatedEvent];
+  'plg:eventual-consistency:consolidation-error': [ConsolidationErrorEvent];
+  'plg:eventual-consistency:gc-completed': [GcCompletedEvent];
+  'plg:eventual-consistency:gc-error': [GcErrorEvent];
+}
+
+export class EventualConsistencyPlugin extends EventEmitter<EventualConsistencyEvents> implements Plugin {
+  constructor(options?: EventualConsistencyOptions);
+  readonly name: 'EventualConsistencyPlugin';
+  instanceName: string;
+  /** The normalized configuration (nested form). */
+  readonly config: {
+    resources: Record<string, { field: string; fieldPath: string; initialValue: number; reducer: boolean }[]>;
+    consolidation: { mode: 'sync' | 'async'; auto: boolean; interval: number; window: number; concurrency: number; markAppliedConcurrency: number };
+    analytics: { enabled: boolean; periods: Period[]; metrics: string[] };
+    locks: { timeout: number };
+    garbageCollection: { enabled: boolean; interval: number; retention: number };
+    checkpoints: { enabled: boolean; strategy: 'hourly' | 'daily'; retention: number };
+    cohort: { timezone: string };
+    verbose: boolean;
+    debug: boolean;
+  };
+  logger: Logger;
+  database: S3db | null;
+  setInstanceName(name: string): void;
+  install(db: S3db): Promise<void>;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  uninstall(): Promise<void>;
+  consolidateAll(): Promise<Map<string, ConsolidationRun>>;
+  runGC(): Promise<void>;
+  getStatus(): Promise<PluginStatus>;
+  getCohortStats(resource: string, field: string): Promise<CohortStat[]>;
+  getConsolidatedValue(resource: string, field: string, id: string, options?: object): Promise<number | null>;
+  recalculateRecord(resource: string, field: string, id: string): Promise<unknown>;
+  consolidate(resource: string, field: string, id: string): Promise<unknown>;
+}
+
+declare const _default: {
+  S3db: typeof S3db;
+  Database: typeof S3db;
+  Resource: typeof Resource;
+  EventualConsistencyPlugin: typeof EventualConsistencyPlugin;
+  TallyError: typeof TallyError;
+};
+export default _default;

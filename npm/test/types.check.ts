@@ -1,0 +1,30 @@
+// Compiled by `npm run typecheck` only: usage that must type-check against index.d.ts.
+import { S3db, EventualConsistencyPlugin, TallyError, type Transaction } from '../index.js';
+
+async function usage(): Promise<void> {
+  const db = new S3db({ connectionString: 'memory://types/app' });
+  await db.connect();
+  const plugin = await db.usePlugin(
+    new EventualConsistencyPlugin({
+      resources: [{ resource: 'wallets', fields: ['balance', { field: 'best', reducer: (c, tx) => Math.max(c, tx.value) }] }],
+      consolidation: { mode: 'sync' },
+      clock: () => Date.now(),
+    }),
+  );
+  plugin.on('plg:eventual-consistency:consolidated', (e) => console.log(e.recordCount, e.duration));
+  const wallets = await db.createResource({ name: 'wallets', attributes: { balance: 'number|default:0' } });
+  const v = await wallets.add('w1', 'balance', 5, { idempotencyKey: 'k' });
+  if (typeof v === 'number') console.log(v.toFixed(2));
+  const tx = (await wallets.increment('w1')) as Transaction;
+  console.log(tx.cohortWeek);
+  const status = await plugin.getStatus();
+  console.log(status.pending['wallets.balance']);
+  try {
+    await wallets.add('w1', NaN);
+  } catch (e) {
+    if (e instanceof TallyError) console.log(e.code === 'ERR_INVALID_AMOUNT');
+  }
+  const runs = await plugin.consolidateAll();
+  console.log(runs.get('wallets.balance')?.transactionsApplied);
+}
+void usage;
