@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod amount;
+pub mod analytics;
 pub mod calls;
 pub mod clock;
 pub mod cohort;

@@ -1,0 +1,338 @@
+//! Chart-ready points (SPEC §6): aggregation of transactions into cohorts, exact decimal
+//! sums, distinct-record counts, gap filling, metric selection and top records.
+
+use super::calendar::{Label, cohort_label};
+use crate::amount::decimal_to_f64;
+use crate::config::Period;
+use crate::txn::Op;
+use chrono_tz::Tz;
+use rust_decimal::Decimal;
+use serde_json::{Map, Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One transaction as analytics sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fact {
+    /// The record (`originalId`).
+    pub record_id: String,
+    /// Epoch milliseconds.
+    pub timestamp_ms: i64,
+    /// Operation.
+    pub operation: Op,
+    /// The amount as stored (unsigned for `sub`).
+    pub value: Decimal,
+}
+
+impl Fact {
+    /// Signed contribution: `sub` counts as `-value`, `add` and `set` as `+value`.
+    pub fn signed(&self) -> Decimal {
+        match self.operation {
+            Op::Sub => -self.value,
+            _ => self.value,
+        }
+    }
+}
+
+impl From<&crate::txn::Transaction> for Fact {
+    fn from(t: &crate::txn::Transaction) -> Fact {
+        Fact {
+            record_id: t.original_id.clone(),
+            timestamp_ms: t.timestamp_ms,
+            operation: t.operation,
+            value: t.value,
+        }
+    }
+}
+
+/// The aggregate of one cohort.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Point {
+    /// Transactions.
+    pub count: u64,
+    /// Sum of signed values.
+    pub sum: Decimal,
+    /// Smallest signed value.
+    pub min: Decimal,
+    /// Largest signed value.
+    pub max: Decimal,
+    /// Distinct records.
+    pub records: BTreeSet<String>,
+    /// Per operation: count and signed sum.
+    pub operations: BTreeMap<&'static str, (u64, Decimal)>,
+}
+
+impl Point {
+    /// Adds one transaction.
+    pub fn add(&mut self, f: &Fact) {
+        let v = f.signed();
+        if self.count == 0 {
+            self.min = v;
+            self.max = v;
+        } else {
+            self.min = self.min.min(v);
+            self.max = self.max.max(v);
+        }
+        self.count += 1;
+        self.sum += v;
+        self.records.insert(f.record_id.clone());
+        let e = self.operations.entry(f.operation.as_str()).or_default();
+        e.0 += 1;
+        e.1 += v;
+    }
+
+    /// Merges another point of the same cohort.
+    pub fn merge(&mut self, o: &Point) {
+        if o.count == 0 {
+            return;
+        }
+        if self.count == 0 {
+            self.min = o.min;
+            self.max = o.max;
+        } else {
+            self.min = self.min.min(o.min);
+            self.max = self.max.max(o.max);
+        }
+        self.count += o.count;
+        self.sum += o.sum;
+        self.records.extend(o.records.iter().cloned());
+        for (k, (c, s)) in &o.operations {
+            let e = self.operations.entry(k).or_default();
+            e.0 += c;
+            e.1 += s;
+        }
+    }
+
+    /// The JSON point `{ cohort, count, sum, avg, min, max, recordCount, operations }`, with
+    /// `avg`/`min`/`max` only when listed in `metrics`.
+    pub fn to_json(&self, cohort: &str, metrics: &[String]) -> Value {
+        let has = |m: &str| metrics.iter().any(|x| x == m);
+        let mut o = Map::new();
+        o.insert("cohort".into(), json!(cohort));
+        o.insert("count".into(), json!(self.count));
+        o.insert("sum".into(), json!(decimal_to_f64(self.sum)));
+        if has("avg") {
+            let avg = if self.count == 0 {
+                Decimal::ZERO
+            } else {
+                self.sum
+                    .checked_div(Decimal::from(self.count))
+                    .unwrap_or_default()
+            };
+            o.insert("avg".into(), json!(decimal_to_f64(avg)));
+        }
+        if has("min") {
+            o.insert("min".into(), json!(decimal_to_f64(self.min)));
+        }
+        if has("max") {
+            o.insert("max".into(), json!(decimal_to_f64(self.max)));
+        }
+        o.insert("recordCount".into(), json!(self.records.len()));
+        let mut ops = Map::new();
+        for name in ["add", "sub", "set"] {
+            if let Some((c, s)) = self.operations.get(name) {
+                ops.insert(
+                    name.into(),
+                    json!({ "count": c, "sum": decimal_to_f64(*s) }),
+                );
+            }
+        }
+        o.insert("operations".into(), Value::Object(ops));
+        Value::Object(o)
+    }
+}
+
+/// Points by cohort label, sorted.
+pub type PointSet = BTreeMap<Label, Point>;
+
+/// Aggregates facts into the cohorts of `period` in `zone`.
+pub fn aggregate<'a>(
+    facts: impl IntoIterator<Item = &'a Fact>,
+    period: Period,
+    zone: Tz,
+) -> PointSet {
+    let mut out = PointSet::new();
+    for f in facts {
+        out.entry(cohort_label(f.timestamp_ms, period, zone))
+            .or_default()
+            .add(f);
+    }
+    out
+}
+
+/// The points of `cohorts` as JSON: with `fill`, every cohort (missing ones as zeros);
+/// otherwise only cohorts with data. Points outside `cohorts` are dropped.
+pub fn fill_gaps(
+    points: &PointSet,
+    cohorts: &[Label],
+    fill: bool,
+    metrics: &[String],
+) -> Vec<Value> {
+    let empty = Point::default();
+    cohorts
+        .iter()
+        .filter_map(|c| match points.get(c) {
+            Some(p) => Some(p.to_json(c, metrics)),
+            None if fill => Some(empty.to_json(c, metrics)),
+            None => None,
+        })
+        .collect()
+}
+
+/// `[{ recordId, count, sum }]` by `metric` (`transactionCount` or `totalValue`), descending,
+/// ties by record id, at most `limit`.
+pub fn top_records<'a>(
+    facts: impl IntoIterator<Item = &'a Fact>,
+    metric: &str,
+    limit: usize,
+) -> Vec<Value> {
+    let mut by: BTreeMap<&str, (u64, Decimal)> = BTreeMap::new();
+    for f in facts {
+        let e = by.entry(f.record_id.as_str()).or_default();
+        e.0 += 1;
+        e.1 += f.signed();
+    }
+    let mut rows: Vec<(&str, u64, Decimal)> = by.into_iter().map(|(r, (c, s))| (r, c, s)).collect();
+    rows.sort_by(|a, b| {
+        let primary = if metric == "totalValue" {
+            b.2.cmp(&a.2)
+        } else {
+            b.1.cmp(&a.1)
+        };
+        primary.then_with(|| a.0.cmp(b.0))
+    });
+    rows.into_iter()
+        .take(limit)
+        .map(|(r, c, s)| json!({ "recordId": r, "count": c, "sum": decimal_to_f64(s) }))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analytics::calendar::breakdown;
+    use proptest::prelude::*;
+
+    fn fact(id: &str, ms: i64, op: Op, v: i64) -> Fact {
+        Fact {
+            record_id: id.into(),
+            timestamp_ms: ms,
+            operation: op,
+            value: Decimal::from(v),
+        }
+    }
+
+    fn all_metrics() -> Vec<String> {
+        ["count", "sum", "avg", "min", "max"]
+            .map(String::from)
+            .to_vec()
+    }
+
+    #[test]
+    fn points_have_the_documented_keys_in_order_and_signed_values() {
+        let utc: Tz = "UTC".parse().unwrap();
+        let h = 1_760_018_400_000; // 2025-10-09T14:00Z
+        let facts = [
+            fact("a", h, Op::Add, 5),
+            fact("a", h + 1, Op::Sub, 2),
+            fact("b", h + 2, Op::Set, 10),
+        ];
+        let pts = aggregate(&facts, Period::Hour, utc);
+        let json = fill_gaps(&pts, &["2025-10-09T14".into()], false, &all_metrics());
+        let p = &json[0];
+        let keys: Vec<&String> = p.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "cohort",
+                "count",
+                "sum",
+                "avg",
+                "min",
+                "max",
+                "recordCount",
+                "operations"
+            ]
+        );
+        assert_eq!(p["sum"], json!(13.0));
+        assert_eq!(p["min"], json!(-2.0));
+        assert_eq!(p["recordCount"], json!(2));
+        assert_eq!(p["operations"]["sub"], json!({ "count": 1, "sum": -2.0 }));
+        let gap = &fill_gaps(
+            &pts,
+            &["2025-10-09T15".into()],
+            true,
+            &["count".into(), "sum".into()],
+        )[0];
+        assert_eq!(
+            gap,
+            &json!({ "cohort": "2025-10-09T15", "count": 0, "sum": 0.0, "recordCount": 0, "operations": {} })
+        );
+    }
+
+    #[test]
+    fn every_transaction_counts_once_on_a_25_hour_day() {
+        let ny: Tz = "America/New_York".parse().unwrap();
+        // 2025-11-02 04:00Z = 00:00 EDT; 25 real hours until 2025-11-03 05:00Z.
+        let start = 1_762_056_000_000;
+        let facts: Vec<Fact> = (0..25)
+            .map(|i| fact("r", start + i * 3_600_000, Op::Add, 1))
+            .collect();
+        let pts = aggregate(&facts, Period::Hour, ny);
+        let cohorts = breakdown("2025-11-02", Period::Hour, ny).unwrap();
+        assert_eq!(cohorts.len(), 24);
+        let total: u64 = fill_gaps(&pts, &cohorts, true, &all_metrics())
+            .iter()
+            .map(|p| p["count"].as_u64().unwrap())
+            .sum();
+        assert_eq!(total, 25);
+        assert_eq!(pts["2025-11-02T01"].count, 2);
+    }
+
+    #[test]
+    fn top_records_sort_by_metric_then_record_id() {
+        let facts = [
+            fact("b", 0, Op::Add, 1),
+            fact("a", 0, Op::Add, 1),
+            fact("c", 0, Op::Add, 50),
+            fact("a", 0, Op::Sub, 3),
+        ];
+        let by_count = top_records(&facts, "transactionCount", 10);
+        assert_eq!(by_count[0]["recordId"], "a");
+        assert_eq!(by_count[1]["recordId"], "b");
+        let by_sum = top_records(&facts, "totalValue", 2);
+        assert_eq!(by_sum.len(), 2);
+        assert_eq!(by_sum[0]["recordId"], "c");
+        assert_eq!(by_sum[1]["recordId"], "b");
+    }
+
+    proptest! {
+        #[test]
+        fn rolling_hours_up_to_days_equals_aggregating_by_day(
+            raw in proptest::collection::vec((0i64..5_000_000_000, 0u8..3, -50i64..50, 0u8..4), 0..200),
+            zone_ix in 0usize..4,
+        ) {
+            let zones = ["UTC", "America/New_York", "Australia/Lord_Howe", "Pacific/Kiritimati"];
+            let zone: Tz = zones[zone_ix].parse().unwrap();
+            let base = 1_735_689_600_000; // 2025-01-01
+            let facts: Vec<Fact> = raw.iter().map(|(t, op, v, r)| Fact {
+                record_id: format!("r{r}"),
+                timestamp_ms: base + t,
+                operation: [Op::Add, Op::Sub, Op::Set][*op as usize],
+                value: Decimal::from(*v),
+            }).collect();
+            let hours = aggregate(&facts, Period::Hour, zone);
+            let days = aggregate(&facts, Period::Day, zone);
+            let mut rolled = PointSet::new();
+            for (label, p) in &hours {
+                rolled.entry(label[..10].to_string()).or_default().merge(p);
+            }
+            prop_assert_eq!(&rolled, &days);
+            let total: Decimal = facts.iter().map(Fact::signed).sum();
+            for period in [Period::Hour, Period::Day, Period::Week, Period::Month] {
+                let pts = aggregate(&facts, period, zone);
+                prop_assert_eq!(pts.values().map(|p| p.count).sum::<u64>(), facts.len() as u64);
+                prop_assert_eq!(pts.values().map(|p| p.sum).sum::<Decimal>(), total);
+            }
+        }
+    }
+}
