@@ -285,6 +285,52 @@ export class EventualConsistencyPlugin extends EventEmitter<EventualConsistencyE
   getConsolidatedValue(resource: string, field: string, id: string, options?: object): Promise<number | null>;
   recalculateRecord(resource: string, field: string, id: string): Promise<unknown>;
   consolidate(resource: string, field: string, id: string): Promise<unknown>;
+  getAnalytics(resource: string, field: string, options?: AnalyticsOptions & {
+    period?: Period; date?: string; startDate?: string; endDate?: string; month?: string; year?: number | string;
+  }): Promise<AnalyticsPoint[]>;
+  getDayByHour(resource: string, field: string, date: string, options?: AnalyticsOptions): Promise<AnalyticsPoint[]>;
+  getWeekByDay(resource: string, field: string, week: string, options?: AnalyticsOptions): Promise<AnalyticsPoint[]>;
+  getWeekByHour(resource: string, field: string, week: string, options?: AnalyticsOptions): Promise<AnalyticsPoint[]>;
+  getMonthByDay(resource: string, field: string, month: string, options?: AnalyticsOptions): Promise<AnalyticsPoint[]>;
+  getMonthByHour(resource: string, field: string, month: string, options?: AnalyticsOptions): Promise<AnalyticsPoint[]>;
+  getMonthByWeek(resource: string, field: string, month: string, options?: AnalyticsOptions): Promise<AnalyticsPoint[]>;
+  getYearByDay(resource: string, field: string, year: number | string, options?: AnalyticsOptions): Promise<AnalyticsPoint[]>;
+  getYearByWeek(resource: string, field: string, year: number | string, options?: AnalyticsOptions): Promise<AnalyticsPoint[]>;
+  getYearByMonth(resource: string, field: string, year: number | string, options?: AnalyticsOptions): Promise<AnalyticsPoint[]>;
+  getLastNHours(resource: string, field: string, n?: number, options?: AnalyticsOptions): Promise<AnalyticsPoint[]>;
+  getLastNDays(resource: string, field: string, n?: number, options?: AnalyticsOptions): Promise<AnalyticsPoint[]>;
+  getLastNWeeks(resource: string, field: string, n?: number, options?: AnalyticsOptions): Promise<AnalyticsPoint[]>;
+  getLastNMonths(resource: string, field: string, n?: number, options?: AnalyticsOptions): Promise<AnalyticsPoint[]>;
+  getLastNPeriods(resource: string, field: string, period: Period, n: number, options?: AnalyticsOptions): Promise<AnalyticsPoint[]>;
+  getAnalyticsByTimeRange(resource: string, field: string, period: Period, range: { start: string; end: string } & AnalyticsOptions): Promise<AnalyticsPoint[]>;
+  getTopRecords(resource: string, field: string, options?: {
+    period?: Period; date?: string; cohort?: string; limit?: number;
+    sortBy?: 'transactionCount' | 'totalValue'; metric?: 'transactionCount' | 'totalValue';
+  }): Promise<{ recordId: string; count: number; sum: number }[]>;
+  getRawEvents(resource: string, field: string, options?: {
+    recordId?: string; applied?: boolean; operation?: 'add' | 'sub' | 'set'; startDate?: string; endDate?: string; limit?: number;
+  }): Promise<Transaction[]>;
+  fillGaps(data: AnalyticsPoint[], period: Period, start: string, end: string): AnalyticsPoint[];
+}
+
+/** Options of every analytics query. */
+export interface AnalyticsOptions {
+  fillGaps?: boolean;
+  includePending?: boolean;
+  recordId?: string;
+  breakdown?: 'operations';
+}
+
+/** A chart-ready point (`avg`, `min`, `max` only when listed in `analytics.metrics`). */
+export interface AnalyticsPoint {
+  cohort: string;
+  count: number;
+  sum: number;
+  avg?: number;
+  min?: number;
+  max?: number;
+  recordCount: number;
+  operations: Partial<Record<'add' | 'sub' | 'set', { count: number; sum: number }>>;
 }
 
 declare const _default: {

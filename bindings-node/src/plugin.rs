@@ -114,6 +114,43 @@ impl NativePlugin {
         self.engine()?.call(&resource, &method, &args).await.napi()
     }
 
+    /// Runs an analytics query function (`getDayByHour`, `getTopRecords`, …) with tagged
+    /// arguments after the resource and field.
+    #[napi]
+    pub async fn query(
+        &self,
+        function: String,
+        resource: String,
+        field: String,
+        args: Vec<Value>,
+    ) -> napi::Result<Value> {
+        let args: Vec<_> = args.iter().map(arg_from_tagged).collect();
+        self.engine()?
+            .query(&function, &resource, &field, &args)
+            .await
+            .napi()
+    }
+
+    /// `fillGaps(data, period, start, end)` in `cohort.timezone`.
+    #[napi]
+    pub fn fill_gaps(
+        &self,
+        data: Value,
+        period: String,
+        start: String,
+        end: String,
+    ) -> napi::Result<Value> {
+        tally_core::queries::fill_gaps_json(
+            &data,
+            &period,
+            &start,
+            &end,
+            self.config.timezone,
+            &self.config.metrics,
+        )
+        .napi()
+    }
+
     /// One background pass (records with pending transactions, under the pass lease).
     #[napi]
     pub async fn run_pass(&self) -> napi::Result<()> {

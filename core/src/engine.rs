@@ -394,12 +394,14 @@ impl Engine {
         if now > s.0 {
             *s = (now, 0);
         } else {
+            // Same millisecond (or a caller's clock that went back): keep counting, so one
+            // caller's mutations keep their order. The clock's time is always the timestamp.
             s.1 += 1;
         }
         // 4 digits of per-millisecond sequence keep one caller's order; 5 random digits keep
         // processes apart.
         let suffix = format!("{}{}", base36(s.1, 4), base36(self.ids.next_u64(), 5));
-        (s.0, suffix)
+        (now, suffix)
     }
 
     /// Writes a transaction and, in sync mode, consolidates the record.

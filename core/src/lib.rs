@@ -20,6 +20,7 @@ pub mod error;
 pub mod events;
 pub mod history;
 pub mod keys;
+pub mod queries;
 pub mod records;
 pub mod schema;
 pub mod store;

@@ -9,6 +9,11 @@ const { tag } = require('./args.cjs');
 const RESOURCE_METHODS = [
   'set', 'add', 'sub', 'increment', 'decrement', 'consolidate', 'getConsolidatedValue', 'recalculate',
 ];
+const QUERY_FUNCTIONS = [
+  'getAnalytics', 'getDayByHour', 'getWeekByDay', 'getWeekByHour', 'getMonthByDay', 'getMonthByHour',
+  'getMonthByWeek', 'getYearByDay', 'getYearByWeek', 'getYearByMonth', 'getLastNHours', 'getLastNDays',
+  'getLastNWeeks', 'getLastNMonths', 'getLastNPeriods', 'getAnalyticsByTimeRange', 'getTopRecords', 'getRawEvents',
+];
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const CONSOLIDATED = 'plg:eventual-consistency:consolidated';
 
@@ -224,6 +229,18 @@ class EventualConsistencyPlugin extends EventEmitter {
   async consolidate(resource, field, id) {
     return this._call(resource, 'consolidate', [id, field]);
   }
+
+  /** `fillGaps(data, period, start, end)`: every cohort of the range, zeros where missing. */
+  fillGaps(data, period, start, end) {
+    return wrapSync(() => this._native.fillGaps(data, String(period), String(start), String(end)));
+  }
 }
 
-module.exports = { EventualConsistencyPlugin, RESOURCE_METHODS };
+for (const name of QUERY_FUNCTIONS) {
+  EventualConsistencyPlugin.prototype[name] = function query(resource, field, ...args) {
+    this._now();
+    return wrap(this._native.query(name, String(resource), String(field), args.map(tag)));
+  };
+}
+
+module.exports = { EventualConsistencyPlugin, RESOURCE_METHODS, QUERY_FUNCTIONS };

@@ -54,7 +54,11 @@ test('counters with increment and decrement: loginCount 1, remainingAttempts 1',
 
 test('URL shortener in async mode: a click hook adds transactions that consolidation applies', async () => {
   const db = await memoryDb();
-  const ec = plugin({ resources: { urls: ['clicks', 'views'] }, consolidation: { mode: 'async', auto: true, interval: 60 } });
+  const ec = plugin({
+    resources: { urls: ['clicks', 'views'] },
+    consolidation: { mode: 'async', auto: true, interval: 60 },
+    analytics: { enabled: true, periods: ['hour', 'day', 'month'], metrics: ['count', 'sum'] },
+  });
   await db.usePlugin(ec);
   const urls = await db.createResource({
     name: 'urls',
@@ -76,6 +80,11 @@ test('URL shortener in async mode: a click hook adds transactions that consolida
   const url = await urls.get('abc');
   assert.equal(url.clicks, 5);
   assert.equal(url.views, 2);
+  const stats = await ec.getLastNDays('urls', 'clicks', 7);
+  assert.equal(stats.length, 1, 'only today has data');
+  assert.deepEqual(Object.keys(stats[0]), ['cohort', 'count', 'sum', 'recordCount', 'operations']);
+  assert.equal(stats[0].count, 5);
+  assert.equal(stats[0].sum, 5);
   await db.disconnect();
 });
 

@@ -24,6 +24,10 @@ async function usage(): Promise<void> {
   } catch (e) {
     if (e instanceof TallyError) console.log(e.code === 'ERR_INVALID_AMOUNT');
   }
+  const days = await plugin.getLastNDays('wallets', 'balance', 7, { fillGaps: true });
+  console.log(days[0]?.cohort, days[0]?.operations.add?.sum);
+  const top = await plugin.getTopRecords('wallets', 'balance', { sortBy: 'totalValue', limit: 3 });
+  console.log(top[0]?.recordId);
   const runs = await plugin.consolidateAll();
   console.log(runs.get('wallets.balance')?.transactionsApplied);
 }
