@@ -56,6 +56,7 @@ const counters = new EventualConsistencyPlugin({
   verbose: false,
   resources: { pages: ['views', 'likes'] },
   consolidation: { mode: 'async', auto: false },
+  analytics: { enabled: true },
 });
 await site.usePlugin(counters);
 const pages = await site.createResource({
@@ -95,5 +96,10 @@ table([...runs.values()].map((r) => ({ field: `${r.resource}.${r.field}`, record
 console.log('After consolidation:');
 table(await pendingView());
 console.log('status.pending:', (await counters.getStatus()).pending);
+
+console.log('\nAnalytics: page views by hour today (UTC), and the top pages:');
+const today = new Date().toISOString().slice(0, 10);
+table((await counters.getDayByHour('pages', 'views', today)).map(({ operations, ...p }) => p));
+table(await counters.getTopRecords('pages', 'views', { period: 'day', date: today, limit: 3 }));
 await site.disconnect();
 console.log(`\nData kept in ${folder} (records, transaction journals, checkpoints).`);
