@@ -3,7 +3,7 @@
 
 use crate::amount::truncate;
 use crate::cohort::cohorts_of;
-use crate::config::{FieldConfig, Mode};
+use crate::config::FieldConfig;
 use crate::engine::Engine;
 use crate::error::{Error, ErrorCode, Result};
 use crate::keys::split_record_key;
@@ -23,15 +23,7 @@ pub struct FieldTransactions {
 
 impl Engine {
     pub(crate) fn field_config(&self, resource: &str, field: &str) -> Result<FieldConfig> {
-        let rc = self.config().resource(resource).ok_or_else(|| {
-            Error::new(
-                ErrorCode::UnknownResource,
-                format!(
-                    "resource \"{}\" is not configured for eventual consistency",
-                    truncate(resource, 60)
-                ),
-            )
-        })?;
+        let rc = self.resource_config(resource)?;
         rc.fields
             .iter()
             .find(|f| f.field == field)
@@ -108,7 +100,7 @@ impl Engine {
         Ok(json!({
             "name": "EventualConsistencyPlugin",
             "version": env!("CARGO_PKG_VERSION"),
-            "mode": match c.mode { Mode::Sync => "sync", Mode::Async => "async" },
+            "mode": c.mode.as_str(),
             "autoConsolidate": c.auto,
             "consolidationInterval": c.interval_s,
             "enableAnalytics": c.analytics_enabled,

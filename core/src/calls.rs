@@ -85,11 +85,9 @@ fn counter_call<'a>(args: &'a [Arg], method: &str) -> Result<(String, Option<Str
 
 impl Engine {
     fn is_configured_field(&self, resource: &str, name: &str) -> bool {
-        self.config().resource(resource).is_some_and(|rc| {
-            rc.fields
-                .iter()
-                .any(|f| name == f.field || name.starts_with(&format!("{}.", f.field)))
-        })
+        self.config()
+            .resource(resource)
+            .is_some_and(|rc| crate::engine::handler_of(rc, name).is_some())
     }
 
     /// `(id, field?)`, also accepting the 21.6.2 order `(field, id)` when the first argument

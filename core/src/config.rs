@@ -20,6 +20,16 @@ pub enum Mode {
     Async,
 }
 
+impl Mode {
+    /// `'sync'` or `'async'`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Sync => "sync",
+            Mode::Async => "async",
+        }
+    }
+}
+
 /// Analytics period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Period {
@@ -412,7 +422,7 @@ impl PluginConfig {
         json!({
             "resources": resources,
             "consolidation": {
-                "mode": match self.mode { Mode::Sync => "sync", Mode::Async => "async" },
+                "mode": self.mode.as_str(),
                 "auto": self.auto,
                 "interval": self.interval_s,
                 "window": self.window_h,

@@ -307,7 +307,7 @@ impl Engine {
             .clone()
     }
 
-    fn resource_config(&self, resource: &str) -> Result<&ResourceConfig> {
+    pub(crate) fn resource_config(&self, resource: &str) -> Result<&ResourceConfig> {
         self.config.resource(resource).ok_or_else(|| {
             Error::new(
                 ErrorCode::UnknownResource,
@@ -353,11 +353,7 @@ impl Engine {
             ErrorCode::UnknownField
         };
         check_field_path(field, code)?;
-        let handler = rc
-            .fields
-            .iter()
-            .filter(|f| field == f.field || field.starts_with(&format!("{}.", f.field)))
-            .max_by_key(|f| f.field.len());
+        let handler = handler_of(rc, field);
         let path = match handler {
             Some(h) => format!("{}{}", h.field_path, &field[h.field.len()..]),
             None => field.to_string(),
@@ -814,6 +810,15 @@ impl Engine {
             self.events.emit(e);
         }
     }
+}
+
+/// The configured field handling `field`: itself, or the longest configured prefix of a dotted
+/// path.
+pub(crate) fn handler_of<'a>(rc: &'a ResourceConfig, field: &str) -> Option<&'a FieldConfig> {
+    rc.fields
+        .iter()
+        .filter(|f| field == f.field || field.starts_with(&format!("{}.", f.field)))
+        .max_by_key(|f| f.field.len())
 }
 
 fn number_at(data: &serde_json::Map<String, Value>, path: &str) -> Option<f64> {

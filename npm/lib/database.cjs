@@ -57,20 +57,21 @@ class Resource {
     return wrap(this._native.exists(this.name, id));
   }
 
-  async update(id, changes) {
+  /** `update` and `patch` share the update hooks; `method` is the native write. */
+  async _change(method, id, changes) {
     const input = await this._run('beforeUpdate', { id, ...changes });
     const { id: _ignored, ...rest } = input;
-    const out = await wrap(this._native.update(this.name, id, rest));
+    const out = await wrap(this._native[method](this.name, id, rest));
     await this._run('afterUpdate', out);
     return out;
   }
 
+  async update(id, changes) {
+    return this._change('update', id, changes);
+  }
+
   async patch(id, changes) {
-    const input = await this._run('beforeUpdate', { id, ...changes });
-    const { id: _ignored, ...rest } = input;
-    const out = await wrap(this._native.patch(this.name, id, rest));
-    await this._run('afterUpdate', out);
-    return out;
+    return this._change('patch', id, changes);
   }
 
   async delete(id) {
