@@ -6,10 +6,15 @@ start=$(date +%s)
 bash scripts/setup.sh
 bash scripts/fmt.sh
 bash scripts/lint.sh
+bash scripts/s3-server.sh start
+trap 'bash scripts/s3-server.sh stop' EXIT
+source "$CARGO_TARGET_DIR/s3-server/env"
+export TALLY_S3_REQUIRED=1
 bash scripts/test-rust.sh
+bash scripts/test-s3.sh
 bash scripts/build-wasm.sh
 bash scripts/test-node.sh
 echo "== demos: Rust example and Node quickstart"
 cargo run --quiet -p tally-core --example demo -- "$CARGO_TARGET_DIR/demo-data" >/dev/null
 bash scripts/demo.sh "$CARGO_TARGET_DIR/demo-node" >/dev/null
-echo "== all suites passed in $(( $(date +%s) - start ))s (fmt, clippy, rust tests, wasm32 build, node tests, demos)"
+echo "== all suites passed in $(( $(date +%s) - start ))s (fmt, clippy, rust tests, S3 on a local server, wasm32 build, node tests, demos)"

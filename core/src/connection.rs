@@ -99,11 +99,83 @@ fn open_folder(_url: &Url) -> Result<Connection> {
     ))
 }
 
+#[cfg(feature = "s3")]
+fn open_s3(url: &Url) -> Result<Connection> {
+    let (options, prefix) = s3_options(url)?;
+    Ok(Connection {
+        store: std::sync::Arc::new(crate::store::s3::S3Store::new(options)),
+        prefix,
+    })
+}
+
+/// The S3 options and key prefix an `s3://` or `http(s)://` connection string names.
+#[cfg(feature = "s3")]
+pub fn s3_options(url: &Url) -> Result<(crate::store::s3::S3Options, String)> {
+    use crate::store::s3::{S3Options, StaticCredentials};
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .map(|c| c.into_owned())
+            .map_err(|_| invalid("connectionString credentials must be valid UTF-8 once decoded"))
+    };
+    let shown = redact(url.as_str());
+    let segments: Vec<&str> = url.path().split('/').filter(|s| !s.is_empty()).collect();
+    let (bucket, prefix, endpoint) = if url.scheme() == "s3" {
+        let bucket = url.host_str().unwrap_or_default().to_string();
+        (bucket, segments.join("/"), None)
+    } else {
+        let host = url.host_str().unwrap_or_default();
+        if host.is_empty() {
+            return Err(invalid(format!("connectionString {shown} needs a host")));
+        }
+        let endpoint = match url.port() {
+            Some(p) => format!("{}://{host}:{p}", url.scheme()),
+            None => format!("{}://{host}", url.scheme()),
+        };
+        let bucket = segments.first().map(|s| s.to_string()).unwrap_or_default();
+        let prefix = segments.get(1..).map(|s| s.join("/")).unwrap_or_default();
+        (bucket, prefix, Some(endpoint))
+    };
+    let valid_bucket = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if !valid_bucket {
+        return Err(invalid(format!(
+            "connectionString {shown} must name a bucket of 3 to 63 lowercase letters, digits, dots or hyphens ({} / http(s)://host:port/bucket/prefix)",
+            "s3://KEY:SECRET@bucket/prefix"
+        )));
+    }
+    let credentials = match (url.username(), url.password()) {
+        ("", None) => None,
+        (user, Some(pass)) if !user.is_empty() => Some(StaticCredentials {
+            access_key: decode(user)?,
+            secret_key: decode(pass)?,
+        }),
+        _ => {
+            return Err(invalid(format!(
+                "connectionString {shown} must give both an access key and a secret (KEY:SECRET@), or neither to use the default credential chain"
+            )));
+        }
+    };
+    let mut options = S3Options::new(bucket);
+    options.path_style = endpoint.is_some();
+    options.endpoint = endpoint;
+    options.credentials = credentials;
+    if let Some((_, region)) = url.query_pairs().find(|(k, _)| k == "region") {
+        options.region = region.into_owned();
+    } else if let Ok(region) = std::env::var("AWS_REGION") {
+        options.region = region;
+    }
+    Ok((options, prefix))
+}
+
+#[cfg(not(feature = "s3"))]
 fn open_s3(url: &Url) -> Result<Connection> {
     Err(Error::new(
         ErrorCode::Storage,
         format!(
-            "S3 connections ({}://…) are not available in this build yet",
+            "S3 connections ({}://…) need tally-core's `s3` feature",
             url.scheme()
         ),
     ))
@@ -140,9 +212,32 @@ mod tests {
             "file://relative/dir",
             "not a url",
             "memory:///nobucket",
+            "s3://KEY:SECRET@/prefix",
+            "http://KEY:SECRET@127.0.0.1:9000/",
+            "http://KEY:SECRET@127.0.0.1:9000/Bad_Bucket/p",
+            "http://KEY@127.0.0.1:9000/bucket/p",
         ] {
             let e = open(s).err().unwrap();
             assert_eq!(e.code(), ErrorCode::InvalidConfig, "{s}: {e}");
+            assert!(!e.to_string().contains("SECRET"), "{e}");
         }
+    }
+
+    #[cfg(feature = "s3")]
+    #[test]
+    fn s3_connection_strings_name_bucket_prefix_and_endpoint() {
+        let c = open("http://AK:se%2Fcr%40t@127.0.0.1:9000/my-bucket/app/one?region=eu-west-1")
+            .unwrap();
+        assert_eq!(c.prefix, "app/one");
+        let d = c.store.describe();
+        assert!(
+            d.contains("my-bucket") && d.contains("http://127.0.0.1:9000"),
+            "{d}"
+        );
+        assert!(!d.contains("se/cr@t") && !d.contains("se%2F"), "{d}");
+        let c = open("s3://AK:SK@tally-data/pre/fix?region=eu-west-1").unwrap();
+        assert_eq!(c.prefix, "pre/fix");
+        let d = c.store.describe();
+        assert!(d.contains("tally-data") && d.contains("eu-west-1"), "{d}");
     }
 }

@@ -237,64 +237,7 @@ async fn a_crash_between_writing_a_transaction_and_resolving_applies_it_at_most_
 #[tokio::test]
 async fn request_budgets_hold_with_analytics_off() {
     let counting = Arc::new(CountingStore::new(Arc::new(MemoryStore::new())));
-    let store: Arc<dyn Store> = counting.clone();
-    let a = instance(
-        store.clone(),
-        json!({ "resources": { "wallets": ["balance", "credits"] } }),
-        None,
-        1,
-    );
-    let w = wallets(&a).await;
-    w.insert(&json!({ "id": "w1" })).await.unwrap();
-    let before = counting.counts();
-    add(&a, "balance", "w1", 1.0).await;
-    let c = counting.counts().since(&before);
-    assert_eq!(
-        (c.put, c.get, c.list, c.delete, c.delete_many),
-        (1, 0, 0, 0, 0),
-        "async add = one write"
-    );
-    a.engine.consolidate_all().await.unwrap();
-
-    let s = instance(
-        store.clone(),
-        json!({ "resources": { "wallets": ["balance"] }, "consolidation": { "mode": "sync" } }),
-        None,
-        2,
-    );
-    add(&s, "balance", "w1", 1.0).await; // a new process reads the resource definition once
-    for _ in 0..3 {
-        let before = counting.counts();
-        add(&s, "balance", "w1", 1.0).await;
-        let c = counting.counts().since(&before);
-        assert!(c.total() <= 6, "sync add made {c:?}");
-    }
-    for n_pending in [1usize, 10, 1000] {
-        for _ in 0..n_pending {
-            add(&a, "balance", "w1", 1.0).await;
-        }
-        let before = counting.counts();
-        a.engine
-            .consolidate("wallets", Some("balance"), "w1")
-            .await
-            .unwrap();
-        let c = counting.counts().since(&before);
-        let allowance = n_pending.div_ceil(1000) as u64;
-        assert!(
-            c.total() <= 8,
-            "consolidating {n_pending} pending made {c:?}"
-        );
-        assert!(c.delete_many <= allowance, "{c:?}");
-        assert_eq!(c.list, 1, "{c:?}");
-    }
-    let before = counting.counts();
-    a.engine.run_pass().await.unwrap();
-    let c = counting.counts().since(&before);
-    assert_eq!(
-        (c.list, c.total()),
-        (2, 2),
-        "idle pass: one LIST per configured field, {c:?}"
-    );
+    assert_request_budgets(counting, "db", &[1, 10, 1000], |_, _| {}).await;
 }
 
 proptest! {

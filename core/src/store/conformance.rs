@@ -275,8 +275,9 @@ pub async fn concurrent_compare_and_swap_increments_lose_nothing(
 
 /// Generates one `#[tokio::test]` per conformance case for a backend:
 /// `conformance_tests!(memory, async { Arc::new(MemoryStore::new()) as Arc<dyn Store> });`
-/// An optional third argument is a guard expression returning `bool`; when false the tests
-/// panic (a suite that cannot run must not pass silently).
+/// An optional third argument is a guard expression returning `bool`; when false each test
+/// prints "skipped" and returns. The guard itself decides whether a missing backend is an
+/// error: the S3 guard panics when `TALLY_S3_REQUIRED` is set, so CI cannot skip it silently.
 #[macro_export]
 macro_rules! conformance_tests {
     ($backend:ident, $make:expr) => {
@@ -299,7 +300,10 @@ macro_rules! conformance_tests {
     (@case $make:expr, $guard:expr, $case:ident) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn $case() {
-            assert!($guard, "this backend's conformance suite cannot run here; see the message above");
+            if !$guard {
+                eprintln!("skipped: this backend is not available here (see above)");
+                return;
+            }
             let store = $make.await;
             let prefix = format!("conf-{}-{}", stringify!($case), std::process::id());
             $crate::store::conformance::$case(store, &prefix).await;

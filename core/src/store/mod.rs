@@ -30,6 +30,8 @@ pub mod faulty;
 #[cfg(feature = "fs")]
 pub mod fs;
 pub mod memory;
+#[cfg(feature = "s3")]
+pub mod s3;
 
 use async_trait::async_trait;
 use std::sync::Arc;

@@ -20,7 +20,18 @@ pub fn instance(
     clock: Option<Arc<ManualClock>>,
     seed: u64,
 ) -> Instance {
-    let db = Database::new(store, "db");
+    instance_at(store, "db", options, clock, seed)
+}
+
+/// An instance whose database lives under `prefix` in the store.
+pub fn instance_at(
+    store: Arc<dyn Store>,
+    prefix: &str,
+    options: Value,
+    clock: Option<Arc<ManualClock>>,
+    seed: u64,
+) -> Instance {
+    let db = Database::new(store, prefix);
     let config = PluginConfig::parse(&options).expect("valid config");
     let mut b = Engine::standalone(config, &db)
         .ids(Arc::new(SplitMix::seeded(seed)))
@@ -67,4 +78,123 @@ pub fn value(r: MutationResult) -> Option<f64> {
         MutationResult::Value(v) => v,
         other => panic!("expected a value, got {other:?}"),
     }
+}
+
+/// The local S3 server the test scripts start (`scripts/s3-server.sh`), if any. Panics when
+/// `TALLY_S3_REQUIRED` is set and no server is configured, so the suite is never skipped in CI.
+#[cfg(feature = "s3")]
+pub fn s3_endpoint() -> Option<String> {
+    match std::env::var("TALLY_S3_ENDPOINT") {
+        Ok(e) if !e.is_empty() => Some(e),
+        _ => {
+            assert!(
+                std::env::var_os("TALLY_S3_REQUIRED").is_none(),
+                "TALLY_S3_REQUIRED is set but TALLY_S3_ENDPOINT is not: start scripts/s3-server.sh"
+            );
+            eprintln!(
+                "S3 tests skipped: TALLY_S3_ENDPOINT is not set (scripts/s3-server.sh start)"
+            );
+            None
+        }
+    }
+}
+
+/// A connection string for `bucket` on the local S3 server, with the test credentials.
+#[cfg(feature = "s3")]
+pub fn s3_connection_string(bucket: &str, prefix: &str) -> Option<String> {
+    let endpoint = s3_endpoint()?;
+    let key = std::env::var("TALLY_S3_ACCESS_KEY").unwrap_or_else(|_| "test".into());
+    let secret = std::env::var("TALLY_S3_SECRET_KEY").unwrap_or_else(|_| "test".into());
+    let rest = endpoint.split_once("://").map(|x| x.1).unwrap_or(&endpoint);
+    Some(format!("http://{key}:{secret}@{rest}/{bucket}/{prefix}"))
+}
+
+/// Opens `bucket` on the local S3 server, creating it when needed.
+#[cfg(feature = "s3")]
+pub async fn s3_connection(
+    bucket: &str,
+    prefix: &str,
+) -> Option<tally_core::connection::Connection> {
+    let url = url::Url::parse(&s3_connection_string(bucket, prefix)?).unwrap();
+    let (options, prefix) = tally_core::connection::s3_options(&url).unwrap();
+    let s3 = Arc::new(tally_core::store::s3::S3Store::new(options));
+    s3.ensure_bucket().await.unwrap();
+    Some(tally_core::connection::Connection { store: s3, prefix })
+}
+
+/// The request budgets of one add and one consolidation, on any store behind a counting
+/// decorator: an async add is one PUT; a sync add at most 6 requests; consolidating N pending
+/// transactions at most 8 requests with one LIST and ceil(N/1000) delete-many; an idle pass one
+/// LIST per field. `observe(phase, counts)` sees each phase's counts (to compare them with a
+/// server's own log).
+pub async fn assert_request_budgets(
+    counting: Arc<tally_core::store::counting::CountingStore>,
+    prefix: &str,
+    pending: &[usize],
+    mut observe: impl FnMut(&str, &tally_core::store::counting::Counts),
+) {
+    let store: Arc<dyn Store> = counting.clone();
+    let a = instance_at(
+        store.clone(),
+        prefix,
+        json!({ "resources": { "wallets": ["balance", "credits"] } }),
+        None,
+        1,
+    );
+    let w = wallets(&a).await;
+    w.insert(&json!({ "id": "w1" })).await.unwrap();
+    let before = counting.counts();
+    add(&a, "balance", "w1", 1.0).await;
+    let c = counting.counts().since(&before);
+    observe("async add", &c);
+    assert_eq!(
+        (c.put, c.get, c.list, c.delete, c.delete_many),
+        (1, 0, 0, 0, 0),
+        "async add = one write"
+    );
+    a.engine.consolidate_all().await.unwrap();
+
+    let s = instance_at(
+        store.clone(),
+        prefix,
+        json!({ "resources": { "wallets": ["balance"] }, "consolidation": { "mode": "sync" } }),
+        None,
+        2,
+    );
+    add(&s, "balance", "w1", 1.0).await; // a new process reads the resource definition once
+    for _ in 0..3 {
+        let before = counting.counts();
+        add(&s, "balance", "w1", 1.0).await;
+        let c = counting.counts().since(&before);
+        observe("sync add", &c);
+        assert!(c.total() <= 6, "sync add made {c:?}");
+    }
+    for &n_pending in pending {
+        for _ in 0..n_pending {
+            add(&a, "balance", "w1", 1.0).await;
+        }
+        let before = counting.counts();
+        a.engine
+            .consolidate("wallets", Some("balance"), "w1")
+            .await
+            .unwrap();
+        let c = counting.counts().since(&before);
+        observe(&format!("consolidate {n_pending} pending"), &c);
+        let allowance = n_pending.div_ceil(1000) as u64;
+        assert!(
+            c.total() <= 8,
+            "consolidating {n_pending} pending made {c:?}"
+        );
+        assert!(c.delete_many <= allowance, "{c:?}");
+        assert_eq!(c.list, 1, "{c:?}");
+    }
+    let before = counting.counts();
+    a.engine.run_pass().await.unwrap();
+    let c = counting.counts().since(&before);
+    observe("idle pass", &c);
+    assert_eq!(
+        (c.list, c.total()),
+        (2, 2),
+        "idle pass: one LIST per configured field, {c:?}"
+    );
 }
