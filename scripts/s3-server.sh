@@ -26,6 +26,8 @@ case "${1:-start}" in
     echo $! > "$TALLY_S3_DIR/pid"
     for _ in $(seq 200); do
       if python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$port/moto-api/')" 2>/dev/null; then
+        # The bucket the Node suites use (an unsigned request; moto accepts it).
+        python3 -c "import urllib.request as u; u.urlopen(u.Request('http://127.0.0.1:$port/tally-node', method='PUT'))" >/dev/null
         cat > "$TALLY_S3_DIR/env" <<ENV
 export TALLY_S3_ENDPOINT=http://127.0.0.1:$port
 export TALLY_S3_LOG=$TALLY_S3_DIR/requests.jsonl

@@ -3,14 +3,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { TallyError } from '../index.js';
-import { memoryDb, plugin } from './helpers.mjs';
+import { freshDb, plugin } from './helpers.mjs';
 
 const H = 3_600_000;
 const T0 = Date.UTC(2025, 9, 9, 14, 5); // 2025-10-09T14:05Z, a Thursday (2025-W41)
 
 async function setup(extra = {}) {
   let now = T0;
-  const db = await memoryDb();
+  const db = await freshDb();
   const ec = plugin({
     resources: { urls: ['clicks', 'utm'] },
     consolidation: { mode: 'async', auto: false },

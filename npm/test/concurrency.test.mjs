@@ -3,12 +3,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { S3db } from '../index.js';
-import { folderDb, memoryDb, plugin, WALLET_ATTRIBUTES } from './helpers.mjs';
+import { folderDb, freshDb, plugin, WALLET_ATTRIBUTES } from './helpers.mjs';
 
 const N = 1000;
 
 test('1,000 concurrent adds in sync mode end exact and each resolves to a value', async () => {
-  const db = await memoryDb();
+  const db = await freshDb();
   await db.usePlugin(plugin({ resources: { wallets: ['balance'] }, consolidation: { mode: 'sync', concurrency: 5 } }));
   const wallets = await db.createResource({ name: 'wallets', attributes: WALLET_ATTRIBUTES });
   await wallets.insert({ id: 'w', balance: 0 });
@@ -20,7 +20,7 @@ test('1,000 concurrent adds in sync mode end exact and each resolves to a value'
 });
 
 test('1,000 concurrent adds in async mode end exact after consolidation, decimals included', async () => {
-  const db = await memoryDb();
+  const db = await freshDb();
   const ec = plugin({ resources: { wallets: ['balance'] }, consolidation: { mode: 'async', auto: false } });
   await db.usePlugin(ec);
   const wallets = await db.createResource({ name: 'wallets', attributes: WALLET_ATTRIBUTES });

@@ -4,10 +4,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EventualConsistencyPlugin, TallyError } from '../index.js';
-import { memoryDb, plugin, WALLET_ATTRIBUTES } from './helpers.mjs';
+import { freshDb, plugin, WALLET_ATTRIBUTES } from './helpers.mjs';
 
 test('quick start: 100 - 50 + 1 - 1 leaves the wallet at 50', async () => {
-  const db = await memoryDb();
+  const db = await freshDb();
   await db.usePlugin(
     plugin({
       resources: { wallets: ['balance'], users: ['points', 'credits'] },
@@ -25,7 +25,7 @@ test('quick start: 100 - 50 + 1 - 1 leaves the wallet at 50', async () => {
 });
 
 test('wallet system in sync mode ends at 750', async () => {
-  const db = await memoryDb();
+  const db = await freshDb();
   await db.usePlugin(plugin({ resources: { wallets: ['balance'] }, consolidation: { mode: 'sync', auto: false } }));
   const wallets = await db.createResource({ name: 'wallets', attributes: WALLET_ATTRIBUTES });
   await wallets.insert({ id: 'w1', balance: 0 });
@@ -36,7 +36,7 @@ test('wallet system in sync mode ends at 750', async () => {
 });
 
 test('counters with increment and decrement: loginCount 1, remainingAttempts 1', async () => {
-  const db = await memoryDb();
+  const db = await freshDb();
   await db.usePlugin(plugin({ resources: { users: ['loginCount', 'remainingAttempts'] }, consolidation: { mode: 'sync' } }));
   const users = await db.createResource({
     name: 'users',
@@ -53,7 +53,7 @@ test('counters with increment and decrement: loginCount 1, remainingAttempts 1',
 });
 
 test('URL shortener in async mode: a click hook adds transactions that consolidation applies', async () => {
-  const db = await memoryDb();
+  const db = await freshDb();
   const ec = plugin({
     resources: { urls: ['clicks', 'views'] },
     consolidation: { mode: 'async', auto: true, interval: 60 },
@@ -89,7 +89,7 @@ test('URL shortener in async mode: a click hook adds transactions that consolida
 });
 
 async function utmDb() {
-  const db = await memoryDb();
+  const db = await freshDb();
   await db.usePlugin(plugin({ resources: { urls: ['utmResults'] }, consolidation: { mode: 'sync' } }));
   const urls = await db.createResource({
     name: 'urls',
@@ -128,7 +128,7 @@ test('set, add and sub on a nested path give 100 + 50 - 20 = 130', async () => {
 });
 
 test('the three nested-path errors, word for word, with code ERR_INVALID_PATH', async () => {
-  const db = await memoryDb();
+  const db = await freshDb();
   await db.usePlugin(plugin({ resources: { urls: ['utmResults'], posts: ['utmResults'] }, consolidation: { mode: 'sync' } }));
   const urls = await db.createResource({
     name: 'urls',

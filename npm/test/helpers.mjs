@@ -7,10 +7,35 @@ import { S3db, EventualConsistencyPlugin } from '../index.js';
 
 let bucket = 0;
 
-/** A connected database on a fresh memory bucket. */
-export async function memoryDb() {
+/** Where `freshDb()` puts a new database: `TALLY_TEST_BACKEND` = memory (default), folder or
+ * s3 (the local server of scripts/s3-server.sh, bucket `tally-node`). */
+export const BACKEND = process.env.TALLY_TEST_BACKEND || 'memory';
+
+/** A connection string for a new, empty database on the chosen backend. */
+export function freshConnectionString() {
   bucket += 1;
-  const db = new S3db({ connectionString: `memory://test-${process.pid}-${bucket}/app` });
+  switch (BACKEND) {
+    case 'memory':
+      return `memory://test-${process.pid}-${bucket}/app`;
+    case 'folder':
+      return pathToFileURL(mkdtempSync(join(tmpdir(), 'tally-node-'))).href;
+    case 's3': {
+      const endpoint = process.env.TALLY_S3_ENDPOINT;
+      if (!endpoint) throw new Error('TALLY_TEST_BACKEND=s3 needs TALLY_S3_ENDPOINT (scripts/s3-server.sh start)');
+      const url = new URL(endpoint);
+      url.username = process.env.TALLY_S3_ACCESS_KEY ?? 'test';
+      url.password = encodeURIComponent(process.env.TALLY_S3_SECRET_KEY ?? 'test');
+      url.pathname = `/tally-node/run-${process.pid}-${Date.now()}-${bucket}/app`;
+      return url.href;
+    }
+    default:
+      throw new Error(`unknown TALLY_TEST_BACKEND ${BACKEND}`);
+  }
+}
+
+/** A connected database on a fresh bucket, folder or prefix of the chosen backend. */
+export async function freshDb() {
+  const db = new S3db({ connectionString: freshConnectionString() });
   await db.connect();
   return db;
 }

@@ -5,12 +5,12 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import { memoryDb, plugin, within, WALLET_ATTRIBUTES } from './helpers.mjs';
+import { freshDb, plugin, within, WALLET_ATTRIBUTES } from './helpers.mjs';
 
 const PREFIX = 'plg:eventual-consistency:';
 
 test('started and stopped fire per field on the plugin and on the database', async () => {
-  const db = await memoryDb();
+  const db = await freshDb();
   const ec = plugin({ resources: { wallets: ['balance', 'credits'] } });
   const seen = [];
   ec.on(`${PREFIX}started`, (e) => seen.push(['plugin started', e.resource, e.field, e.cohort.timezone]));
@@ -29,7 +29,7 @@ test('started and stopped fire per field on the plugin and on the database', asy
 });
 
 test('consolidated fires for consolidateAll with the documented payload, also as consolidation-completed on the db', async () => {
-  const db = await memoryDb();
+  const db = await freshDb();
   const ec = plugin({ resources: { wallets: ['balance'] }, consolidation: { auto: false } });
   await db.usePlugin(ec);
   const wallets = await db.createResource({ name: 'wallets', attributes: WALLET_ATTRIBUTES });
@@ -52,7 +52,7 @@ test('consolidated fires for consolidateAll with the documented payload, also as
 });
 
 test('methods appear on a resource created after usePlugin; existing properties are never replaced', async () => {
-  const db = await memoryDb();
+  const db = await freshDb();
   const warnings = [];
   const ec = plugin({
     resources: { wallets: ['balance'], shops: ['stock'] },
@@ -75,7 +75,7 @@ test('methods appear on a resource created after usePlugin; existing properties 
 });
 
 test('background consolidation applies pending transactions on its interval', async () => {
-  const db = await memoryDb();
+  const db = await freshDb();
   const ec = plugin({ resources: { wallets: ['balance'] }, consolidation: { mode: 'async', auto: true, interval: 0.05 } });
   await db.usePlugin(ec);
   const wallets = await db.createResource({ name: 'wallets', attributes: WALLET_ATTRIBUTES });
@@ -115,7 +115,7 @@ test('a child process with automatic consolidation exits by itself within 2 s of
 });
 
 test('stop() waits for an in-flight consolidation', async () => {
-  const db = await memoryDb();
+  const db = await freshDb();
   const ec = plugin({ resources: { wallets: ['balance'] }, consolidation: { auto: false } });
   await db.usePlugin(ec);
   const wallets = await db.createResource({ name: 'wallets', attributes: WALLET_ATTRIBUTES });

@@ -3,10 +3,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { S3db, TallyError } from '../index.js';
-import { folderDb, memoryDb, plugin, WALLET_ATTRIBUTES } from './helpers.mjs';
+import { folderDb, freshDb, plugin, WALLET_ATTRIBUTES } from './helpers.mjs';
 
 async function wallets(options = {}) {
-  const db = await memoryDb();
+  const db = await freshDb();
   const ec = plugin({ resources: { wallets: ['balance'] }, consolidation: { mode: 'sync' }, ...options });
   await db.usePlugin(ec);
   const r = await db.createResource({ name: 'wallets', attributes: WALLET_ATTRIBUTES });
@@ -66,7 +66,7 @@ test('async mode: the transaction object, and the same one for an idempotent ret
 });
 
 test('a custom reducer receives (current, transaction) and replaces the rule', async () => {
-  const db = await memoryDb();
+  const db = await freshDb();
   const seen = [];
   await db.usePlugin(
     plugin({
@@ -90,7 +90,7 @@ test('a custom reducer receives (current, transaction) and replaces the rule', a
 });
 
 test('a reducer that throws fails the consolidation with a coded error and applies nothing', async () => {
-  const db = await memoryDb();
+  const db = await freshDb();
   await db.usePlugin(
     plugin({
       resources: [{ resource: 'scores', fields: [{ field: 'best', reducer: () => { throw new Error('boom'); } }] }],
@@ -139,7 +139,7 @@ test('configuration forms: singular, array, flat 21.6.2 names', async () => {
     { resource: 'wallets', field: 'balance', mode: 'sync' },
     { resources: [{ resource: 'wallets', fields: ['balance'] }], mode: 'sync', autoConsolidate: false },
   ]) {
-    const db = await memoryDb();
+    const db = await freshDb();
     const ec = plugin(options);
     await db.usePlugin(ec);
     const w = await db.createResource({ name: 'wallets', attributes: WALLET_ATTRIBUTES });
@@ -202,7 +202,7 @@ test('two S3db instances on one memory bucket share data; createResource attache
 });
 
 test('hooks run around inserts, updates and deletes; before-hooks may change the data', async () => {
-  const db = await memoryDb();
+  const db = await freshDb();
   const r = await db.createResource({ name: 'items', attributes: { name: 'string', qty: 'number|default:0' } });
   const log = [];
   r.addHook('beforeInsert', (d) => ({ ...d, name: d.name.toUpperCase() }));
