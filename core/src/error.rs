@@ -83,7 +83,8 @@ impl Error {
     pub fn message(&self) -> &str {
         &self.message
     }
-    pub(crate) fn invalid_argument(message: impl Into<String>) -> Self {
+    /// An `ERR_INVALID_ARGUMENT` error.
+    pub fn invalid_argument(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidArgument, message)
     }
     pub(crate) fn invalid_config(message: impl Into<String>) -> Self {

@@ -1,10 +1,11 @@
 //! The analytics query functions of SPEC §6 on the plugin (`getAnalytics`, `getDayByHour`, …,
 //! `getTopRecords`, `getRawEvents`, `fillGaps`) with their JS argument forms.
 //!
-//! Today points are computed at query time from the field's stored transactions (applied
-//! ones from the journals GC keeps, plus pending ones with `includePending`). Materialized
-//! rollups that make every query a constant number of reads are the next step of the
-//! analytics issue; the answers do not change when they land.
+//! A query is planned first ([`Plan::parse`]: arguments, ranges and cohorts, pure), then run
+//! over the transactions it needs ([`Plan::execute`], pure). The plugin feeds it the field's
+//! stored transactions (applied ones from the journals GC keeps, plus pending ones with
+//! `includePending`); the WASM package feeds it transactions a page holds, so both give the
+//! same answers by construction.
 
 use crate::amount::{Arg, truncate};
 use crate::analytics::calendar::{
@@ -16,6 +17,7 @@ use crate::cohort::parse_timestamp;
 use crate::config::Period;
 use crate::engine::Engine;
 use crate::error::{Error, ErrorCode, Result};
+use chrono_tz::Tz;
 use serde_json::{Map, Value};
 
 fn arg(args: &[Arg], i: usize) -> &Arg {
@@ -82,7 +84,7 @@ fn str_opt<'a>(o: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
 }
 
 /// Converts a range bound (a label, a day, or an ISO timestamp) into a label of `period`.
-fn bound(period: Period, s: &str, engine: &Engine) -> Result<String> {
+fn bound(period: Period, s: &str, zone: Tz) -> Result<String> {
     if s.len() > 13 && s.contains(':') {
         let ms = parse_timestamp(s).ok_or_else(|| {
             Error::new(
@@ -90,7 +92,7 @@ fn bound(period: Period, s: &str, engine: &Engine) -> Result<String> {
                 format!("invalid timestamp \"{}\"", truncate(s, 40)),
             )
         })?;
-        return Ok(cohort_label(ms, period, engine.zone()));
+        return Ok(cohort_label(ms, period, zone));
     }
     if s.len() == 10 && period != Period::Hour && period != Period::Day {
         let d = parse_day(s)?;
@@ -107,18 +109,262 @@ fn bound(period: Period, s: &str, engine: &Engine) -> Result<String> {
     }
 }
 
-impl Engine {
-    fn require_analytics(&self, resource: &str, field: &str) -> Result<()> {
-        self.field_config(resource, field)?;
-        if !self.config().analytics_enabled {
-            return Err(Error::new(
-                ErrorCode::AnalyticsDisabled,
-                format!("analytics are not enabled for {resource}.{field} (set analytics.enabled)"),
-            ));
+/// What a query needs besides its arguments.
+#[derive(Debug, Clone)]
+pub struct QueryEnv {
+    /// The zone cohorts are labelled in.
+    pub zone: Tz,
+    /// "Now" for the last-N queries (epoch ms).
+    pub now_ms: i64,
+    /// The metrics points report (`analytics.metrics`).
+    pub metrics: Vec<String>,
+}
+
+/// A planned query: what to compute, over which cohorts.
+#[derive(Debug, Clone)]
+pub enum Plan {
+    /// Chart points of `period`: for exactly `cohorts` when given (in order), else for every
+    /// cohort with data.
+    Points {
+        /// The period of the points.
+        period: Period,
+        /// The cohorts asked for.
+        cohorts: Option<Vec<String>>,
+        /// The options (`fillGaps`, `includePending`, `recordId`, `breakdown`).
+        options: Map<String, Value>,
+    },
+    /// The records with the most transactions or the largest total.
+    Top {
+        /// The period `wanted` is in.
+        period: Period,
+        /// Only transactions of these cohorts, when given.
+        wanted: Option<Vec<String>>,
+        /// `transactionCount` or `totalValue`.
+        metric: String,
+        /// How many records.
+        limit: usize,
+    },
+    /// Raw transactions (`getRawEvents`) with their filter options.
+    Raw(Map<String, Value>),
+}
+
+/// Every query function of SPEC §6 this module plans, in the documentation's order.
+pub const FUNCTIONS: &[&str] = &[
+    "getAnalytics",
+    "getDayByHour",
+    "getWeekByDay",
+    "getWeekByHour",
+    "getMonthByDay",
+    "getMonthByHour",
+    "getMonthByWeek",
+    "getYearByDay",
+    "getYearByWeek",
+    "getYearByMonth",
+    "getLastNHours",
+    "getLastNDays",
+    "getLastNWeeks",
+    "getLastNMonths",
+    "getLastNPeriods",
+    "getAnalyticsByTimeRange",
+    "getTopRecords",
+    "getRawEvents",
+];
+
+/// Whether a query function reads analytics (and so needs `analytics.enabled`).
+pub fn needs_analytics(function: &str) -> bool {
+    !matches!(function, "getTopRecords" | "getRawEvents")
+}
+
+impl Plan {
+    /// Plans a query function of SPEC §6 from its JS arguments (those after resource and
+    /// field). Bad arguments and impossible dates are errors with codes.
+    pub fn parse(function: &str, args: &[Arg], env: &QueryEnv) -> Result<Plan> {
+        let zone = env.zone;
+        let points = |period, cohorts, options| Plan::Points {
+            period,
+            cohorts,
+            options,
+        };
+        let by = |unit_what: &str, period: Period| -> Result<Plan> {
+            let unit = text(arg(args, 0), unit_what)?;
+            let o = options(arg(args, 1), function)?;
+            Ok(points(period, Some(breakdown(&unit, period, zone)?), o))
+        };
+        let last = |period: Period, default: usize| -> Result<Plan> {
+            let n = count_arg(arg(args, 0), default, function)?;
+            let o = options(arg(args, 1), function)?;
+            Ok(points(period, Some(last_n(period, n, env.now_ms, zone)), o))
+        };
+        match function {
+            "getAnalytics" => Plan::analytics(options(arg(args, 0), function)?, zone),
+            "getDayByHour" => by("date", Period::Hour),
+            "getWeekByDay" => by("week", Period::Day),
+            "getWeekByHour" => by("week", Period::Hour),
+            "getMonthByDay" => by("month", Period::Day),
+            "getMonthByHour" => by("month", Period::Hour),
+            "getMonthByWeek" => by("month", Period::Week),
+            "getYearByDay" => by("year", Period::Day),
+            "getYearByWeek" => by("year", Period::Week),
+            "getYearByMonth" => by("year", Period::Month),
+            "getLastNHours" => last(Period::Hour, 24),
+            "getLastNDays" => last(Period::Day, 7),
+            "getLastNWeeks" => last(Period::Week, 4),
+            "getLastNMonths" => last(Period::Month, 12),
+            "getLastNPeriods" => {
+                let period = period_of(
+                    Some(&Value::String(text(arg(args, 0), "period")?)),
+                    Period::Day,
+                )?;
+                let n = count_arg(arg(args, 1), 1, function)?;
+                let o = options(arg(args, 2), function)?;
+                Ok(points(period, Some(last_n(period, n, env.now_ms, zone)), o))
+            }
+            "getAnalyticsByTimeRange" => {
+                let period = period_of(
+                    Some(&Value::String(text(arg(args, 0), "period")?)),
+                    Period::Day,
+                )?;
+                let mut o = options(arg(args, 1), function)?;
+                o.extend(options(arg(args, 2), function)?);
+                let (Some(a), Some(b)) = (str_opt(&o, "start"), str_opt(&o, "end")) else {
+                    return Err(Error::invalid_argument(
+                        "getAnalyticsByTimeRange needs { start, end } (YYYY-MM-DD or ISO timestamps)",
+                    ));
+                };
+                let cohorts = range(
+                    period,
+                    &bound(period, a, zone)?,
+                    &bound(period, b, zone)?,
+                    zone,
+                )?;
+                Ok(points(period, Some(cohorts), o))
+            }
+            "getTopRecords" => {
+                let o = options(arg(args, 0), function)?;
+                let period = period_of(o.get("period"), Period::Day)?;
+                let cohort = str_opt(&o, "date").or(str_opt(&o, "cohort"));
+                let metric = str_opt(&o, "sortBy")
+                    .or(str_opt(&o, "metric"))
+                    .unwrap_or("transactionCount");
+                if metric != "transactionCount" && metric != "totalValue" {
+                    return Err(Error::invalid_argument(format!(
+                        "getTopRecords: sortBy/metric must be 'transactionCount' or 'totalValue' (got \"{}\")",
+                        truncate(metric, 30)
+                    )));
+                }
+                let limit = match o.get("limit") {
+                    None | Some(Value::Null) => 10,
+                    Some(v) => count_arg(&Arg::from_json(v), 10, function)?,
+                };
+                let wanted = match cohort {
+                    Some(c) => Some(breakdown(c, period, zone)?),
+                    None => None,
+                };
+                Ok(Plan::Top {
+                    period,
+                    wanted,
+                    metric: metric.to_string(),
+                    limit,
+                })
+            }
+            "getRawEvents" => Ok(Plan::Raw(options(arg(args, 0), function)?)),
+            other => Err(Error::invalid_argument(format!(
+                "unknown analytics function \"{}\"",
+                truncate(other, 40)
+            ))),
         }
-        Ok(())
     }
 
+    /// `getAnalytics(r, f, { period, date, startDate, endDate, month, year, recordId, breakdown })`.
+    fn analytics(o: Map<String, Value>, zone: Tz) -> Result<Plan> {
+        let period = period_of(o.get("period"), Period::Day)?;
+        let unit = |k: &str| o.get(k).filter(|v| !v.is_null());
+        let cohorts = if let Some(d) = unit("date") {
+            Some(breakdown(&text(&Arg::from_json(d), "date")?, period, zone)?)
+        } else if let (Some(a), Some(b)) = (unit("startDate"), unit("endDate")) {
+            let a = bound(period, &text(&Arg::from_json(a), "startDate")?, zone)?;
+            let b = bound(period, &text(&Arg::from_json(b), "endDate")?, zone)?;
+            Some(range(period, &a, &b, zone)?)
+        } else if let Some(m) = unit("month") {
+            let m = text(&Arg::from_json(m), "month")?;
+            parse_month(&m)?;
+            Some(breakdown(&m, period, zone)?)
+        } else if let Some(y) = unit("year") {
+            let y = text(&Arg::from_json(y), "year")?;
+            parse_year(&y)?;
+            Some(breakdown(&y, period, zone)?)
+        } else {
+            None
+        };
+        Ok(Plan::Points {
+            period,
+            cohorts,
+            options: o,
+        })
+    }
+
+    /// Whether pending transactions count (`includePending`; top records always count them).
+    pub fn include_pending(&self) -> bool {
+        match self {
+            Plan::Points { options, .. } => flag(options, "includePending"),
+            Plan::Top { .. } => true,
+            Plan::Raw(_) => true,
+        }
+    }
+
+    /// The one record asked for (`recordId`), if any.
+    pub fn record(&self) -> Option<&str> {
+        match self {
+            Plan::Points { options, .. } | Plan::Raw(options) => str_opt(options, "recordId"),
+            Plan::Top { .. } => None,
+        }
+    }
+
+    /// Runs a points or top-records plan over the transactions it asked for (already filtered
+    /// by [`Plan::include_pending`] and [`Plan::record`]). A raw-events plan gives `[]`: those
+    /// are read from storage by the plugin.
+    pub fn execute(&self, facts: &[Fact], env: &QueryEnv) -> Value {
+        match self {
+            Plan::Points {
+                period,
+                cohorts,
+                options,
+            } => {
+                let pts: PointSet = aggregate(facts, *period, env.zone);
+                let cohorts = cohorts
+                    .clone()
+                    .unwrap_or_else(|| pts.keys().cloned().collect());
+                let mut out = fill_gaps(&pts, &cohorts, flag(options, "fillGaps"), &env.metrics);
+                if str_opt(options, "breakdown") == Some("operations") {
+                    for p in &mut out {
+                        if let Some(m) = p.as_object_mut()
+                            && let Some(Value::Object(ops)) = m.remove("operations")
+                        {
+                            m.extend(ops);
+                        }
+                    }
+                }
+                Value::Array(out)
+            }
+            Plan::Top {
+                period,
+                wanted,
+                metric,
+                limit,
+            } => {
+                let chosen = facts.iter().filter(|f| {
+                    wanted.as_ref().is_none_or(|w| {
+                        w.contains(&cohort_label(f.timestamp_ms, *period, env.zone))
+                    })
+                });
+                Value::Array(top_records(chosen, metric, *limit))
+            }
+            Plan::Raw(_) => Value::Array(Vec::new()),
+        }
+    }
+}
+
+impl Engine {
     async fn facts(
         &self,
         resource: &str,
@@ -137,63 +383,13 @@ impl Engine {
             .collect())
     }
 
-    async fn points(
-        &self,
-        resource: &str,
-        field: &str,
-        period: Period,
-        cohorts: Option<Vec<String>>,
-        o: &Map<String, Value>,
-    ) -> Result<Value> {
-        let facts = self
-            .facts(
-                resource,
-                field,
-                flag(o, "includePending"),
-                str_opt(o, "recordId"),
-            )
-            .await?;
-        let pts: PointSet = aggregate(&facts, period, self.zone());
-        let cohorts = cohorts.unwrap_or_else(|| pts.keys().cloned().collect());
-        let mut out = fill_gaps(&pts, &cohorts, flag(o, "fillGaps"), &self.config().metrics);
-        if str_opt(o, "breakdown") == Some("operations") {
-            for p in &mut out {
-                if let Some(m) = p.as_object_mut()
-                    && let Some(Value::Object(ops)) = m.remove("operations")
-                {
-                    m.extend(ops);
-                }
-            }
+    /// The environment queries of this engine run in: its zone, clock and metrics.
+    pub fn query_env(&self) -> QueryEnv {
+        QueryEnv {
+            zone: self.zone(),
+            now_ms: self.now_ms(),
+            metrics: self.config().metrics.clone(),
         }
-        Ok(Value::Array(out))
-    }
-
-    /// `getAnalytics(r, f, { period, date, startDate, endDate, month, year, recordId, breakdown })`.
-    async fn get_analytics(&self, r: &str, f: &str, o: &Map<String, Value>) -> Result<Value> {
-        let period = period_of(o.get("period"), Period::Day)?;
-        let unit = |k: &str| o.get(k).filter(|v| !v.is_null());
-        let cohorts = if let Some(d) = unit("date") {
-            Some(breakdown(
-                &text(&Arg::from_json(d), "date")?,
-                period,
-                self.zone(),
-            )?)
-        } else if let (Some(a), Some(b)) = (unit("startDate"), unit("endDate")) {
-            let a = bound(period, &text(&Arg::from_json(a), "startDate")?, self)?;
-            let b = bound(period, &text(&Arg::from_json(b), "endDate")?, self)?;
-            Some(range(period, &a, &b, self.zone())?)
-        } else if let Some(m) = unit("month") {
-            let m = text(&Arg::from_json(m), "month")?;
-            parse_month(&m)?;
-            Some(breakdown(&m, period, self.zone())?)
-        } else if let Some(y) = unit("year") {
-            let y = text(&Arg::from_json(y), "year")?;
-            parse_year(&y)?;
-            Some(breakdown(&y, period, self.zone())?)
-        } else {
-            None
-        };
-        self.points(r, f, period, cohorts, o).await
     }
 
     /// Runs an analytics query function of the plugin with raw JS arguments (after the
@@ -205,116 +401,22 @@ impl Engine {
         field: &str,
         args: &[Arg],
     ) -> Result<Value> {
-        let by = |unit_what: &'static str, period: Period| async move {
-            self.require_analytics(resource, field)?;
-            let unit = text(arg(args, 0), unit_what)?;
-            let o = options(arg(args, 1), function)?;
-            let cohorts = breakdown(&unit, period, self.zone())?;
-            self.points(resource, field, period, Some(cohorts), &o)
-                .await
-        };
-        let last = |period: Period, default: usize| async move {
-            self.require_analytics(resource, field)?;
-            let n = count_arg(arg(args, 0), default, function)?;
-            let o = options(arg(args, 1), function)?;
-            let cohorts = last_n(period, n, self.now_ms(), self.zone());
-            self.points(resource, field, period, Some(cohorts), &o)
-                .await
-        };
-        match function {
-            "getAnalytics" => {
-                self.require_analytics(resource, field)?;
-                self.get_analytics(resource, field, &options(arg(args, 0), function)?)
-                    .await
-            }
-            "getDayByHour" => by("date", Period::Hour).await,
-            "getWeekByDay" => by("week", Period::Day).await,
-            "getWeekByHour" => by("week", Period::Hour).await,
-            "getMonthByDay" => by("month", Period::Day).await,
-            "getMonthByHour" => by("month", Period::Hour).await,
-            "getMonthByWeek" => by("month", Period::Week).await,
-            "getYearByDay" => by("year", Period::Day).await,
-            "getYearByWeek" => by("year", Period::Week).await,
-            "getYearByMonth" => by("year", Period::Month).await,
-            "getLastNHours" => last(Period::Hour, 24).await,
-            "getLastNDays" => last(Period::Day, 7).await,
-            "getLastNWeeks" => last(Period::Week, 4).await,
-            "getLastNMonths" => last(Period::Month, 12).await,
-            "getLastNPeriods" => {
-                self.require_analytics(resource, field)?;
-                let period = period_of(
-                    Some(&Value::String(text(arg(args, 0), "period")?)),
-                    Period::Day,
-                )?;
-                let n = count_arg(arg(args, 1), 1, function)?;
-                let o = options(arg(args, 2), function)?;
-                let cohorts = last_n(period, n, self.now_ms(), self.zone());
-                self.points(resource, field, period, Some(cohorts), &o)
-                    .await
-            }
-            "getAnalyticsByTimeRange" => {
-                self.require_analytics(resource, field)?;
-                let period = period_of(
-                    Some(&Value::String(text(arg(args, 0), "period")?)),
-                    Period::Day,
-                )?;
-                let mut o = options(arg(args, 1), function)?;
-                o.extend(options(arg(args, 2), function)?);
-                let (Some(a), Some(b)) = (str_opt(&o, "start"), str_opt(&o, "end")) else {
-                    return Err(Error::invalid_argument(
-                        "getAnalyticsByTimeRange needs { start, end } (YYYY-MM-DD or ISO timestamps)",
-                    ));
-                };
-                let cohorts = range(
-                    period,
-                    &bound(period, a, self)?,
-                    &bound(period, b, self)?,
-                    self.zone(),
-                )?;
-                self.points(resource, field, period, Some(cohorts), &o)
-                    .await
-            }
-            "getTopRecords" => {
-                self.field_config(resource, field)?;
-                let o = options(arg(args, 0), function)?;
-                let period = period_of(o.get("period"), Period::Day)?;
-                let cohort = str_opt(&o, "date").or(str_opt(&o, "cohort"));
-                let metric = str_opt(&o, "sortBy")
-                    .or(str_opt(&o, "metric"))
-                    .unwrap_or("transactionCount");
-                if metric != "transactionCount" && metric != "totalValue" {
-                    return Err(Error::invalid_argument(format!(
-                        "getTopRecords: sortBy/metric must be 'transactionCount' or 'totalValue' (got \"{}\")",
-                        truncate(metric, 30)
-                    )));
-                }
-                let limit = match o.get("limit") {
-                    None | Some(Value::Null) => 10,
-                    Some(v) => count_arg(&Arg::from_json(v), 10, function)?,
-                };
-                let wanted = match cohort {
-                    Some(c) => Some(breakdown(c, period, self.zone())?),
-                    None => None,
-                };
-                let facts = self.facts(resource, field, true, None).await?;
-                let zone = self.zone();
-                let chosen = facts.iter().filter(|f| {
-                    wanted
-                        .as_ref()
-                        .is_none_or(|w| w.contains(&cohort_label(f.timestamp_ms, period, zone)))
-                });
-                Ok(Value::Array(top_records(chosen, metric, limit)))
-            }
-            "getRawEvents" => {
-                self.field_config(resource, field)?;
-                self.raw_events(resource, field, &options(arg(args, 0), function)?)
-                    .await
-            }
-            other => Err(Error::invalid_argument(format!(
-                "unknown analytics function \"{}\"",
-                truncate(other, 40)
-            ))),
+        self.field_config(resource, field)?;
+        if needs_analytics(function) && !self.config().analytics_enabled {
+            return Err(Error::new(
+                ErrorCode::AnalyticsDisabled,
+                format!("analytics are not enabled for {resource}.{field} (set analytics.enabled)"),
+            ));
         }
+        let env = self.query_env();
+        let plan = Plan::parse(function, args, &env)?;
+        if let Plan::Raw(o) = &plan {
+            return self.raw_events(resource, field, o).await;
+        }
+        let facts = self
+            .facts(resource, field, plan.include_pending(), plan.record())
+            .await?;
+        Ok(plan.execute(&facts, &env))
     }
 
     async fn raw_events(

@@ -33,6 +33,69 @@ impl Fact {
     }
 }
 
+impl Fact {
+    /// Reads a transaction given as JSON (SPEC §4 shape, as `getRawEvents` returns or a page
+    /// holds): `originalId` (or `recordId`), `timestamp` (ISO 8601 or epoch ms), `operation`
+    /// (`add|sub|set`, default `add`) and `value` (number or decimal string). Returns the fact
+    /// and whether it is applied (`applied` defaults to true).
+    pub fn from_json(v: &Value) -> crate::error::Result<(Fact, bool)> {
+        use crate::error::Error;
+        let bad = |what: &str| {
+            Error::invalid_argument(format!(
+                "transaction {what} (got {})",
+                crate::amount::truncate(&v.to_string(), 120)
+            ))
+        };
+        let o = v.as_object().ok_or_else(|| bad("must be an object"))?;
+        let record_id = match o.get("originalId").or_else(|| o.get("recordId")) {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => return Err(bad("needs originalId (the record id)")),
+        };
+        let timestamp_ms = match o.get("timestamp") {
+            Some(Value::String(s)) => crate::cohort::parse_timestamp(s).ok_or_else(|| {
+                Error::new(
+                    crate::error::ErrorCode::InvalidDate,
+                    format!(
+                        "transaction timestamp \"{}\" is not ISO 8601",
+                        crate::amount::truncate(s, 40)
+                    ),
+                )
+            })?,
+            Some(Value::Number(n)) => n
+                .as_f64()
+                .filter(|f| f.is_finite() && f.abs() < 8.64e15)
+                .map(|f| f as i64)
+                .ok_or_else(|| bad("timestamp is out of range"))?,
+            _ => return Err(bad("needs a timestamp")),
+        };
+        let operation = match o.get("operation") {
+            None | Some(Value::Null) => Op::Add,
+            Some(Value::String(s)) => {
+                Op::parse(s).ok_or_else(|| bad("operation must be add, sub or set"))?
+            }
+            Some(_) => return Err(bad("operation must be add, sub or set")),
+        };
+        let value = match o.get("value") {
+            Some(Value::Number(n)) => decimal_of(n).ok_or_else(|| bad("value is out of range"))?,
+            Some(Value::String(s)) => s
+                .parse::<Decimal>()
+                .map_err(|_| bad("value must be a number"))?,
+            _ => return Err(bad("needs a numeric value")),
+        };
+        let applied = o.get("applied").and_then(Value::as_bool).unwrap_or(true);
+        Ok((
+            Fact {
+                record_id,
+                timestamp_ms,
+                operation,
+                value,
+            },
+            applied,
+        ))
+    }
+}
+
 impl From<&crate::txn::Transaction> for Fact {
     fn from(t: &crate::txn::Transaction) -> Fact {
         Fact {
@@ -139,6 +202,98 @@ impl Point {
         o.insert("operations".into(), Value::Object(ops));
         Value::Object(o)
     }
+}
+
+/// A decimal from a JSON number, by its shortest printed form (0.1, not 0.1000000000000000055).
+pub fn decimal_of(n: &serde_json::Number) -> Option<Decimal> {
+    let t = n.to_string();
+    t.parse::<Decimal>()
+        .or_else(|_| Decimal::from_scientific(&t))
+        .ok()
+}
+
+/// The label of the `to` cohort holding the `from`-cohort `label`, when `to` is coarser.
+fn coarser(label: &str, to: Period) -> crate::error::Result<Label> {
+    use super::calendar::{parse_day, week_label};
+    let is_hour = label.len() == 13 && label.as_bytes().get(10) == Some(&b'T');
+    let is_day = label.len() == 10;
+    match to {
+        Period::Hour if is_hour => Ok(label.to_string()),
+        Period::Day if is_hour || is_day => {
+            Ok(parse_day(&label[..10])?.format("%Y-%m-%d").to_string())
+        }
+        Period::Week if is_hour || is_day => Ok(week_label(parse_day(&label[..10])?)),
+        Period::Month if is_hour || is_day => {
+            Ok(parse_day(&label[..10])?.format("%Y-%m").to_string())
+        }
+        Period::Month if label.len() == 7 => Ok(label.to_string()),
+        Period::Week if label.contains("-W") => Ok(label.to_string()),
+        _ => Err(crate::error::Error::invalid_argument(format!(
+            "cannot roll cohort \"{}\" up into {} (hours roll into days, weeks and months; days into weeks and months)",
+            crate::amount::truncate(label, 20),
+            to.as_str()
+        ))),
+    }
+}
+
+/// Rolls JSON points up into the coarser `period`: counts, sums, min, max and operations add
+/// up exactly; `recordCount` is the largest of the parts (a lower bound, as points carry no
+/// record ids).
+pub fn rollup_json(
+    points: &Value,
+    period: Period,
+    metrics: &[String],
+) -> crate::error::Result<Value> {
+    use crate::error::Error;
+    let Value::Array(items) = points else {
+        return Err(Error::invalid_argument("rollup: points must be an array"));
+    };
+    let num = |p: &Value, k: &str| -> crate::error::Result<Decimal> {
+        match p.get(k) {
+            None | Some(Value::Null) => Ok(Decimal::ZERO),
+            Some(Value::Number(n)) => decimal_of(n)
+                .ok_or_else(|| Error::invalid_argument(format!("rollup: {k} is out of range"))),
+            Some(other) => Err(Error::invalid_argument(format!(
+                "rollup: {k} must be a number (got {other})"
+            ))),
+        }
+    };
+    let mut out: BTreeMap<Label, (Point, u64)> = BTreeMap::new();
+    for p in items {
+        let cohort = p
+            .get("cohort")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::invalid_argument("rollup: every point needs a cohort"))?;
+        let count = p.get("count").and_then(Value::as_u64).unwrap_or(0);
+        let mut part = Point {
+            count,
+            sum: num(p, "sum")?,
+            min: num(p, "min")?,
+            max: num(p, "max")?,
+            ..Point::default()
+        };
+        if let Some(Value::Object(ops)) = p.get("operations") {
+            for name in ["add", "sub", "set"] {
+                if let Some(o) = ops.get(name) {
+                    let c = o.get("count").and_then(Value::as_u64).unwrap_or(0);
+                    part.operations.insert(name, (c, num(o, "sum")?));
+                }
+            }
+        }
+        let records = p.get("recordCount").and_then(Value::as_u64).unwrap_or(0);
+        let e = out.entry(coarser(cohort, period)?).or_default();
+        e.0.merge(&part);
+        e.1 = e.1.max(records);
+    }
+    Ok(Value::Array(
+        out.iter()
+            .map(|(c, (p, records))| {
+                let mut v = p.to_json(c, metrics);
+                v["recordCount"] = serde_json::json!(records);
+                v
+            })
+            .collect(),
+    ))
 }
 
 /// Points by cohort label, sorted.
