@@ -32,3 +32,14 @@ async function usage(): Promise<void> {
   console.log(runs.get('wallets.balance')?.transactionsApplied);
 }
 void usage;
+
+// tally-ec/wasm
+import init, * as tally from '../wasm/index.js';
+export async function wasmTypes(): Promise<number> {
+  await init();
+  const txs = [{ originalId: 'r1', timestamp: '2025-03-09T07:30:00Z', value: 5, operation: 'add' as const }];
+  const pts = tally.getDayByHour(txs, '2025-03-09', { fillGaps: true, timezone: 'America/New_York' });
+  const top = tally.getTopRecords(txs, { period: 'day', sortBy: 'totalValue', now: 0 });
+  const days = tally.rollup(pts, 'day');
+  return pts.length + top.length + days.length + tally.weeksInYear(2026);
+}
