@@ -4,6 +4,8 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 start=$(date +%s)
 bash scripts/setup.sh
+bash scripts/setup-browser.sh
+export TALLY_BROWSER_REQUIRED=1
 bash scripts/fmt.sh
 bash scripts/lint.sh
 bash scripts/s3-server.sh start
@@ -17,4 +19,4 @@ bash scripts/test-node.sh
 echo "== demos: Rust example and Node quickstart"
 cargo run --quiet -p tally-core --example demo -- "$CARGO_TARGET_DIR/demo-data" >/dev/null
 bash scripts/demo.sh "$CARGO_TARGET_DIR/demo-node" >/dev/null
-echo "== all suites passed in $(( $(date +%s) - start ))s (fmt, clippy, rust tests, S3 on a local server, wasm32 build, node tests, demos)"
+echo "== all suites passed in $(( $(date +%s) - start ))s (fmt, clippy, rust tests, S3 on a local server, WASM package, node tests incl. golden fixtures and Chromium dashboard, demos)"

@@ -52,7 +52,7 @@ fn transactions() -> Vec<Value> {
                     "value": value,
                     "operation": op,
                     "timestamp": iso_timestamp(ts),
-                    "applied": (r >> 56) % 10 != 0,
+                    "applied": !(r >> 56).is_multiple_of(10),
                 }),
             )
         })

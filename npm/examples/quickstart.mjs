@@ -1,7 +1,7 @@
 // The README's demo: wallets in sync mode and page-view counters in async mode on the
 // embedded folder store, printing balances, what is pending and what consolidation did.
 // Usage: node examples/quickstart.mjs [folder]   (default: a fresh folder under the OS temp dir)
-import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, rmSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -101,5 +101,10 @@ console.log('\nAnalytics: page views by hour today (UTC), and the top pages:');
 const today = new Date().toISOString().slice(0, 10);
 table((await counters.getDayByHour('pages', 'views', today)).map(({ operations, ...p }) => p));
 table(await counters.getTopRecords('pages', 'views', { period: 'day', date: today, limit: 3 }));
+// A JSON export for the browser dashboard (npm/examples/dashboard), which computes the same
+// analytics with the WASM build.
+const exported = join(folder, 'transactions.json');
+writeFileSync(exported, JSON.stringify({ transactions: await counters.getRawEvents('pages', 'views') }));
+console.log(`\nDashboard export: ${exported} (open npm/examples/dashboard/ and pick this file)`);
 await site.disconnect();
 console.log(`\nData kept in ${folder} (records, transaction journals, checkpoints).`);
