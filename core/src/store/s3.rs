@@ -248,8 +248,10 @@ impl S3Store {
             self.options.bucket,
             self.options.endpoint_label()
         );
+        // Belt and braces (no message here is built from the secret): scrub it if it shows up,
+        // unless it is so short that scrubbing would mangle ordinary words.
         if let Some(c) = &self.options.credentials
-            && !c.secret_key.is_empty()
+            && c.secret_key.len() >= 8
         {
             m = m.replace(&c.secret_key, "***");
         }
