@@ -314,6 +314,18 @@ impl S3Store {
             _ => Failure::Fatal(format!("{}", DisplayErrorContext(&e))),
         }
     }
+
+    /// [`S3Store::classify`] for requests on the bucket rather than one key (LIST,
+    /// DeleteObjects): there a 404 can only mean something is wrong, never "no such key".
+    fn classify_bucket_request<E: ProvideErrorMetadata + std::error::Error + 'static>(
+        &self,
+        e: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    ) -> Failure {
+        match self.classify(e) {
+            Failure::NotFound => Failure::Fatal("HTTP 404".into()),
+            f => f,
+        }
+    }
 }
 
 /// Jittered exponential backoff: about 50 ms, 100 ms, 200 ms … capped at 2 s.
@@ -416,10 +428,7 @@ impl Store for S3Store {
                     .max_keys(PAGE_SIZE as i32)
                     .send()
                     .await
-                    .map_err(|e| match self.classify(e) {
-                        Failure::NotFound => Failure::Fatal("HTTP 404".into()),
-                        f => f,
-                    })?;
+                    .map_err(|e| self.classify_bucket_request(e))?;
                 let keys: Vec<String> = out
                     .contents()
                     .iter()
@@ -489,10 +498,7 @@ impl Store for S3Store {
                     .delete(delete.clone())
                     .send()
                     .await
-                    .map_err(|e| match self.classify(e) {
-                        Failure::NotFound => Failure::Fatal("HTTP 404".into()),
-                        f => f,
-                    })?;
+                    .map_err(|e| self.classify_bucket_request(e))?;
                 let failed: Vec<String> = out
                     .errors()
                     .iter()
