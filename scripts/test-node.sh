@@ -11,10 +11,18 @@ echo "== node: analytics under three process time zones (results must not change
 for zone in America/New_York Asia/Tokyo; do
   (cd npm && TZ="$zone" node --test --test-reporter=dot test/analytics.test.mjs) || { echo "analytics failed under TZ=$zone" >&2; exit 1; }
 done
-echo "== node: the documentation's examples and the semantics suite on the folder store and on S3"
-(cd npm && TALLY_TEST_BACKEND=folder node --test --test-concurrency=1 --test-reporter=dot test/docs-examples.test.mjs test/semantics.test.mjs) || { echo "folder backend failed" >&2; exit 1; }
+SUITES="test/docs-examples.test.mjs test/semantics.test.mjs"
+run_pass() { # backend host
+  echo "   - $2 database on the $1 store"
+  (cd npm && TALLY_TEST_BACKEND=$1 TALLY_TEST_HOST=$2 node --test --test-concurrency=1 --test-reporter=dot $SUITES) || { echo "the $2 database on $1 failed" >&2; [ "$1" != s3 ] || bash scripts/s3-server.sh log; exit 1; }
+}
+echo "== node: the documentation's examples and the semantics suite, standalone and inside s3db.js 21.6.2"
+run_pass memory s3db
+run_pass folder tally
+run_pass folder s3db
 if [ -n "${TALLY_S3_ENDPOINT:-}" ]; then
-  (cd npm && TALLY_TEST_BACKEND=s3 node --test --test-concurrency=1 --test-reporter=dot test/docs-examples.test.mjs test/semantics.test.mjs) || { echo "S3 backend failed" >&2; bash scripts/s3-server.sh log; exit 1; }
+  run_pass s3 tally
+  run_pass s3 s3db
 elif [ -n "${TALLY_S3_REQUIRED:-}" ]; then
   echo "TALLY_S3_REQUIRED is set but no S3 server is running" >&2; exit 1
 else

@@ -5,6 +5,7 @@
 
 mod convert;
 mod database;
+mod host;
 mod plugin;
 
 pub use database::NativeDatabase;

@@ -3,13 +3,17 @@
 
 use crate::convert::{IntoNapi, JsClock, JsReducer, ReducerFn, arg_from_tagged};
 use crate::database::NativeDatabase;
+use crate::host::{HostFn, JsHost};
 use napi::Status;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use tally_core::{Engine, Error, ErrorCode, PluginConfig};
+use tally_core::engine::EngineBuilder;
+use tally_core::host::HostRecords;
+use tally_core::schema::Schema;
+use tally_core::{Engine, Error, ErrorCode, PluginConfig, connection};
 
 /// Receives `{ name, payload }` for every event; weak, so it never keeps Node alive.
 type EventFn = ThreadsafeFunction<Value, (), Value, Status, false, true>;
@@ -20,6 +24,7 @@ pub struct NativePlugin {
     config: PluginConfig,
     clock: Option<Arc<JsClock>>,
     engine: Mutex<Option<Arc<Engine>>>,
+    host: Mutex<Option<Arc<HostRecords>>>,
     reducers: Mutex<HashMap<u64, Arc<ReducerFn>>>,
     events: Mutex<Option<Arc<EventFn>>>,
 }
@@ -39,6 +44,7 @@ impl NativePlugin {
             config,
             clock: has_clock.then(JsClock::new),
             engine: Mutex::new(None),
+            host: Mutex::new(None),
             reducers: Mutex::new(HashMap::new()),
             events: Mutex::new(None),
         })
@@ -70,15 +76,77 @@ impl NativePlugin {
         *lock(&self.events) = Some(Arc::new(f));
     }
 
-    /// Builds the engine over `db` (idempotent per database).
+    /// Builds the engine over Tally's own database `db`.
     #[napi]
     pub fn install(&self, db: &NativeDatabase) {
-        let mut builder = Engine::standalone(self.config.clone(), &db.db);
+        let engine = self.finish(Engine::standalone(self.config.clone(), &db.db));
+        engine.attach(&db.db);
+    }
+
+    /// Builds the engine over a host database (s3db.js): records through `get`/`write`,
+    /// Tally's transactions and state in the store `connection_string` names.
+    #[napi]
+    pub fn install_host(
+        &self,
+        connection_string: String,
+        get: HostFn,
+        write: HostFn,
+    ) -> napi::Result<()> {
+        let c = connection::open(&connection_string).napi()?;
+        let records = HostRecords::new(
+            Arc::new(JsHost { get, write }),
+            c.store.clone(),
+            &c.prefix,
+            &self.config,
+        );
+        self.finish(Engine::builder(
+            self.config.clone(),
+            c.store,
+            &c.prefix,
+            records.clone(),
+        ));
+        *lock(&self.host) = Some(records);
+        Ok(())
+    }
+
+    /// Gives the attributes of a host resource (nested-path rules); false when they are not
+    /// in a form Tally reads (the path rules are then not checked).
+    #[napi]
+    pub fn bind_resource(&self, name: String, attributes: Value) -> bool {
+        let Some(host) = lock(&self.host).clone() else {
+            return false;
+        };
+        match Schema::parse(&name, &attributes) {
+            Ok(schema) => {
+                host.set_schema(&name, schema);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The host record `id` was deleted: forget Tally's state of it.
+    #[napi]
+    pub async fn forget(&self, resource: String, id: String) -> napi::Result<()> {
+        let Some(host) = lock(&self.host).clone() else {
+            return Ok(());
+        };
+        host.forget(&resource, &id).await.napi()
+    }
+
+    /// Carries over one transaction of s3db.js 21.6.2 (as its resource API returns it);
+    /// false when it was carried over before.
+    #[napi]
+    pub async fn carry_over(&self, resource: String, tx: Value) -> napi::Result<bool> {
+        self.engine()?.carry_over(&resource, &tx).await.napi()
+    }
+
+    /// Applies the clock, reducers and event callback, and keeps the engine.
+    fn finish(&self, mut builder: EngineBuilder) -> Arc<Engine> {
         if let Some(c) = &self.clock {
             builder = builder.clock(c.clone());
         }
         let engine = builder.build();
-        engine.attach(&db.db);
         for (id, f) in lock(&self.reducers).iter() {
             engine.set_reducer(*id, Arc::new(JsReducer(f.clone())));
         }
@@ -90,7 +158,8 @@ impl NativePlugin {
                 );
             });
         }
-        *lock(&self.engine) = Some(engine);
+        *lock(&self.engine) = Some(engine.clone());
+        engine
     }
 
     fn engine(&self) -> napi::Result<Arc<Engine>> {

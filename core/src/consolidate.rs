@@ -262,6 +262,8 @@ impl Engine {
                     self.retire(resource, fc, id, &plan.stale, &plan.state)
                         .await?;
                 }
+                // Best effort: a lagging host copy is repaired by the next consolidation.
+                let _ = self.records().settle(resource, id).await;
                 return Ok(Consolidated::Done {
                     data: plan.record.data,
                     applied: Vec::new(),

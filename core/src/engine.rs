@@ -145,6 +145,16 @@ pub struct RunSummary {
     pub errors: u64,
 }
 
+/// What [`Engine::write_transaction`] found.
+pub(crate) enum Written {
+    /// Stored now.
+    Stored(Transaction),
+    /// Stored earlier under the same idempotency key, still pending: that one.
+    Existing(Transaction),
+    /// Already applied under the same idempotency key: ours, and the applied marker.
+    Duplicate(Transaction, Value),
+}
+
 /// Builder of an [`Engine`].
 pub struct EngineBuilder {
     config: PluginConfig,
@@ -426,16 +436,41 @@ impl Engine {
             idempotency_key: options.idempotency_key,
             metadata: options.metadata,
         };
-        let prefix = self.layout.pending(resource, &target.field.field, id);
+        let tx = match self.write_transaction(&target, id, tx).await? {
+            Written::Stored(tx) | Written::Existing(tx) => tx,
+            Written::Duplicate(tx, marker) => {
+                return self.answer_duplicate(&target, id, &tx, marker).await;
+            }
+        };
+        match self.config.mode {
+            Mode::Async => Ok(MutationResult::Transaction(tx.to_json(self.zone(), false))),
+            Mode::Sync => {
+                let value = self.consolidate_target(&target, id).await?;
+                Ok(MutationResult::Value(value))
+            }
+        }
+    }
+
+    /// Stores a transaction create-only; with an idempotency key, a transaction already
+    /// stored or applied under the same key wins and is returned instead.
+    pub(crate) async fn write_transaction(
+        &self,
+        target: &Target,
+        id: &str,
+        tx: Transaction,
+    ) -> Result<Written> {
+        let prefix = self
+            .layout
+            .pending(&target.resource, &target.field.field, id);
         let key = format!("{prefix}{}", tx.key_name());
         let body = serde_json::to_vec(&tx).map_err(|e| Error::storage(e.to_string()))?;
-        let tx = match self.store.put(&key, body, PutMode::Create).await {
+        let stored = match self.store.put(&key, body, PutMode::Create).await {
             Ok(_) => match tx.idempotency_hash() {
-                Some(h) => match self.applied_idempotent(&target, id, &h).await? {
+                Some(h) => match self.applied_idempotent(target, id, &h).await? {
                     // Our write duplicated an applied transaction: undo it, answer like the first.
                     Some(first) => {
                         self.store.delete(&key).await?;
-                        return self.answer_duplicate(&target, id, &tx, first).await;
+                        return Ok(Written::Duplicate(tx, first));
                     }
                     None => tx,
                 },
@@ -447,14 +482,12 @@ impl Engine {
                         let first: Transaction = serde_json::from_slice(&obj.bytes)
                             .map_err(|e| Error::storage(format!("unreadable transaction: {e}")))?;
                         check_same(&first, &tx)?;
-                        first
+                        return Ok(Written::Existing(first));
                     }
                     None => {
                         let h = tx.idempotency_hash().unwrap_or_default();
-                        match self.applied_idempotent(&target, id, &h).await? {
-                            Some(first) => {
-                                return self.answer_duplicate(&target, id, &tx, first).await;
-                            }
+                        match self.applied_idempotent(target, id, &h).await? {
+                            Some(first) => return Ok(Written::Duplicate(tx, first)),
                             None => {
                                 return Err(Error::new(
                                     ErrorCode::Conflict,
@@ -467,13 +500,7 @@ impl Engine {
             }
             Err(e) => return Err(e.into()),
         };
-        match self.config.mode {
-            Mode::Async => Ok(MutationResult::Transaction(tx.to_json(self.zone(), false))),
-            Mode::Sync => {
-                let value = self.consolidate_target(&target, id).await?;
-                Ok(MutationResult::Value(value))
-            }
-        }
+        Ok(Written::Stored(stored))
     }
 
     async fn applied_idempotent(

@@ -90,7 +90,8 @@ impl Error {
     pub(crate) fn invalid_config(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidConfig, message)
     }
-    pub(crate) fn storage(message: impl Into<String>) -> Self {
+    /// An `ERR_STORAGE` error (a store or a host database failed).
+    pub fn storage(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Storage, message)
     }
 }

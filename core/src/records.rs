@@ -53,6 +53,11 @@ pub trait RecordAccess: Send + Sync {
     ) -> Result<CommitOutcome>;
     /// The resource's attributes, when known.
     async fn schema(&self, resource: &str) -> Result<Option<Schema>>;
+    /// Called when a consolidation of the record found nothing to apply: where records have a
+    /// derived copy (a host database), bring it up to date. Nothing to do by default.
+    async fn settle(&self, _resource: &str, _id: &str) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Called after a standalone insert, so pending transactions of the new record get applied.

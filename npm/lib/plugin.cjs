@@ -5,6 +5,7 @@ const { EventEmitter } = require('node:events');
 const native = require('./native.cjs');
 const { TallyError, wrap, wrapSync } = require('./errors.cjs');
 const { tag } = require('./args.cjs');
+const host = require('./s3db-host.cjs');
 
 const RESOURCE_METHODS = [
   'set', 'add', 'sub', 'increment', 'decrement', 'consolidate', 'getConsolidatedValue', 'recalculate',
@@ -46,6 +47,24 @@ function defaultLogger() {
     debug: () => {},
     error: (...a) => console.error(...a),
   };
+}
+
+/** A copy of `data` with `value` at the dotted `path`. */
+function withPath(data, path, value) {
+  const out = { ...data };
+  const parts = path.split('.');
+  let cur = out;
+  for (const p of parts.slice(0, -1)) {
+    cur[p] = cur[p] && typeof cur[p] === 'object' ? { ...cur[p] } : {};
+    cur = cur[p];
+  }
+  cur[parts[parts.length - 1]] = value;
+  return out;
+}
+
+/** Runs `work` for each item, one after another. */
+async function eachInTurn(items, work) {
+  for (const item of items) await work(item);
 }
 
 class EventualConsistencyPlugin extends EventEmitter {
@@ -122,23 +141,42 @@ class EventualConsistencyPlugin extends EventEmitter {
     return this._track(this._native.call(resource, method, args.map(tag)));
   }
 
-  /** Installs the plugin on a database (`db.usePlugin(plugin)` calls this). */
+  /** Installs the plugin on a database (`db.usePlugin(plugin)` calls this): Tally's own
+   * S3db, or an s3db.js Database (records through its resource API, Tally's data beside it). */
   async install(database) {
-    if (!database || typeof database._requireNative !== 'function') {
+    if (this.database === database) return;
+    if (database && typeof database._requireNative === 'function') {
+      this.database = database;
+      wrapSync(() => this._native.install(database._requireNative()));
+      for (const resource of Object.values(database.resources)) this._onResourceCreated(resource);
+      return;
+    }
+    if (!host.isS3dbDatabase(database)) {
       throw new TallyError(
         'ERR_INVALID_CONFIG',
-        'EventualConsistencyPlugin: this build installs on tally-ec S3db databases; s3db.js databases are not supported yet',
+        'EventualConsistencyPlugin: install it with db.usePlugin(plugin) on a tally-ec S3db or an s3db.js Database',
       );
     }
-    if (this.database === database) return;
+    const fns = host.recordFunctions(database);
+    wrapSync(() => this._native.installHost(host.tallyConnectionString(database), fns.get, fns.write));
     this.database = database;
-    wrapSync(() => this._native.install(database._requireNative()));
     for (const resource of Object.values(database.resources)) this._onResourceCreated(resource);
+    database.addHook('afterCreateResource', async (payload) => {
+      if (payload && payload.resource) this._onResourceCreated(payload.resource);
+      return payload;
+    });
+    if (typeof database.on === 'function') database.on('disconnected', () => this.stop());
+    this._now();
+    this.carriedOver = await this._track(host.carryOver(database, this._native, this.config, this.logger));
+    for (const { resource, field, records } of this.carriedOver) {
+      await eachInTurn(records, (id) => this._call(resource, 'consolidate', [id, field]));
+    }
   }
 
   /** Installs the resource methods on a configured resource (also one created later). */
   _onResourceCreated(resource) {
     if (!this._resources.has(resource.name)) return;
+    if (host.isS3dbDatabase(this.database)) this._bindHostResource(resource);
     for (const method of RESOURCE_METHODS) {
       const current = resource[method];
       if (current !== undefined && !(current && current.__tally === this)) {
@@ -149,6 +187,30 @@ class EventualConsistencyPlugin extends EventEmitter {
       Object.defineProperty(fn, '__tally', { value: this });
       resource[method] = fn;
     }
+  }
+
+  /** s3db.js resources: attributes for the path rules, and deletions forget Tally's state. */
+  _bindHostResource(resource) {
+    if (resource.__tallyBound === this) return;
+    Object.defineProperty(resource, '__tallyBound', { value: this, configurable: true });
+    const attributes = resource.attributes ?? resource.config?.attributes ?? {};
+    if (!this._native.bindResource(resource.name, attributes)) {
+      this.logger.warn(`[tally] attributes of s3db.js resource "${resource.name}" not understood; nested-path rules are not checked`);
+    }
+    // As in standalone mode, an insert applies the record's waiting transactions.
+    resource.addHook('afterInsert', async (data) => {
+      if (!data || data.id === undefined) return data;
+      let out = data;
+      for (const { field, fieldPath } of this.config.resources[resource.name]) {
+        const value = await this._call(resource.name, 'consolidate', [String(data.id), field]);
+        if (value !== null && value !== undefined) out = withPath(out, fieldPath, value);
+      }
+      return out;
+    });
+    resource.addHook('afterDelete', async (data) => {
+      if (data && data.id !== undefined) await wrap(this._native.forget(resource.name, String(data.id)));
+      return data;
+    });
   }
 
   async start() {

@@ -33,9 +33,23 @@ export function freshConnectionString() {
   }
 }
 
+/** Which database the plugin is installed on: `TALLY_TEST_HOST` = tally (Tally's own S3db,
+ * the default) or s3db (a real s3db.js 21.6.2 Database on the same backend). */
+export const HOST = process.env.TALLY_TEST_HOST || 'tally';
+
+/** An s3db.js 21.6.2 Database (imported lazily: only the drop-in suites need it). Its
+ * default task executor retries every failed request, 404s included, with a 1 s backoff
+ * (18 s to connect to a fresh S3 prefix), so the tests turn it off. */
+export async function s3dbDatabase(connectionString) {
+  process.env.S3DB_DISABLE_CRON = 'true';
+  const { Database } = await import('s3db.js/lite');
+  return new Database({ connectionString, logLevel: 'silent', executorPool: false });
+}
+
 /** A connected database on a fresh bucket, folder or prefix of the chosen backend. */
 export async function freshDb() {
-  const db = new S3db({ connectionString: freshConnectionString() });
+  const connectionString = freshConnectionString();
+  const db = HOST === 's3db' ? await s3dbDatabase(connectionString) : new S3db({ connectionString });
   await db.connect();
   return db;
 }

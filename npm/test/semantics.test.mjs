@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { S3db, TallyError } from '../index.js';
-import { folderDb, freshDb, plugin, WALLET_ATTRIBUTES } from './helpers.mjs';
+import { folderDb, freshDb, HOST, plugin, WALLET_ATTRIBUTES } from './helpers.mjs';
 
 async function wallets(options = {}) {
   const db = await freshDb();
@@ -201,7 +201,9 @@ test('two S3db instances on one memory bucket share data; createResource attache
   await assert.rejects(rb.get('missing'), (e) => e.code === 'ERR_RECORD_NOT_FOUND');
 });
 
-test('hooks run around inserts, updates and deletes; before-hooks may change the data', async () => {
+test('hooks run around inserts, updates and deletes; before-hooks may change the data', {
+  skip: HOST === 's3db' && "this is tally-ec's own S3db; inside s3db.js its hooks are s3db.js's",
+}, async () => {
   const db = await freshDb();
   const r = await db.createResource({ name: 'items', attributes: { name: 'string', qty: 'number|default:0' } });
   const log = [];

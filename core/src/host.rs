@@ -1,0 +1,249 @@
+//! Target records in a host database (s3db.js, reached through the Node binding): the
+//! record-access seam over a [`Host`], with the authority kept in Tally's own store.
+//!
+//! A host database offers no compare-and-swap on records (s3db.js records live in object
+//! metadata, so every ETag is the MD5 of an empty body). Exactly-once therefore cannot rest on
+//! the host record. Instead, per record, a state object `P/r/<resource>/<id>` in Tally's store
+//! holds `{"d": values of the configured fields, "m": consolidation bookkeeping}`:
+//!
+//! - [`RecordAccess::load`] reads the host record (it must exist) and the state object, and
+//!   overlays the state's values: once Tally has consolidated a field, the state is the
+//!   authority for it, and a host copy that lags behind (a write still in flight, a crash
+//!   between the two writes, a concurrent read-modify-write by the host) never becomes the
+//!   base of a later consolidation.
+//! - [`RecordAccess::commit`] is a compare-and-swap of the state object (create-only the first
+//!   time): the commit point. Then the host copy is brought up to date: write the fields whose
+//!   host value differs from the state, read both again, and repeat until they agree. Whoever
+//!   writes last re-checks afterwards, so when writers go quiet the host shows the latest
+//!   state; a crashed writer's lag is repaired by the next consolidation of that
+//!   record ([`RecordAccess::settle`] when it finds nothing to apply).
+//!
+//! Fields of one record share the state object, so consolidating two fields of one record at
+//! once serializes on it and both survive.
+
+use crate::config::PluginConfig;
+use crate::error::{Error, Result};
+use crate::keys::Layout;
+use crate::records::{CommitOutcome, RecordAccess, StoredRecord};
+use crate::schema::{Schema, get_path, set_path};
+use crate::store::{PutMode, SharedStore, StoreError, Version};
+use async_trait::async_trait;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// Most rounds of "write the host copy, read it back" per commit; a copy still behind after
+/// that is repaired by the next consolidation of the record.
+const MAX_SYNC_ROUNDS: usize = 5;
+
+/// The host database's records, as the binding reaches them.
+#[async_trait]
+pub trait Host: Send + Sync {
+    /// Reads a record's attributes (host-private keys removed); `None` when it does not exist.
+    async fn get(&self, resource: &str, id: &str) -> Result<Option<Map<String, Value>>>;
+    /// Writes the given attributes (keys are dotted paths) into an existing record; `false`
+    /// when the record does not exist.
+    async fn write(&self, resource: &str, id: &str, changes: Map<String, Value>) -> Result<bool>;
+}
+
+/// Records of a host database, with Tally's state beside them.
+pub struct HostRecords {
+    host: Arc<dyn Host>,
+    store: SharedStore,
+    layout: Layout,
+    fields: HashMap<String, Vec<String>>,
+    schemas: RwLock<HashMap<String, Schema>>,
+}
+
+/// The state object of one record.
+struct State {
+    values: Map<String, Value>,
+    meta: Map<String, Value>,
+    version: Option<Version>,
+}
+
+impl HostRecords {
+    /// Records of `host`; the state objects live in `store` under `prefix`, and the configured
+    /// fields of `config` are the ones Tally owns.
+    pub fn new(
+        host: Arc<dyn Host>,
+        store: SharedStore,
+        prefix: &str,
+        config: &PluginConfig,
+    ) -> Arc<HostRecords> {
+        let fields = config
+            .resources
+            .iter()
+            .map(|rc| {
+                (
+                    rc.resource.clone(),
+                    rc.fields.iter().map(|f| f.field_path.clone()).collect(),
+                )
+            })
+            .collect();
+        Arc::new(HostRecords {
+            host,
+            store,
+            layout: Layout::new(prefix),
+            fields,
+            schemas: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// Records the attributes of a host resource (for the nested-path rules).
+    pub fn set_schema(&self, resource: &str, schema: Schema) {
+        self.schemas
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(resource.to_string(), schema);
+    }
+
+    /// Forgets a record's state (the host record was deleted), so an id created again starts
+    /// from its own values.
+    pub async fn forget(&self, resource: &str, id: &str) -> Result<()> {
+        crate::keys::check_record_id(id)?;
+        self.store.delete(&self.layout.record(resource, id)).await?;
+        Ok(())
+    }
+
+    async fn read_state(&self, resource: &str, id: &str) -> Result<State> {
+        let Some(obj) = self.store.get(&self.layout.record(resource, id)).await? else {
+            return Ok(State {
+                values: Map::new(),
+                meta: Map::new(),
+                version: None,
+            });
+        };
+        let doc: Value = serde_json::from_slice(&obj.bytes)
+            .map_err(|e| Error::storage(format!("unreadable state of \"{resource}/{id}\": {e}")))?;
+        let take = |k: &str| match doc.get(k) {
+            Some(Value::Object(m)) => m.clone(),
+            _ => Map::new(),
+        };
+        Ok(State {
+            values: take("d"),
+            meta: take("m"),
+            version: Some(obj.version),
+        })
+    }
+
+    /// Brings the host copy up to the state; `false` when the host record is gone.
+    async fn sync_host(
+        &self,
+        resource: &str,
+        id: &str,
+        mut values: Map<String, Value>,
+    ) -> Result<bool> {
+        for round in 0..MAX_SYNC_ROUNDS {
+            if round > 0 {
+                values = self.read_state(resource, id).await?.values;
+            }
+            let Some(host) = self.host.get(resource, id).await? else {
+                return Ok(false);
+            };
+            let changes: Map<String, Value> = values
+                .iter()
+                .filter(|(path, v)| !get_path(&host, path).is_some_and(|h| same_json(h, v)))
+                .map(|(p, v)| (p.clone(), v.clone()))
+                .collect();
+            if changes.is_empty() {
+                return Ok(true);
+            }
+            if !self.host.write(resource, id, changes).await? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// JSON equality where numbers compare by value (`5` equals `5.0`).
+fn same_json(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(v, w)| same_json(v, w))
+        }
+        _ => a == b,
+    }
+}
+
+#[async_trait]
+impl RecordAccess for HostRecords {
+    async fn load(&self, resource: &str, id: &str) -> Result<Option<StoredRecord>> {
+        let Some(mut data) = self.host.get(resource, id).await? else {
+            return Ok(None);
+        };
+        let state = self.read_state(resource, id).await?;
+        for (path, v) in state.values {
+            set_path(&mut data, &path, v);
+        }
+        Ok(Some(StoredRecord {
+            data,
+            meta: state.meta,
+            // An empty token stands for "no state yet": every store's versions are non-empty.
+            version: state.version.unwrap_or(Version(String::new())),
+        }))
+    }
+
+    async fn commit(
+        &self,
+        resource: &str,
+        id: &str,
+        data: Map<String, Value>,
+        meta: Map<String, Value>,
+        version: &Version,
+    ) -> Result<CommitOutcome> {
+        let values: Map<String, Value> = self
+            .fields
+            .get(resource)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| get_path(&data, p).map(|v| (p.clone(), v.clone())))
+            .collect();
+        let body = serde_json::to_vec(&json!({ "d": values, "m": meta }))
+            .map_err(|e| Error::storage(e.to_string()))?;
+        let mode = if version.0.is_empty() {
+            PutMode::Create
+        } else {
+            PutMode::Update(version.clone())
+        };
+        match self
+            .store
+            .put(&self.layout.record(resource, id), body, mode)
+            .await
+        {
+            Ok(_) => {}
+            Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {
+                return Ok(CommitOutcome::Conflict);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        // Committed: the host copy follows. A failure here is repaired by the next
+        // consolidation, which reads the state, not the host copy.
+        let _ = self.sync_host(resource, id, values).await;
+        Ok(CommitOutcome::Committed)
+    }
+
+    async fn settle(&self, resource: &str, id: &str) -> Result<()> {
+        let values = self.read_state(resource, id).await?.values;
+        if !values.is_empty() {
+            self.sync_host(resource, id, values).await?;
+        }
+        Ok(())
+    }
+
+    async fn schema(&self, resource: &str) -> Result<Option<Schema>> {
+        Ok(self
+            .schemas
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(resource)
+            .cloned())
+    }
+}

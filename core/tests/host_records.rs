@@ -1,0 +1,327 @@
+//! Records in a host database without compare-and-swap (as s3db.js): exactly once through
+//! Tally's state objects, the host copy kept up to date, carried-over transactions.
+
+mod common;
+
+use async_trait::async_trait;
+use common::n;
+use rust_decimal::Decimal;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tally_core::clock::{SplitMix, YieldSleeper};
+use tally_core::host::{Host, HostRecords};
+use tally_core::schema::Schema;
+use tally_core::store::memory::MemoryStore;
+use tally_core::store::{SharedStore, Store};
+use tally_core::{Arg, Engine, MutationOptions, Op, PluginConfig, Result};
+
+/// A host like s3db.js: whole-record read-modify-write, no conditions; it can drop writes
+/// and lets tasks interleave between its read and its write.
+#[derive(Default)]
+struct FakeHost {
+    records: Mutex<HashMap<String, Map<String, Value>>>,
+    drop_writes: AtomicUsize,
+    writes: AtomicUsize,
+}
+
+impl FakeHost {
+    fn insert(&self, id: &str, data: Value) {
+        let Value::Object(m) = data else { panic!() };
+        self.records.lock().unwrap().insert(id.to_string(), m);
+    }
+    fn field(&self, id: &str, path: &str) -> Option<Value> {
+        let r = self.records.lock().unwrap();
+        tally_core::schema::get_path(r.get(id)?, path).cloned()
+    }
+}
+
+#[async_trait]
+impl Host for FakeHost {
+    async fn get(&self, _resource: &str, id: &str) -> Result<Option<Map<String, Value>>> {
+        tokio::task::yield_now().await;
+        Ok(self.records.lock().unwrap().get(id).cloned())
+    }
+    async fn write(&self, _resource: &str, id: &str, changes: Map<String, Value>) -> Result<bool> {
+        // Read, yield (other tasks run), write the whole record back: s3db.js's update.
+        let Some(mut copy) = self.records.lock().unwrap().get(id).cloned() else {
+            return Ok(false);
+        };
+        tokio::task::yield_now().await;
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        if self
+            .drop_writes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |d| d.checked_sub(1))
+            .is_ok()
+        {
+            return Ok(true);
+        }
+        for (path, v) in changes {
+            tally_core::schema::set_path(&mut copy, &path, v);
+        }
+        let mut r = self.records.lock().unwrap();
+        if !r.contains_key(id) {
+            return Ok(false);
+        }
+        r.insert(id.to_string(), copy);
+        Ok(true)
+    }
+}
+
+fn engine(
+    host: &Arc<FakeHost>,
+    store: &SharedStore,
+    mode: &str,
+    seed: u64,
+) -> (Arc<Engine>, Arc<HostRecords>) {
+    let config = PluginConfig::parse(&json!({
+        "resources": { "wallets": ["balance", "credits", "stats"] },
+        "consolidation": { "mode": mode },
+        "verbose": false,
+    }))
+    .unwrap();
+    let records = HostRecords::new(host.clone(), store.clone(), "tally", &config);
+    records.set_schema(
+        "wallets",
+        Schema::parse(
+            "wallets",
+            &json!({ "balance": "number|default:0", "credits": "number|default:0", "stats": "json|optional" }),
+        )
+        .unwrap(),
+    );
+    let engine = Engine::builder(config, store.clone(), "tally", records.clone())
+        .ids(Arc::new(SplitMix::seeded(seed)))
+        .sleeper(Arc::new(YieldSleeper))
+        .build();
+    (engine, records)
+}
+
+async fn mutate(e: &Engine, field: &str, id: &str, op: Op, v: f64) -> tally_core::MutationResult {
+    e.mutate(
+        "wallets",
+        Some(field),
+        id,
+        op,
+        &n(v),
+        MutationOptions::default(),
+    )
+    .await
+    .unwrap()
+}
+
+async fn consolidate(e: &Engine, field: &str, id: &str) -> Value {
+    e.call(
+        "wallets",
+        "consolidate",
+        &[Arg::String(id.into()), Arg::String(field.into())],
+    )
+    .await
+    .unwrap()
+}
+
+/// A JSON number as f64 (the host may hold `10` or `10.0`).
+fn num(v: Option<Value>) -> Option<f64> {
+    v.and_then(|v| v.as_f64())
+}
+
+fn setup() -> (Arc<FakeHost>, SharedStore) {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    (Arc::new(FakeHost::default()), store)
+}
+
+#[tokio::test]
+async fn sync_mutations_start_from_the_host_value_and_write_the_result_back() {
+    let (host, store) = setup();
+    host.insert("w1", json!({ "id": "w1", "balance": 100, "owner": "ann" }));
+    let (e, _) = engine(&host, &store, "sync", 1);
+    assert_eq!(
+        common::value(mutate(&e, "balance", "w1", Op::Add, 50.0).await),
+        Some(150.0)
+    );
+    assert_eq!(
+        common::value(mutate(&e, "balance", "w1", Op::Sub, 0.5).await),
+        Some(149.5)
+    );
+    assert_eq!(num(host.field("w1", "balance")), Some(149.5));
+    assert_eq!(host.field("w1", "owner"), Some(json!("ann")));
+}
+
+#[tokio::test]
+async fn transactions_for_a_missing_host_record_wait_for_it() {
+    let (host, store) = setup();
+    let (e, _) = engine(&host, &store, "async", 2);
+    mutate(&e, "balance", "late", Op::Add, 7.0).await;
+    assert_eq!(consolidate(&e, "balance", "late").await, Value::Null);
+    assert!(host.field("late", "balance").is_none());
+    host.insert("late", json!({ "id": "late", "balance": 3 }));
+    assert_eq!(
+        consolidate(&e, "balance", "late").await.as_f64(),
+        Some(10.0)
+    );
+    assert_eq!(num(host.field("late", "balance")), Some(10.0));
+}
+
+#[tokio::test]
+async fn a_host_copy_that_lags_never_becomes_the_base_and_is_repaired() {
+    let (host, store) = setup();
+    host.insert("w1", json!({ "id": "w1", "balance": 0 }));
+    let (e, _) = engine(&host, &store, "async", 3);
+    mutate(&e, "balance", "w1", Op::Add, 10.0).await;
+    // Every host write of this consolidation is lost (a crash right after the commit point).
+    host.drop_writes.store(100, Ordering::SeqCst);
+    assert_eq!(consolidate(&e, "balance", "w1").await.as_f64(), Some(10.0));
+    assert_eq!(
+        num(host.field("w1", "balance")),
+        Some(0.0),
+        "the host copy lags"
+    );
+    host.drop_writes.store(0, Ordering::SeqCst);
+    mutate(&e, "balance", "w1", Op::Add, 5.0).await;
+    assert_eq!(
+        consolidate(&e, "balance", "w1").await.as_f64(),
+        Some(15.0),
+        "the base is Tally's state, not the lagging copy"
+    );
+    assert_eq!(num(host.field("w1", "balance")), Some(15.0));
+    // With nothing pending, a consolidation still repairs a lagging copy.
+    host.drop_writes.store(100, Ordering::SeqCst);
+    mutate(&e, "balance", "w1", Op::Add, 1.0).await;
+    consolidate(&e, "balance", "w1").await;
+    host.drop_writes.store(0, Ordering::SeqCst);
+    assert_eq!(num(host.field("w1", "balance")), Some(15.0));
+    assert_eq!(consolidate(&e, "balance", "w1").await.as_f64(), Some(16.0));
+    assert_eq!(num(host.field("w1", "balance")), Some(16.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_fields_of_one_record_consolidated_concurrently_by_two_processes_both_survive() {
+    let (host, store) = setup();
+    host.insert("w1", json!({ "id": "w1", "balance": 0, "credits": 0 }));
+    let a = engine(&host, &store, "sync", 4).0;
+    let b = engine(&host, &store, "sync", 5).0;
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let (e, field) = if i % 2 == 0 {
+            (a.clone(), "balance")
+        } else {
+            (b.clone(), "credits")
+        };
+        tasks.push(tokio::spawn(async move {
+            mutate(&e, field, "w1", Op::Add, 1.0).await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(consolidate(&a, "balance", "w1").await.as_f64(), Some(20.0));
+    assert_eq!(consolidate(&b, "credits", "w1").await.as_f64(), Some(20.0));
+    assert_eq!(num(host.field("w1", "balance")), Some(20.0));
+    assert_eq!(num(host.field("w1", "credits")), Some(20.0));
+}
+
+#[tokio::test]
+async fn nested_paths_follow_the_host_schema() {
+    let (host, store) = setup();
+    host.insert("w1", json!({ "id": "w1", "stats": { "clicks": 1 } }));
+    let (e, _) = engine(&host, &store, "sync", 6);
+    assert_eq!(
+        common::value(mutate(&e, "stats.clicks", "w1", Op::Add, 2.0).await),
+        Some(3.0)
+    );
+    assert_eq!(num(host.field("w1", "stats.clicks")), Some(3.0));
+    let err = e
+        .mutate(
+            "wallets",
+            Some("stats.a.b"),
+            "w1",
+            Op::Add,
+            &n(1.0),
+            MutationOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().as_str(), "ERR_INVALID_PATH");
+}
+
+#[tokio::test]
+async fn a_forgotten_record_created_again_starts_from_its_own_value() {
+    let (host, store) = setup();
+    host.insert("w1", json!({ "id": "w1", "balance": 0 }));
+    let (e, records) = engine(&host, &store, "sync", 7);
+    mutate(&e, "balance", "w1", Op::Add, 9.0).await;
+    host.records.lock().unwrap().remove("w1");
+    records.forget("wallets", "w1").await.unwrap();
+    host.insert("w1", json!({ "id": "w1", "balance": 1 }));
+    assert_eq!(
+        common::value(mutate(&e, "balance", "w1", Op::Add, 1.0).await),
+        Some(2.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn carried_over_transactions_apply_once_in_their_own_order_whoever_imports_them() {
+    let (host, store) = setup();
+    host.insert("w1", json!({ "id": "w1", "balance": 5 }));
+    let a = engine(&host, &store, "async", 8).0;
+    let b = engine(&host, &store, "async", 9).0;
+    // 21.6.2's log: set 100 at t=1000, add 10 at t=1000 (same millisecond, later id), sub 3.
+    let old = [
+        ("tx-1000-a", Op::Set, 100, 1000),
+        ("tx-1000-b", Op::Add, 10, 1000),
+        ("tx-2000-c", Op::Sub, 3, 2000),
+    ];
+    let mut tasks = Vec::new();
+    for e in [a.clone(), b.clone(), a.clone()] {
+        tasks.push(tokio::spawn(async move {
+            let mut fresh = 0;
+            // Imported in reverse, so only the timestamps can give the order.
+            for (key, op, v, ts) in old.iter().rev() {
+                if e.import_transaction(
+                    "wallets",
+                    "balance",
+                    "w1",
+                    *op,
+                    Decimal::from(*v),
+                    *ts,
+                    None,
+                    key,
+                )
+                .await
+                .unwrap()
+                {
+                    fresh += 1;
+                }
+            }
+            fresh
+        }));
+    }
+    let mut fresh = 0;
+    for t in tasks {
+        fresh += t.await.unwrap();
+    }
+    assert_eq!(
+        fresh, 3,
+        "each old transaction is carried over by exactly one importer"
+    );
+    assert_eq!(consolidate(&b, "balance", "w1").await.as_f64(), Some(107.0));
+    // Importing again after they were applied changes nothing.
+    for (key, op, v, ts) in old {
+        assert!(
+            !a.import_transaction(
+                "wallets",
+                "balance",
+                "w1",
+                op,
+                Decimal::from(v),
+                ts,
+                None,
+                key
+            )
+            .await
+            .unwrap()
+        );
+    }
+    assert_eq!(consolidate(&a, "balance", "w1").await.as_f64(), Some(107.0));
+    assert_eq!(num(host.field("w1", "balance")), Some(107.0));
+}

@@ -1,0 +1,131 @@
+'use strict';
+// The s3db.js adapter: where Tally keeps its data beside an s3db.js Database, the record
+// functions the native engine calls (through s3db.js's resource API, so its validation,
+// hooks and partitions keep working), and carrying over 21.6.2's pending transactions.
+const { pathToFileURL } = require('node:url');
+const { join } = require('node:path');
+const { TallyError } = require('./errors.cjs');
+
+/** Tally's own folder beside the database's objects (s3db.js plugins use `plugin=<name>/`). */
+const TALLY_FOLDER = 'plugin=tally';
+/** Parallel requests while carrying over 21.6.2 transactions. */
+const CARRY_CONCURRENCY = 8;
+
+/** True for an s3db.js Database (and not Tally's own S3db). */
+function isS3dbDatabase(db) {
+  return (
+    !!db &&
+    typeof db._requireNative !== 'function' &&
+    typeof db.createResource === 'function' &&
+    typeof db.addHook === 'function' &&
+    typeof db.resources === 'object'
+  );
+}
+
+function joinKey(...parts) {
+  return parts
+    .map((p) => String(p ?? '').replace(/^\/+|\/+$/g, ''))
+    .filter(Boolean)
+    .join('/');
+}
+
+/** The connection string of Tally's store beside `db`: same bucket, credentials and prefix. */
+function tallyConnectionString(db) {
+  const client = db.client;
+  const cfg = client?.config ?? {};
+  const kind = client?.constructor?.name;
+  const prefix = joinKey(db.keyPrefix ?? cfg.keyPrefix, TALLY_FOLDER);
+  if (kind === 'MemoryClient') {
+    return `memory://${encodeURIComponent(client.bucket ?? cfg.bucket ?? 's3db')}/${prefix}`;
+  }
+  if (kind === 'FileSystemClient') {
+    return pathToFileURL(join(client.basePath ?? cfg.basePath, prefix)).href;
+  }
+  if (kind === 'S3Client') {
+    const enc = encodeURIComponent;
+    const creds = cfg.accessKeyId ? `${enc(cfg.accessKeyId)}:${enc(cfg.secretAccessKey ?? '')}@` : '';
+    const region = `?region=${enc(cfg.region || 'us-east-1')}`;
+    const endpoint = new URL(cfg.endpoint || 'https://s3.amazonaws.com');
+    if (endpoint.hostname.endsWith('amazonaws.com')) return `s3://${creds}${cfg.bucket}/${prefix}${region}`;
+    return `${endpoint.protocol}//${creds}${endpoint.host}/${cfg.bucket}/${prefix}${region}`;
+  }
+  throw new TallyError(
+    'ERR_INVALID_CONFIG',
+    `EventualConsistencyPlugin: the s3db.js client "${kind}" is not supported (use its memory, filesystem or S3 client)`,
+  );
+}
+
+/** A record as s3db.js returns it, without its private `_` keys, as plain JSON. */
+function plain(record) {
+  const out = {};
+  for (const [k, v] of Object.entries(record)) {
+    if (k.startsWith('_') || v === undefined) continue;
+    out[k] = v instanceof Date ? v.toISOString() : v;
+  }
+  return out;
+}
+
+/** The functions the native engine calls to reach `db`'s records. */
+function recordFunctions(db) {
+  const resourceOf = (name) => {
+    const r = db.resources[name];
+    if (!r) throw new TallyError('ERR_UNKNOWN_RESOURCE', `s3db.js resource "${name}" does not exist`);
+    return r;
+  };
+  return {
+    get: async ({ resource, id }) => {
+      const record = await resourceOf(resource).getOrNull(id);
+      return record ? plain(record) : null;
+    },
+    write: async ({ resource, id, changes }) => {
+      const r = resourceOf(resource);
+      if (!(await r.exists(id))) return false;
+      await r.update(id, changes);
+      return true;
+    },
+  };
+}
+
+/** Runs `work` over `items`, `limit` at a time. */
+async function eachLimited(items, limit, work) {
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length) await work(items[next++]);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+}
+
+/**
+ * Carries over the pending transactions of 21.6.2's `plg_<resource>_tx_<field>` resources:
+ * each is written to Tally once (its old id is the idempotency key), then marked applied in
+ * the old resource, which stays as history; the records touched are consolidated.
+ * Returns `{ carried, skipped, records }` per field.
+ */
+async function carryOver(db, native, config, logger) {
+  const report = [];
+  for (const [resource, fields] of Object.entries(config.resources)) {
+    for (const { field } of fields) {
+      const old = db.resources[`plg_${resource}_tx_${field}`];
+      if (!old) continue;
+      const pending = (await old.list()).filter((tx) => tx && tx.applied !== true);
+      if (pending.length === 0) continue;
+      pending.sort((a, b) => String(a.timestamp).localeCompare(String(b.timestamp)) || String(a.id).localeCompare(String(b.id)));
+      logger.info(`[tally] carrying over ${pending.length} pending 21.6.2 transactions of ${resource}.${field}`);
+      let carried = 0;
+      let done = 0;
+      const records = new Set();
+      await eachLimited(pending, CARRY_CONCURRENCY, async (tx) => {
+        const plainTx = plain(tx);
+        if (await native.carryOver(resource, plainTx)) carried += 1;
+        await old.update(tx.id, { applied: true });
+        records.add(plainTx.originalId);
+        done += 1;
+        if (done % 1000 === 0) logger.info(`[tally] ${resource}.${field}: ${done}/${pending.length} carried over`);
+      });
+      report.push({ resource, field, carried, skipped: pending.length - carried, records: [...records] });
+    }
+  }
+  return report;
+}
+
+module.exports = { isS3dbDatabase, tallyConnectionString, recordFunctions, carryOver, plain, TALLY_FOLDER };
