@@ -125,6 +125,16 @@ impl NativePlugin {
         }
     }
 
+    /// A host record was inserted: applies its waiting transactions; values per field path.
+    #[napi]
+    pub async fn record_inserted(&self, resource: String, id: String) -> napi::Result<Value> {
+        self.engine()?
+            .apply_waiting(&resource, &id)
+            .await
+            .map(Value::Object)
+            .napi()
+    }
+
     /// The host record `id` was deleted: forget Tally's state of it.
     #[napi]
     pub async fn forget(&self, resource: String, id: String) -> napi::Result<()> {

@@ -208,13 +208,7 @@ impl EngineBuilder {
 #[async_trait]
 impl InsertListener for Engine {
     async fn record_inserted(&self, resource: &str, id: &str) -> Result<()> {
-        let Some(rc) = self.config.resource(resource).cloned() else {
-            return Ok(());
-        };
-        for fc in &rc.fields {
-            self.consolidate_record(resource, fc, id).await?;
-        }
-        Ok(())
+        self.apply_waiting(resource, id).await.map(|_| ())
     }
 }
 
@@ -247,6 +241,30 @@ impl Engine {
             db.layout().prefix(),
             db.clone() as Arc<dyn RecordAccess>,
         )
+    }
+
+    /// Applies the waiting transactions of a record that was just created, every configured
+    /// field, without `consolidated` events (like a sync mutation); returns the values per
+    /// field path (`null` where the field holds no number).
+    pub async fn apply_waiting(
+        &self,
+        resource: &str,
+        id: &str,
+    ) -> Result<serde_json::Map<String, Value>> {
+        let mut out = serde_json::Map::new();
+        let Some(rc) = self.config.resource(resource).cloned() else {
+            return Ok(out);
+        };
+        check_record_id(id)?;
+        for fc in &rc.fields {
+            if let Consolidated::Done { data, .. } =
+                self.consolidate_record(resource, fc, id).await?
+            {
+                let v = number_at(&data, &fc.field_path).map_or(Value::Null, |v| json!(v));
+                out.insert(fc.field_path.clone(), v);
+            }
+        }
+        Ok(out)
     }
 
     /// Registers this engine for insert notifications of `db`.

@@ -200,10 +200,11 @@ class EventualConsistencyPlugin extends EventEmitter {
     // As in standalone mode, an insert applies the record's waiting transactions.
     resource.addHook('afterInsert', async (data) => {
       if (!data || data.id === undefined) return data;
+      this._now();
+      const values = await this._track(this._native.recordInserted(resource.name, String(data.id)));
       let out = data;
-      for (const { field, fieldPath } of this.config.resources[resource.name]) {
-        const value = await this._call(resource.name, 'consolidate', [String(data.id), field]);
-        if (value !== null && value !== undefined) out = withPath(out, fieldPath, value);
+      for (const [path, value] of Object.entries(values)) {
+        if (typeof value === 'number') out = withPath(out, path, value);
       }
       return out;
     });
