@@ -125,3 +125,64 @@ test('21.6.2 pending transactions are carried over exactly once by two processes
   assert.ok(history.every((t) => t.applied === true), 'and all marked applied');
   await check.disconnect();
 });
+
+/** One scenario, observed the same way for both plugins (both inside s3db.js on memory). */
+async function observe(makePlugin) {
+  const db = await s3dbDatabase(memory());
+  await db.connect();
+  const w = await db.createResource({ name: 'wallets', attributes: { balance: 'number|default:0' } });
+  const dbEvents = new Set();
+  for (const name of ['consolidated', 'consolidation-completed']) {
+    db.on(`plg:eventual-consistency:${name}`, () => dbEvents.add(name));
+  }
+  const p = await makePlugin();
+  await db.usePlugin(p);
+  const o = {};
+  o['registry key'] = Object.keys(db.plugins).join(',');
+  o['methods installed'] = ['set', 'add', 'sub', 'increment', 'decrement', 'consolidate', 'getConsolidatedValue', 'recalculate']
+    .filter((m) => typeof w[m] === 'function').join(',');
+  await w.insert({ id: 'w1' });
+  const added = await w.add('w1', 1000);
+  o['sync add resolves to'] = typeof added;
+  await w.sub('w1', 250);
+  o['balance right after add and sub'] = (await w.get('w1')).balance;
+  await w.consolidate('w1', 'balance');
+  o['balance after consolidate'] = (await w.get('w1')).balance;
+  await w.add('w1', 10);
+  await w.consolidate('w1', 'balance');
+  await w.consolidate('w1', 'balance');
+  o['add 10 then two consolidations'] = (await w.get('w1')).balance - o['balance after consolidate'];
+  const base = (await w.get('w1')).balance;
+  await w.add('w1', -5);
+  await w.consolidate('w1', 'balance');
+  o['add(-5)'] = (await w.get('w1')).balance - base;
+  await w.add('ghost', 7);
+  await w.consolidate('ghost', 'balance');
+  o['consolidating a missing record creates it'] = (await w.getOrNull('ghost')) !== null;
+  o['getConsolidatedValue(field, id)'] = await w.getConsolidatedValue('balance', 'w1');
+  o['recalculate(field, id)'] = await w.recalculate('balance', 'w1');
+  o['events on the database'] = [...dbEvents].sort().join(',');
+  await db.disconnect();
+  return o;
+}
+
+/** The README section listing the differences the side-by-side run may show. */
+function documentedChanges() {
+  const readme = readFileSync(join(here, '..', '..', 'README.md'), 'utf8');
+  const section = readme.split('## Behaviour changes from 21.6.2')[1]?.split('\n## ')[0] ?? '';
+  return new Set([...section.matchAll(/^\| `([^`]+)` \|/gm)].map((m) => m[1]));
+}
+
+test('side by side with s3db.js 21.6.2: every difference is one SPEC.md decides, listed in the README', async () => {
+  const config = { resources: { wallets: ['balance'] }, mode: 'sync' };
+  const old = await observe(() => oldPlugin(config));
+  const tally = await observe(() => new EventualConsistencyPlugin({ ...config, verbose: false }));
+  const differences = Object.keys(old).filter((k) => JSON.stringify(old[k]) !== JSON.stringify(tally[k]));
+  const report = differences.map((k) => `  ${k}: 21.6.2 ${JSON.stringify(old[k])} -> tally ${JSON.stringify(tally[k])}`);
+  console.log(`side-by-side differences (${differences.length}):\n${report.join('\n')}`);
+  const documented = documentedChanges();
+  assert.deepEqual(differences.filter((k) => !documented.has(k)), [], 'every difference is listed in the README');
+  assert.deepEqual([...documented].filter((k) => !differences.includes(k)), [], 'every listed difference still shows');
+  assert.equal(tally['balance right after add and sub'], 750, 'sync mode applies at once');
+  assert.equal(tally['add 10 then two consolidations'], 10, 'exactly once');
+});
