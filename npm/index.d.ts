@@ -123,6 +123,25 @@ export interface Plugin {
   stop(): Promise<void>;
 }
 
+/** The parts of an s3db.js `Database` the plugin uses (it is installed with `db.usePlugin`). */
+export interface HostDatabase {
+  client: unknown;
+  resources: Record<string, unknown>;
+  createResource(config: object): Promise<unknown>;
+  addHook(event: string, fn: (payload: any) => unknown): unknown;
+  emit(event: string, payload: unknown): unknown;
+}
+
+/** One field's switch-over from 21.6.2: transactions carried over now, ones carried before,
+ * and the records consolidated. */
+export interface CarriedOver {
+  resource: string;
+  field: string;
+  carried: number;
+  skipped: number;
+  records: string[];
+}
+
 /** Tally's own s3db.js-compatible database. */
 export class S3db extends EventEmitter {
   constructor(options?: S3dbOptions);
@@ -272,9 +291,13 @@ export class EventualConsistencyPlugin extends EventEmitter<EventualConsistencyE
     debug: boolean;
   };
   logger: Logger;
-  database: S3db | null;
+  /** Tally's S3db, or the s3db.js Database it was installed on. */
+  database: S3db | HostDatabase | null;
+  /** What installing on an s3db.js database carried over from 21.6.2's transaction resources. */
+  carriedOver?: CarriedOver[];
   setInstanceName(name: string): void;
-  install(db: S3db): Promise<void>;
+  /** Installs on Tally's own S3db or on an s3db.js 21.6.2 Database (`db.usePlugin` calls it). */
+  install(db: S3db | HostDatabase): Promise<void>;
   start(): Promise<void>;
   stop(): Promise<void>;
   uninstall(): Promise<void>;

@@ -201,7 +201,15 @@ class EventualConsistencyPlugin extends EventEmitter {
     resource.addHook('afterInsert', async (data) => {
       if (!data || data.id === undefined) return data;
       this._now();
-      const values = await this._track(this._native.recordInserted(resource.name, String(data.id)));
+      let values;
+      try {
+        values = await this._track(this._native.recordInserted(resource.name, String(data.id)));
+      } catch (error) {
+        // The insert itself succeeded; the waiting transactions stay pending for the next
+        // consolidation.
+        this._dispatch('plg:eventual-consistency:consolidation-error', { error, resource: resource.name, recordId: data.id });
+        return data;
+      }
       let out = data;
       for (const [path, value] of Object.entries(values)) {
         if (typeof value === 'number') out = withPath(out, path, value);
@@ -209,7 +217,8 @@ class EventualConsistencyPlugin extends EventEmitter {
       return out;
     });
     resource.addHook('afterDelete', async (data) => {
-      if (data && data.id !== undefined) await wrap(this._native.forget(resource.name, String(data.id)));
+      // Ids Tally rejects never had state; nothing to forget.
+      if (data && data.id !== undefined) await wrap(this._native.forget(resource.name, String(data.id))).catch(() => {});
       return data;
     });
   }

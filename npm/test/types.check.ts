@@ -43,3 +43,12 @@ export async function wasmTypes(): Promise<number> {
   const days = tally.rollup(pts, 'day');
   return pts.length + top.length + days.length + tally.weeksInYear(2026);
 }
+
+// inside an s3db.js Database
+import type { HostDatabase, CarriedOver } from '../index.js';
+export async function s3dbTypes(db: HostDatabase): Promise<number> {
+  const plugin = new EventualConsistencyPlugin({ resources: { wallets: ['balance'] } });
+  await plugin.install(db);
+  const report: CarriedOver[] = plugin.carriedOver ?? [];
+  return report.reduce((n, r) => n + r.carried, 0);
+}
