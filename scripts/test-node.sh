@@ -18,6 +18,8 @@ run_pass() { # backend host
 }
 echo "== node: the documentation's examples and the semantics suite, standalone and inside s3db.js 21.6.2"
 run_pass memory s3db
+echo "   - the analytics, lifecycle, concurrency and error suites inside s3db.js (memory store)"
+(cd npm && TALLY_TEST_HOST=s3db node --test --test-concurrency=1 --test-reporter=dot test/analytics.test.mjs test/lifecycle.test.mjs test/concurrency.test.mjs test/errors.test.mjs) || { echo "suites inside s3db.js failed" >&2; exit 1; }
 run_pass folder tally
 run_pass folder s3db
 if [ -n "${TALLY_S3_ENDPOINT:-}" ]; then

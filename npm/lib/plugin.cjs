@@ -165,7 +165,19 @@ class EventualConsistencyPlugin extends EventEmitter {
       if (payload && payload.resource) this._onResourceCreated(payload.resource);
       return payload;
     });
-    if (typeof database.on === 'function') database.on('disconnected', () => this.stop());
+    // s3db.js's disconnect() stops only constructor-form plugins and does not wait for them:
+    // finish in-flight work and stop timers first, as SPEC §4 asks.
+    if (typeof database.disconnect === 'function' && !database.disconnect.__tally) {
+      const disconnect = database.disconnect;
+      const wrapped = async (...args) => {
+        for (const p of Object.values(database.plugins ?? {})) {
+          if (p instanceof EventualConsistencyPlugin) await p.stop();
+        }
+        return disconnect.apply(database, args);
+      };
+      Object.defineProperty(wrapped, '__tally', { value: true });
+      database.disconnect = wrapped;
+    }
     this._now();
     this.carriedOver = await this._track(host.carryOver(database, this._native, this.config, this.logger));
     for (const { resource, field, records } of this.carriedOver) {
