@@ -45,6 +45,25 @@ test('usePlugin registers it as eventualconsistency; methods reach resources cre
   await db.disconnect();
 });
 
+test("the constructor form works, and s3db.js partitions follow Tally's writes", async () => {
+  process.env.S3DB_DISABLE_CRON = 'true';
+  const { Database } = await import('s3db.js/lite');
+  const p = plugin({ resources: { wallets: ['balance'] }, consolidation: { mode: 'sync' } });
+  const db = new Database({ connectionString: memory(), logLevel: 'silent', executorPool: false, plugins: [p] });
+  await db.connect();
+  assert.equal(db.plugins.eventualconsistency, p);
+  const w = await db.createResource({
+    name: 'wallets',
+    attributes: { balance: 'number|default:0', tier: 'string|optional' },
+    partitions: { byTier: { fields: { tier: 'string' } } },
+  });
+  await w.insert({ id: 'a', tier: 'gold' });
+  assert.equal(await w.add('a', 3), 3);
+  const gold = await w.list({ partition: 'byTier', partitionValues: { tier: 'gold' } });
+  assert.deepEqual(gold.map((r) => [r.id, r.balance]), [['a', 3]]);
+  await db.disconnect();
+});
+
 test('events reach the plugin and the database; disconnect and uninstallPlugin stop it', async () => {
   const db = await s3dbDatabase(memory());
   await db.connect();
