@@ -25,8 +25,6 @@ run_pass folder s3db
 if [ -n "${TALLY_S3_ENDPOINT:-}" ]; then
   run_pass s3 tally
   run_pass s3 s3db
-  echo "   - two processes carrying 21.6.2 transactions over on S3"
-  (cd npm && TALLY_TEST_BACKEND=s3 node --test --test-reporter=dot --test-name-pattern="carried over" test/s3db.test.mjs) || { echo "carry-over on S3 failed" >&2; bash scripts/s3-server.sh log; exit 1; }
 elif [ -n "${TALLY_S3_REQUIRED:-}" ]; then
   echo "TALLY_S3_REQUIRED is set but no S3 server is running" >&2; exit 1
 else
