@@ -22,13 +22,15 @@
 //! once serializes on it and both survive.
 
 use crate::config::PluginConfig;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::keys::Layout;
-use crate::records::{CommitOutcome, RecordAccess, StoredRecord};
+use crate::records::{
+    CommitOutcome, RecordAccess, StoredRecord, decode_document, encode_document, put_document,
+};
 use crate::schema::{Schema, get_path, set_path};
-use crate::store::{PutMode, SharedStore, StoreError, Version};
+use crate::store::{PutMode, SharedStore, Version};
 use async_trait::async_trait;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -114,15 +116,10 @@ impl HostRecords {
                 version: None,
             });
         };
-        let doc: Value = serde_json::from_slice(&obj.bytes)
-            .map_err(|e| Error::storage(format!("unreadable state of \"{resource}/{id}\": {e}")))?;
-        let take = |k: &str| match doc.get(k) {
-            Some(Value::Object(m)) => m.clone(),
-            _ => Map::new(),
-        };
+        let (values, meta) = decode_document(&obj.bytes, resource, id)?;
         Ok(State {
-            values: take("d"),
-            meta: take("m"),
+            values,
+            meta,
             version: Some(obj.version),
         })
     }
@@ -206,23 +203,16 @@ impl RecordAccess for HostRecords {
             .flatten()
             .filter_map(|p| get_path(&data, p).map(|v| (p.clone(), v.clone())))
             .collect();
-        let body = serde_json::to_vec(&json!({ "d": values, "m": meta }))
-            .map_err(|e| Error::storage(e.to_string()))?;
+        let body = encode_document(&values, &meta)?;
         let mode = if version.0.is_empty() {
             PutMode::Create
         } else {
             PutMode::Update(version.clone())
         };
-        match self
-            .store
-            .put(&self.layout.record(resource, id), body, mode)
-            .await
-        {
-            Ok(_) => {}
-            Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {
-                return Ok(CommitOutcome::Conflict);
-            }
-            Err(e) => return Err(e.into()),
+        let key = self.layout.record(resource, id);
+        if put_document(&self.store, &key, body, mode).await? != CommitOutcome::Committed {
+            // Changed or removed since it was read: read again.
+            return Ok(CommitOutcome::Conflict);
         }
         // Committed: the host copy follows. A failure here is repaired by the next
         // consolidation, which reads the state, not the host copy.

@@ -67,6 +67,45 @@ pub trait InsertListener: Send + Sync {
     async fn record_inserted(&self, resource: &str, id: &str) -> Result<()>;
 }
 
+/// Encodes a stored document `{"d": data, "m": bookkeeping}` (a record, or a host record's
+/// state object).
+pub(crate) fn encode_document(
+    data: &Map<String, Value>,
+    meta: &Map<String, Value>,
+) -> Result<Vec<u8>> {
+    serde_json::to_vec(&json!({ "d": data, "m": meta })).map_err(|e| Error::storage(e.to_string()))
+}
+
+/// Decodes a document written by [`encode_document`] into `(data, bookkeeping)`.
+pub(crate) fn decode_document(
+    bytes: &[u8],
+    resource: &str,
+    id: &str,
+) -> Result<(Map<String, Value>, Map<String, Value>)> {
+    let doc: Value = serde_json::from_slice(bytes)
+        .map_err(|e| Error::storage(format!("unreadable record \"{resource}/{id}\": {e}")))?;
+    let take = |k: &str| match doc.get(k) {
+        Some(Value::Object(m)) => m.clone(),
+        _ => Map::new(),
+    };
+    Ok((take("d"), take("m")))
+}
+
+/// Writes a document conditionally; a conflict or a vanished object is an outcome, not an error.
+pub(crate) async fn put_document(
+    store: &SharedStore,
+    key: &str,
+    body: Vec<u8>,
+    mode: PutMode,
+) -> Result<CommitOutcome> {
+    match store.put(key, body, mode).await {
+        Ok(_) => Ok(CommitOutcome::Committed),
+        Err(StoreError::Conflict { .. }) => Ok(CommitOutcome::Conflict),
+        Err(StoreError::NotFound { .. }) => Ok(CommitOutcome::Missing),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Tally's own database: resources and records on a store.
 pub struct Database {
     store: SharedStore,
@@ -192,22 +231,16 @@ impl Database {
         let Some(obj) = self.store.get(&self.layout.record(resource, id)).await? else {
             return Ok(None);
         };
-        let doc: Value = serde_json::from_slice(&obj.bytes)
-            .map_err(|e| Error::storage(format!("unreadable record \"{resource}/{id}\": {e}")))?;
-        let take = |k: &str| match doc.get(k) {
-            Some(Value::Object(m)) => m.clone(),
-            _ => Map::new(),
-        };
+        let (data, meta) = decode_document(&obj.bytes, resource, id)?;
         Ok(Some(StoredRecord {
-            data: take("d"),
-            meta: take("m"),
+            data,
+            meta,
             version: obj.version,
         }))
     }
 
     fn encode(data: &Map<String, Value>, meta: &Map<String, Value>) -> Result<Vec<u8>> {
-        serde_json::to_vec(&json!({ "d": data, "m": meta }))
-            .map_err(|e| Error::storage(e.to_string()))
+        encode_document(data, meta)
     }
 
     fn new_id(&self) -> String {
@@ -234,20 +267,8 @@ impl RecordAccess for Database {
         version: &Version,
     ) -> Result<CommitOutcome> {
         let body = Self::encode(&data, &meta)?;
-        match self
-            .store
-            .put(
-                &self.layout.record(resource, id),
-                body,
-                PutMode::Update(version.clone()),
-            )
-            .await
-        {
-            Ok(_) => Ok(CommitOutcome::Committed),
-            Err(StoreError::Conflict { .. }) => Ok(CommitOutcome::Conflict),
-            Err(StoreError::NotFound { .. }) => Ok(CommitOutcome::Missing),
-            Err(e) => Err(e.into()),
-        }
+        let mode = PutMode::Update(version.clone());
+        put_document(&self.store, &self.layout.record(resource, id), body, mode).await
     }
 
     async fn schema(&self, resource: &str) -> Result<Option<Schema>> {
