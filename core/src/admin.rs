@@ -39,16 +39,15 @@ impl Engine {
             })
     }
 
-    /// Reads every stored transaction of a field. Costs one LIST page per 1,000 pending
-    /// transactions, one GET per pending transaction that needs its body, and one LIST plus
-    /// one GET per kept journal.
-    pub async fn field_transactions(
+    /// Reads the pending transactions of a field: one LIST page per 1,000, plus a GET for each
+    /// one whose name does not carry it whole.
+    pub(crate) async fn pending_transactions(
         &self,
         resource: &str,
         field: &str,
-    ) -> Result<FieldTransactions> {
+    ) -> Result<Vec<Transaction>> {
         let fc = self.field_config(resource, field)?;
-        let mut out = FieldTransactions::default();
+        let mut out = Vec::new();
         let prefix = self.layout().pending_field(resource, &fc.field);
         for key in list_all(self.store().as_ref(), &prefix).await? {
             let Some((id, name)) = split_record_key(&prefix, &key) else {
@@ -59,9 +58,25 @@ impl Engine {
                 .read_pending(resource, &fc, id, &record_prefix, name)
                 .await?
             {
-                out.pending.push(tx);
+                out.push(tx);
             }
         }
+        Ok(out)
+    }
+
+    /// Reads every stored transaction of a field. Costs one LIST page per 1,000 pending
+    /// transactions, one GET per pending transaction that needs its body, and one LIST plus
+    /// one GET per kept journal.
+    pub async fn field_transactions(
+        &self,
+        resource: &str,
+        field: &str,
+    ) -> Result<FieldTransactions> {
+        let fc = self.field_config(resource, field)?;
+        let mut out = FieldTransactions {
+            pending: self.pending_transactions(resource, field).await?,
+            ..FieldTransactions::default()
+        };
         let jprefix = self.layout().journals_field(resource, &fc.field);
         let mut seen = std::collections::HashSet::new();
         for key in list_all(self.store().as_ref(), &jprefix).await? {

@@ -22,6 +22,8 @@
 //! DELETE per 1,000 keys when N keys are pending, whatever N (5–6 with leftovers).
 
 use crate::amount::{decimal_from_json, decimal_to_json};
+use crate::analytics::materialized::{Seen, batch_delta};
+use crate::analytics::points::Fact;
 use crate::config::FieldConfig;
 use crate::engine::Engine;
 use crate::error::{Error, ErrorCode, Result};
@@ -36,6 +38,10 @@ use std::collections::{BTreeMap, HashSet};
 /// Most key names kept in the record's bookkeeping; larger batches are found in the journal.
 const MAX_META_KEYS: usize = 64;
 
+/// How many batches before the last one a record's bookkeeping names (so a fold can tell a
+/// committed analytics inbox entry from an orphan with one read).
+pub const RECENT_BATCHES: usize = 16;
+
 /// The per-field bookkeeping kept in a record.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FieldState {
@@ -45,6 +51,10 @@ pub struct FieldState {
     pub batch: Option<String>,
     /// Key names of the last batch, when few.
     pub keys: Option<Vec<String>>,
+    /// The batches before the last one, newest last (at most [`RECENT_BATCHES`]).
+    pub recent: Vec<String>,
+    /// The cohorts the record already counts in (materialized analytics).
+    pub seen: Option<Value>,
 }
 
 impl FieldState {
@@ -61,11 +71,41 @@ impl FieldState {
                     .filter_map(|v| v.as_str().map(str::to_string))
                     .collect()
             }),
+            recent: s
+                .get("recent")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            seen: s.get("seen").cloned(),
         }
     }
 
     fn to_json(&self) -> Value {
-        json!({ "seq": self.seq, "batch": self.batch, "keys": self.keys })
+        let mut v = json!({ "seq": self.seq, "batch": self.batch, "keys": self.keys, "recent": self.recent });
+        if let Some(seen) = &self.seen {
+            v["seen"] = seen.clone();
+        }
+        v
+    }
+
+    /// The state after committing `batch` with `keys`.
+    fn next(&self, batch: String, keys: &[String], seen: Option<Value>) -> FieldState {
+        let mut recent = self.recent.clone();
+        recent.extend(self.batch.clone());
+        if recent.len() > RECENT_BATCHES {
+            recent.drain(..recent.len() - RECENT_BATCHES);
+        }
+        FieldState {
+            seq: self.seq + 1,
+            batch: Some(batch),
+            keys: (keys.len() <= MAX_META_KEYS).then(|| keys.to_vec()),
+            recent,
+            seen: seen.or_else(|| self.seen.clone()),
+        }
     }
 }
 
@@ -262,8 +302,12 @@ impl Engine {
                     self.retire(resource, fc, id, &plan.stale, &plan.state)
                         .await?;
                 }
-                // Best effort: a lagging host copy is repaired by the next consolidation.
+                // Best effort: a lagging host copy is repaired by the next consolidation, and
+                // analytics left unfolded by a failed consolidation are folded now.
                 let _ = self.records().settle(resource, id).await;
+                if self.config().analytics_enabled {
+                    let _ = self.fold_analytics(resource, &fc.field, None).await;
+                }
                 return Ok(Consolidated::Done {
                     data: plan.record.data,
                     applied: Vec::new(),
@@ -297,11 +341,27 @@ impl Engine {
                 Err(StoreError::Conflict { .. }) => false,
                 Err(e) => return Err(e.into()),
             };
-            let state = FieldState {
-                seq,
-                batch: Some(batch),
-                keys: (names.len() <= MAX_META_KEYS).then(|| names.clone()),
+            // Analytics: the batch's contribution goes to the inbox before the commit.
+            let entry = format!("{id}/{batch}");
+            let seen = if self.config().analytics_enabled {
+                let mut seen = Seen::from_json(plan.state.seen.as_ref());
+                let facts: Vec<Fact> = plan.fresh.iter().map(|(_, t)| Fact::from(t)).collect();
+                let delta = batch_delta(&facts, &mut seen, self.zone());
+                if let Err(e) = self
+                    .write_inbox_entry(resource, &fc.field, &entry, &delta)
+                    .await
+                {
+                    if wrote_journal {
+                        let _ = self.store().delete(&journal_key).await;
+                    }
+                    return Err(e);
+                }
+                Some(seen.to_json())
+            } else {
+                None
             };
+            let analytics = seen.is_some();
+            let state = plan.state.next(batch, &names, seen);
             let mut meta = plan.record.meta.clone();
             meta.insert(fc.field.clone(), state.to_json());
             match self
@@ -322,21 +382,33 @@ impl Engine {
                     let _ = self
                         .retire_applied(resource, fc, id, &names, &applied, &state)
                         .await;
+                    if analytics {
+                        // Best effort too: a later fold picks the entry up.
+                        let _ = self.fold_analytics(resource, &fc.field, Some(&entry)).await;
+                    }
                     return Ok(Consolidated::Done {
                         data: plan.new_data,
                         applied,
                     });
                 }
                 CommitOutcome::Missing => {
-                    if wrote_journal {
-                        let _ = self.store().delete(&journal_key).await;
-                    }
+                    self.drop_attempt(
+                        resource,
+                        fc,
+                        wrote_journal.then_some(&journal_key),
+                        analytics.then_some(&entry),
+                    )
+                    .await;
                     return Ok(Consolidated::Missing);
                 }
                 CommitOutcome::Conflict => {
-                    if wrote_journal {
-                        let _ = self.store().delete(&journal_key).await;
-                    }
+                    self.drop_attempt(
+                        resource,
+                        fc,
+                        wrote_journal.then_some(&journal_key),
+                        analytics.then_some(&entry),
+                    )
+                    .await;
                     if attempt >= 200 {
                         return Err(Error::new(
                             ErrorCode::Conflict,
@@ -349,6 +421,22 @@ impl Engine {
                     self.sleeper().sleep(jitter).await;
                 }
             }
+        }
+    }
+
+    /// Removes what an attempt that did not commit wrote (best effort).
+    async fn drop_attempt(
+        &self,
+        resource: &str,
+        fc: &FieldConfig,
+        journal: Option<&String>,
+        entry: Option<&String>,
+    ) {
+        if let Some(key) = journal {
+            let _ = self.store().delete(key).await;
+        }
+        if let Some(entry) = entry {
+            self.drop_inbox_entry(resource, &fc.field, entry).await;
         }
     }
 

@@ -162,6 +162,18 @@ impl Layout {
     pub fn idempotency_field(&self, resource: &str, field: &str) -> String {
         format!("{}i/{resource}/{field}/", self.prefix)
     }
+    /// Prefix of a field's analytics inbox: one entry `<id>/<batch>` per batch not yet folded.
+    pub fn analytics_inbox(&self, resource: &str, field: &str) -> String {
+        format!("{}a/{resource}/{field}/in/", self.prefix)
+    }
+    /// A field's analytics fold state.
+    pub fn analytics_fold(&self, resource: &str, field: &str) -> String {
+        format!("{}a/{resource}/{field}/fold", self.prefix)
+    }
+    /// A packed analytics object of a field (`h/YYYY-MM`, `y/YYYY`, or a prefix of those).
+    pub fn analytics_object(&self, resource: &str, field: &str, name: &str) -> String {
+        format!("{}a/{resource}/{field}/{name}", self.prefix)
+    }
     /// The background-pass lease of a field.
     pub fn lease(&self, resource: &str, field: &str) -> String {
         format!("{}l/{resource}/{field}", self.prefix)

@@ -24,6 +24,7 @@ pub mod keys;
 pub mod migrate;
 pub mod queries;
 pub mod records;
+pub mod rollups;
 pub mod schema;
 pub mod store;
 pub mod txn;

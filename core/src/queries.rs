@@ -12,13 +12,16 @@ use crate::analytics::calendar::{
     breakdown, cohort_label, last_n, parse_day, parse_hour, parse_month, parse_week, parse_year,
     range,
 };
+use crate::analytics::materialized::{Seen, add_pending};
 use crate::analytics::points::{Fact, PointSet, aggregate, fill_gaps, top_records};
 use crate::cohort::parse_timestamp;
 use crate::config::Period;
+use crate::consolidate::FieldState;
 use crate::engine::Engine;
 use crate::error::{Error, ErrorCode, Result};
 use chrono_tz::Tz;
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 
 fn arg(args: &[Arg], i: usize) -> &Arg {
     args.get(i).unwrap_or(&Arg::Undefined)
@@ -320,31 +323,38 @@ impl Plan {
         }
     }
 
+    /// The JSON answer of a points plan from the points of its period: the cohorts asked for
+    /// (or every cohort with data), gaps filled on request, operations broken out on request.
+    pub fn render_points(&self, pts: PointSet, env: &QueryEnv) -> Value {
+        let Plan::Points {
+            cohorts, options, ..
+        } = self
+        else {
+            return Value::Array(Vec::new());
+        };
+        let cohorts = cohorts
+            .clone()
+            .unwrap_or_else(|| pts.keys().cloned().collect());
+        let mut out = fill_gaps(&pts, &cohorts, flag(options, "fillGaps"), &env.metrics);
+        if str_opt(options, "breakdown") == Some("operations") {
+            for p in &mut out {
+                if let Some(m) = p.as_object_mut()
+                    && let Some(Value::Object(ops)) = m.remove("operations")
+                {
+                    m.extend(ops);
+                }
+            }
+        }
+        Value::Array(out)
+    }
+
     /// Runs a points or top-records plan over the transactions it asked for (already filtered
     /// by [`Plan::include_pending`] and [`Plan::record`]). A raw-events plan gives `[]`: those
     /// are read from storage by the plugin.
     pub fn execute(&self, facts: &[Fact], env: &QueryEnv) -> Value {
         match self {
-            Plan::Points {
-                period,
-                cohorts,
-                options,
-            } => {
-                let pts: PointSet = aggregate(facts, *period, env.zone);
-                let cohorts = cohorts
-                    .clone()
-                    .unwrap_or_else(|| pts.keys().cloned().collect());
-                let mut out = fill_gaps(&pts, &cohorts, flag(options, "fillGaps"), &env.metrics);
-                if str_opt(options, "breakdown") == Some("operations") {
-                    for p in &mut out {
-                        if let Some(m) = p.as_object_mut()
-                            && let Some(Value::Object(ops)) = m.remove("operations")
-                        {
-                            m.extend(ops);
-                        }
-                    }
-                }
-                Value::Array(out)
+            Plan::Points { period, .. } => {
+                self.render_points(aggregate(facts, *period, env.zone), env)
             }
             Plan::Top {
                 period,
@@ -412,6 +422,42 @@ impl Engine {
         let plan = Plan::parse(function, args, &env)?;
         if let Plan::Raw(o) = &plan {
             return self.raw_events(resource, field, o).await;
+        }
+        if let Plan::Points {
+            period, cohorts, ..
+        } = &plan
+            && plan.record().is_none()
+        {
+            // Materialized: the packed objects holding the cohorts, plus pending transactions
+            // on request.
+            let mut pts = self
+                .materialized_points(resource, field, *period, cohorts.as_deref())
+                .await?;
+            if plan.include_pending() {
+                let pending: Vec<Fact> = self
+                    .pending_transactions(resource, field)
+                    .await?
+                    .iter()
+                    .map(Fact::from)
+                    .collect();
+                // Each pending record's bookkeeping tells in which cohorts it already counts.
+                let mut seen = HashMap::new();
+                for f in &pending {
+                    if !seen.contains_key(&f.record_id) {
+                        let state = self
+                            .records()
+                            .load(resource, &f.record_id)
+                            .await?
+                            .map(|r| FieldState::of(&r.meta, field).seen);
+                        seen.insert(
+                            f.record_id.clone(),
+                            Seen::from_json(state.flatten().as_ref()),
+                        );
+                    }
+                }
+                add_pending(&mut pts, &pending, &seen, *period, env.zone);
+            }
+            return Ok(plan.render_points(pts, &env));
         }
         let facts = self
             .facts(resource, field, plan.include_pending(), plan.record())

@@ -3,6 +3,7 @@
 //! The plugin's queries and the WASM package both use this module.
 
 pub mod calendar;
+pub mod materialized;
 pub mod points;
 
 pub use calendar::{Label, cohort_label, range};

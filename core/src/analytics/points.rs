@@ -118,8 +118,11 @@ pub struct Point {
     pub min: Decimal,
     /// Largest signed value.
     pub max: Decimal,
-    /// Distinct records.
+    /// Distinct records, by id (points aggregated from transactions).
     pub records: BTreeSet<String>,
+    /// Distinct records counted without their ids (materialized points, whose records were
+    /// counted once per cohort at consolidation).
+    pub distinct: u64,
     /// Per operation: count and signed sum.
     pub operations: BTreeMap<&'static str, (u64, Decimal)>,
 }
@@ -127,6 +130,12 @@ pub struct Point {
 impl Point {
     /// Adds one transaction.
     pub fn add(&mut self, f: &Fact) {
+        self.add_value(f);
+        self.records.insert(f.record_id.clone());
+    }
+
+    /// Adds one transaction's value and operation, leaving the record counts alone.
+    pub fn add_value(&mut self, f: &Fact) {
         let v = f.signed();
         if self.count == 0 {
             self.min = v;
@@ -137,7 +146,6 @@ impl Point {
         }
         self.count += 1;
         self.sum += v;
-        self.records.insert(f.record_id.clone());
         let e = self.operations.entry(f.operation.as_str()).or_default();
         e.0 += 1;
         e.1 += v;
@@ -157,6 +165,7 @@ impl Point {
         }
         self.count += o.count;
         self.sum += o.sum;
+        self.distinct += o.distinct;
         self.records.extend(o.records.iter().cloned());
         for (k, (c, s)) in &o.operations {
             let e = self.operations.entry(k).or_default();
@@ -189,7 +198,10 @@ impl Point {
         if has("max") {
             o.insert("max".into(), json!(decimal_to_f64(self.max)));
         }
-        o.insert("recordCount".into(), json!(self.records.len()));
+        o.insert(
+            "recordCount".into(),
+            json!(self.records.len() as u64 + self.distinct),
+        );
         let mut ops = Map::new();
         for name in ["add", "sub", "set"] {
             if let Some((c, s)) = self.operations.get(name) {

@@ -1,0 +1,378 @@
+//! Materialized analytics in storage: every committed batch leaves an inbox entry with its
+//! contribution; a fold moves inbox entries into the packed hour/day/week/month objects
+//! exactly once; queries read the packed objects.
+//!
+//! # Protocol
+//!
+//! Under `P/a/<resource>/<field>/`:
+//! - `in/<id>/<batch>`: written create-only by a consolidation *before* its commit, holding the
+//!   batch's [`Delta`]. The entry of a batch that never commits is an orphan: the fold checks
+//!   the record's bookkeeping (its last batch and the 16 before it) before folding a foreign
+//!   entry, and deletes orphans.
+//! - `fold`: `{seq, keys, plan}`: how many folds committed, the entries the last fold applied,
+//!   and its contribution per packed object.
+//! - `h/<YYYY-MM>`, `y/<YYYY>`: packed points `{fold, p}`; `fold` is the last fold applied.
+//!
+//! A fold reads `fold` (version `v`), then LISTs the inbox: a listed entry is in `keys`
+//! (applied, deletion pending), or new. It finishes the previous fold on any packed object
+//! still behind it, deletes the previous fold's entries, then commits by compare-and-swap of
+//! `fold` with the new entries and their merged contribution as `plan`: the commit point. Then
+//! it writes the packed objects (each at most once per fold: `fold < seq` means "not yet") and
+//! deletes the entries. A crash anywhere leaves either nothing or a committed plan that the
+//! next fold (or query) completes, so nothing is lost or counted twice. Concurrent
+//! consolidations batch: whoever wins the swap folds every committed entry it saw, and the
+//! others find theirs already folded.
+
+use crate::analytics::calendar::Label;
+use crate::analytics::materialized::{
+    Delta, Packed, delta_from_json, delta_to_json, merge_packed, objects_for, packed_from_json,
+    packed_to_json,
+};
+use crate::analytics::points::PointSet;
+use crate::consolidate::{FieldState, RECENT_BATCHES};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::store::{PutMode, StoreError, Version, delete_all, list_all};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The fold state of a field.
+#[derive(Debug, Default)]
+struct FoldState {
+    seq: u64,
+    keys: BTreeSet<String>,
+    plan: Delta,
+    version: Option<Version>,
+}
+
+/// A packed object as read.
+struct PackedObject {
+    fold: u64,
+    points: Packed,
+    version: Option<Version>,
+}
+
+/// Whether an inbox entry's batch was committed.
+enum EntryStatus {
+    Committed,
+    Orphan,
+    Undecided,
+}
+
+fn corrupt(key: &str) -> Error {
+    Error::storage(format!("unreadable analytics object {key}"))
+}
+
+/// The sequence number a batch name `<seq:010>-<nonce>` starts with.
+fn batch_seq(batch: &str) -> Option<u64> {
+    batch.split('-').next()?.parse().ok()
+}
+
+impl Engine {
+    /// Writes a batch's contribution to the inbox, before the commit that applies the batch.
+    pub(crate) async fn write_inbox_entry(
+        &self,
+        resource: &str,
+        field: &str,
+        entry: &str,
+        delta: &Delta,
+    ) -> Result<()> {
+        let key = format!("{}{entry}", self.layout().analytics_inbox(resource, field));
+        let body = serde_json::to_vec(&json!({ "delta": delta_to_json(delta) }))
+            .map_err(|e| Error::storage(e.to_string()))?;
+        self.store().put(&key, body, PutMode::Create).await?;
+        Ok(())
+    }
+
+    /// Removes the entry of a batch that did not commit (best effort).
+    pub(crate) async fn drop_inbox_entry(&self, resource: &str, field: &str, entry: &str) {
+        let key = format!("{}{entry}", self.layout().analytics_inbox(resource, field));
+        let _ = self.store().delete(&key).await;
+    }
+
+    async fn read_fold_state(&self, resource: &str, field: &str) -> Result<FoldState> {
+        let key = self.layout().analytics_fold(resource, field);
+        let Some(obj) = self.store().get(&key).await? else {
+            return Ok(FoldState::default());
+        };
+        let v: Value = serde_json::from_slice(&obj.bytes).map_err(|_| corrupt(&key))?;
+        Ok(FoldState {
+            seq: v["seq"].as_u64().ok_or_else(|| corrupt(&key))?,
+            keys: v["keys"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|k| k.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            plan: delta_from_json(&v["plan"]).ok_or_else(|| corrupt(&key))?,
+            version: Some(obj.version),
+        })
+    }
+
+    async fn read_packed(&self, resource: &str, field: &str, name: &str) -> Result<PackedObject> {
+        let key = self.layout().analytics_object(resource, field, name);
+        let Some(obj) = self.store().get(&key).await? else {
+            return Ok(PackedObject {
+                fold: 0,
+                points: Packed::new(),
+                version: None,
+            });
+        };
+        let v: Value = serde_json::from_slice(&obj.bytes).map_err(|_| corrupt(&key))?;
+        Ok(PackedObject {
+            fold: v["fold"].as_u64().ok_or_else(|| corrupt(&key))?,
+            points: packed_from_json(&v["p"]).ok_or_else(|| corrupt(&key))?,
+            version: Some(obj.version),
+        })
+    }
+
+    /// Writes a packed object if it is still at the version read, and notes its new version;
+    /// false on a conflict (then someone else has written it at least as far).
+    async fn write_packed(
+        &self,
+        resource: &str,
+        field: &str,
+        name: &str,
+        obj: &mut PackedObject,
+    ) -> Result<bool> {
+        let key = self.layout().analytics_object(resource, field, name);
+        let body =
+            serde_json::to_vec(&json!({ "fold": obj.fold, "p": packed_to_json(&obj.points) }))
+                .map_err(|e| Error::storage(e.to_string()))?;
+        let mode = match &obj.version {
+            Some(v) => PutMode::Update(v.clone()),
+            None => PutMode::Create,
+        };
+        match self.store().put(&key, body, mode).await {
+            Ok(v) => {
+                obj.version = Some(v);
+                Ok(true)
+            }
+            Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether the batch of a foreign inbox entry `<id>/<batch>` committed, from the record's
+    /// bookkeeping (and its journal chain for batches older than the last 16).
+    async fn entry_status(&self, resource: &str, field: &str, entry: &str) -> Result<EntryStatus> {
+        let Some((id, batch)) = entry.split_once('/') else {
+            return Ok(EntryStatus::Orphan);
+        };
+        let Some(seq) = batch_seq(batch) else {
+            return Ok(EntryStatus::Orphan);
+        };
+        // A record deleted after its commit still counts; one deleted during its consolidation
+        // is the owner's to clean up, which it does unless it crashes right then.
+        let Some(record) = self.records().load(resource, id).await? else {
+            return Ok(EntryStatus::Committed);
+        };
+        let state = FieldState::of(&record.meta, field);
+        if state.batch.as_deref() == Some(batch) || state.recent.iter().any(|b| b == batch) {
+            return Ok(EntryStatus::Committed);
+        }
+        if state.seq < seq {
+            return Ok(EntryStatus::Undecided);
+        }
+        if state.seq - seq <= RECENT_BATCHES as u64 {
+            return Ok(EntryStatus::Orphan);
+        }
+        let (chain, _) = self.journal_chain(resource, field, id).await?;
+        if chain.iter().any(|j| j.key.ends_with(&format!("/{batch}"))) {
+            Ok(EntryStatus::Committed)
+        } else if chain.first().is_some_and(|j| j.seq <= seq) {
+            Ok(EntryStatus::Orphan)
+        } else {
+            Ok(EntryStatus::Undecided)
+        }
+    }
+
+    /// Folds committed inbox entries into the packed objects, exactly once. With `own` (an
+    /// entry whose batch the caller just committed), returns once that entry is folded, by
+    /// this call or another.
+    pub(crate) async fn fold_analytics(
+        &self,
+        resource: &str,
+        field: &str,
+        own: Option<&str>,
+    ) -> Result<()> {
+        let inbox = self.layout().analytics_inbox(resource, field);
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let state = self.read_fold_state(resource, field).await?;
+            let listed: Vec<String> = list_all(self.store().as_ref(), &inbox)
+                .await?
+                .into_iter()
+                .filter_map(|k| k.strip_prefix(&inbox).map(str::to_string))
+                .collect();
+            let (stale, new): (Vec<String>, Vec<String>) =
+                listed.into_iter().partition(|n| state.keys.contains(n));
+            if own.is_some_and(|o| !new.iter().any(|n| n == o)) {
+                return Ok(());
+            }
+            let mut chosen = Vec::new();
+            let mut orphans = Vec::new();
+            for name in new {
+                if Some(name.as_str()) == own {
+                    chosen.push(name);
+                    continue;
+                }
+                match self.entry_status(resource, field, &name).await? {
+                    EntryStatus::Committed => chosen.push(name),
+                    EntryStatus::Orphan => orphans.push(format!("{inbox}{name}")),
+                    EntryStatus::Undecided => {}
+                }
+            }
+            if chosen.is_empty() {
+                delete_all(self.store().as_ref(), &orphans).await?;
+                if !stale.is_empty() {
+                    self.finish_plan(resource, field, &state).await?;
+                    let keys: Vec<String> = stale.iter().map(|n| format!("{inbox}{n}")).collect();
+                    delete_all(self.store().as_ref(), &keys).await?;
+                }
+                return Ok(());
+            }
+            let mut plan = Delta::new();
+            let mut folded = Vec::new();
+            for name in &chosen {
+                let key = format!("{inbox}{name}");
+                let Some(obj) = self.store().get(&key).await? else {
+                    continue;
+                };
+                let v: Value = serde_json::from_slice(&obj.bytes).map_err(|_| corrupt(&key))?;
+                let delta = delta_from_json(&v["delta"]).ok_or_else(|| corrupt(&key))?;
+                for (o, packed) in &delta {
+                    merge_packed(plan.entry(o.clone()).or_default(), packed);
+                }
+                folded.push(name.clone());
+            }
+            let mut objects = self.finish_plan(resource, field, &state).await?;
+            if !stale.is_empty() {
+                let keys: Vec<String> = stale.iter().map(|n| format!("{inbox}{n}")).collect();
+                delete_all(self.store().as_ref(), &keys).await?;
+            }
+            let seq = state.seq + 1;
+            let body = serde_json::to_vec(&json!({
+                "seq": seq,
+                "keys": folded,
+                "plan": delta_to_json(&plan),
+            }))
+            .map_err(|e| Error::storage(e.to_string()))?;
+            let mode = match &state.version {
+                Some(v) => PutMode::Update(v.clone()),
+                None => PutMode::Create,
+            };
+            let key = self.layout().analytics_fold(resource, field);
+            match self.store().put(&key, body, mode).await {
+                Ok(_) => {}
+                Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {
+                    if attempt >= 200 {
+                        return Err(Error::new(
+                            crate::error::ErrorCode::Conflict,
+                            format!("analytics of {resource}.{field} kept changing; fold gave up"),
+                        ));
+                    }
+                    let jitter = self.random() % (5 * u64::from(attempt.min(20)) + 1);
+                    self.sleeper().sleep(jitter).await;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            for (name, delta) in &plan {
+                let mut obj = match objects.remove(name) {
+                    Some(o) => o,
+                    None => self.read_packed(resource, field, name).await?,
+                };
+                if obj.fold < seq {
+                    merge_packed(&mut obj.points, delta);
+                    obj.fold = seq;
+                    self.write_packed(resource, field, name, &mut obj).await?;
+                }
+            }
+            let mut done: Vec<String> = folded.iter().map(|n| format!("{inbox}{n}")).collect();
+            done.extend(orphans);
+            // Best effort: the next fold deletes what is left.
+            let _ = delete_all(self.store().as_ref(), &done).await;
+            return Ok(());
+        }
+    }
+
+    /// Brings every packed object of the last fold's plan up to it; returns the objects as
+    /// written (to be reused by the next fold).
+    async fn finish_plan(
+        &self,
+        resource: &str,
+        field: &str,
+        state: &FoldState,
+    ) -> Result<BTreeMap<String, PackedObject>> {
+        let mut out = BTreeMap::new();
+        for (name, delta) in &state.plan {
+            let mut obj = self.read_packed(resource, field, name).await?;
+            if obj.fold < state.seq {
+                merge_packed(&mut obj.points, delta);
+                obj.fold = state.seq;
+                if !self.write_packed(resource, field, name, &mut obj).await? {
+                    obj = self.read_packed(resource, field, name).await?;
+                }
+            }
+            out.insert(name.clone(), obj);
+        }
+        Ok(out)
+    }
+
+    /// The materialized points of `labels` (all of one period), or of every cohort of the
+    /// period with data when `labels` is `None`. Reads the fold state and the packed objects
+    /// holding them; a committed fold not yet written to an object is applied in memory.
+    pub(crate) async fn materialized_points(
+        &self,
+        resource: &str,
+        field: &str,
+        period: crate::config::Period,
+        labels: Option<&[Label]>,
+    ) -> Result<PointSet> {
+        let state = self.read_fold_state(resource, field).await?;
+        let names: Vec<String> = match labels {
+            Some(l) => objects_for(l),
+            None => {
+                let kind = if period == crate::config::Period::Hour {
+                    "h/"
+                } else {
+                    "y/"
+                };
+                let prefix = self.layout().analytics_object(resource, field, kind);
+                list_all(self.store().as_ref(), &prefix)
+                    .await?
+                    .into_iter()
+                    .filter_map(|k| k.strip_prefix(&prefix).map(|s| format!("{kind}{s}")))
+                    .collect()
+            }
+        };
+        let wanted = |label: &str| label_period(label) == Some(period);
+        let mut out = PointSet::new();
+        for name in names {
+            let mut obj = self.read_packed(resource, field, &name).await?;
+            if obj.fold < state.seq
+                && let Some(delta) = state.plan.get(&name)
+            {
+                merge_packed(&mut obj.points, delta);
+            }
+            out.extend(obj.points.into_iter().filter(|(l, _)| wanted(l)));
+        }
+        Ok(out)
+    }
+}
+
+/// The period of a cohort label, by its shape.
+fn label_period(label: &str) -> Option<crate::config::Period> {
+    use crate::config::Period;
+    match label.len() {
+        13 => Some(Period::Hour),
+        10 => Some(Period::Day),
+        8 if label.contains("-W") => Some(Period::Week),
+        7 => Some(Period::Month),
+        _ => None,
+    }
+}
