@@ -343,7 +343,7 @@ impl Engine {
             };
             // Analytics: the batch's contribution goes to the inbox before the commit.
             let entry = format!("{id}/{batch}");
-            let seen = if self.config().analytics_enabled {
+            let (seen, delta) = if self.config().analytics_enabled {
                 let mut seen = Seen::from_json(plan.state.seen.as_ref());
                 let facts: Vec<Fact> = plan.fresh.iter().map(|(_, t)| Fact::from(t)).collect();
                 let delta = batch_delta(&facts, &mut seen, self.zone());
@@ -356,11 +356,11 @@ impl Engine {
                     }
                     return Err(e);
                 }
-                Some(seen.to_json())
+                (Some(seen.to_json()), Some(delta))
             } else {
-                None
+                (None, None)
             };
-            let analytics = seen.is_some();
+            let analytics = delta.is_some();
             let state = plan.state.next(batch, &names, seen);
             let mut meta = plan.record.meta.clone();
             meta.insert(fc.field.clone(), state.to_json());
@@ -382,9 +382,11 @@ impl Engine {
                     let _ = self
                         .retire_applied(resource, fc, id, &names, &applied, &state)
                         .await;
-                    if analytics {
+                    if let Some(delta) = &delta {
                         // Best effort too: a later fold picks the entry up.
-                        let _ = self.fold_analytics(resource, &fc.field, Some(&entry)).await;
+                        let _ = self
+                            .fold_analytics(resource, &fc.field, Some((&entry, delta)))
+                            .await;
                     }
                     return Ok(Consolidated::Done {
                         data: plan.new_data,

@@ -715,6 +715,10 @@ impl Engine {
     }
 
     async fn pass_field(&self, resource: &str, fc: &FieldConfig) -> Result<()> {
+        if self.config.analytics_enabled {
+            // Folds what a failed consolidation left in the analytics inbox.
+            self.fold_analytics(resource, &fc.field, None).await?;
+        }
         let prefix = self.layout.pending_field(resource, &fc.field);
         let first = self.store.list(&prefix, None).await?;
         if first.keys.is_empty() {

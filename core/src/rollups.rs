@@ -9,19 +9,22 @@
 //!   batch's [`Delta`]. The entry of a batch that never commits is an orphan: the fold checks
 //!   the record's bookkeeping (its last batch and the 16 before it) before folding a foreign
 //!   entry, and deletes orphans.
-//! - `fold`: `{seq, keys, plan}`: how many folds committed, the entries the last fold applied,
-//!   and its contribution per packed object.
-//! - `h/<YYYY-MM>`, `y/<YYYY>`: packed points `{fold, p}`; `fold` is the last fold applied.
+//! - `fold`: `{seq, keys, plan, flush}`: how many folds committed; the entries folded since
+//!   the packed objects were last written (they may still exist); their contribution per
+//!   packed object; and whether fold `seq` writes that plan to the packed objects.
+//! - `h/<YYYY-MM>`, `y/<YYYY>`: packed points `{fold, p}`; `fold` is the last fold written in.
 //!
 //! A fold reads `fold` (version `v`), then LISTs the inbox: a listed entry is in `keys`
-//! (applied, deletion pending), or new. It finishes the previous fold on any packed object
-//! still behind it, deletes the previous fold's entries, then commits by compare-and-swap of
-//! `fold` with the new entries and their merged contribution as `plan`: the commit point. Then
-//! it writes the packed objects (each at most once per fold: `fold < seq` means "not yet") and
-//! deletes the entries. A crash anywhere leaves either nothing or a committed plan that the
-//! next fold (or query) completes, so nothing is lost or counted twice. Concurrent
-//! consolidations batch: whoever wins the swap folds every committed entry it saw, and the
-//! others find theirs already folded.
+//! (folded, deletion pending) or new. It adds the new committed entries to the plan and
+//! commits by compare-and-swap of `fold`: the commit point. Most folds stop there (GET, LIST,
+//! PUT: a query applies the plan to the packed objects in memory). When the plan grows past
+//! [`FLUSH_POINTS`] points or [`FLUSH_KEYS`] entries, the fold flushes: after its commit it
+//! writes the plan into the packed objects (each at most once: `fold < seq` means "not yet")
+//! and deletes the entries; the next fold finishes any object still behind before it starts
+//! a new plan. A crash anywhere leaves either nothing or a committed state that the next fold
+//! (or query) completes, so nothing is lost or counted twice. Concurrent consolidations batch:
+//! whoever wins the swap folds every committed entry it saw, and the others find theirs
+//! already folded.
 
 use crate::analytics::calendar::Label;
 use crate::analytics::materialized::{
@@ -36,13 +39,29 @@ use crate::store::{PutMode, StoreError, Version, delete_all, list_all};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// A plan is written to the packed objects (flushed) once it holds more points than this…
+const FLUSH_POINTS: usize = 256;
+/// …or names more folded entries than this.
+const FLUSH_KEYS: usize = 64;
+
 /// The fold state of a field.
 #[derive(Debug, Default)]
 struct FoldState {
     seq: u64,
+    /// Entries folded since the last flush that may still exist.
     keys: BTreeSet<String>,
+    /// The contribution of the folds since the packed objects were last written.
     plan: Delta,
+    /// Whether the fold `seq` writes `plan` to the packed objects (and a later fold must
+    /// finish that before starting a new plan).
+    flush: bool,
     version: Option<Version>,
+}
+
+fn merge_delta(into: &mut Delta, from: &Delta) {
+    for (o, packed) in from {
+        merge_packed(into.entry(o.clone()).or_default(), packed);
+    }
 }
 
 /// A packed object as read.
@@ -107,6 +126,7 @@ impl Engine {
                 })
                 .unwrap_or_default(),
             plan: delta_from_json(&v["plan"]).ok_or_else(|| corrupt(&key))?,
+            flush: v["flush"].as_bool().unwrap_or(true),
             version: Some(obj.version),
         })
     }
@@ -189,14 +209,14 @@ impl Engine {
         }
     }
 
-    /// Folds committed inbox entries into the packed objects, exactly once. With `own` (an
-    /// entry whose batch the caller just committed), returns once that entry is folded, by
+    /// Folds committed inbox entries, exactly once. With `own` (an entry whose batch the
+    /// caller just committed, and its contribution), returns once that entry is folded, by
     /// this call or another.
     pub(crate) async fn fold_analytics(
         &self,
         resource: &str,
         field: &str,
-        own: Option<&str>,
+        own: Option<(&str, &Delta)>,
     ) -> Result<()> {
         let inbox = self.layout().analytics_inbox(resource, field);
         let mut attempt: u32 = 0;
@@ -210,55 +230,65 @@ impl Engine {
                 .collect();
             let (stale, new): (Vec<String>, Vec<String>) =
                 listed.into_iter().partition(|n| state.keys.contains(n));
-            if own.is_some_and(|o| !new.iter().any(|n| n == o)) {
+            let own_name = own.map(|(n, _)| n);
+            if own_name.is_some_and(|o| !new.iter().any(|n| n == o)) {
                 return Ok(());
             }
+            let mut plan = Delta::new();
             let mut chosen = Vec::new();
             let mut orphans = Vec::new();
             for name in new {
-                if Some(name.as_str()) == own {
+                if Some(name.as_str()) == own_name {
+                    if let Some((_, delta)) = own {
+                        merge_delta(&mut plan, delta);
+                    }
                     chosen.push(name);
                     continue;
                 }
                 match self.entry_status(resource, field, &name).await? {
-                    EntryStatus::Committed => chosen.push(name),
+                    EntryStatus::Committed => {
+                        let key = format!("{inbox}{name}");
+                        // Gone meanwhile: someone else folded and deleted it.
+                        let Some(obj) = self.store().get(&key).await? else {
+                            continue;
+                        };
+                        let v: Value =
+                            serde_json::from_slice(&obj.bytes).map_err(|_| corrupt(&key))?;
+                        merge_delta(
+                            &mut plan,
+                            &delta_from_json(&v["delta"]).ok_or_else(|| corrupt(&key))?,
+                        );
+                        chosen.push(name);
+                    }
                     EntryStatus::Orphan => orphans.push(format!("{inbox}{name}")),
                     EntryStatus::Undecided => {}
                 }
             }
             if chosen.is_empty() {
+                orphans.extend(stale.iter().map(|n| format!("{inbox}{n}")));
                 delete_all(self.store().as_ref(), &orphans).await?;
-                if !stale.is_empty() {
-                    self.finish_plan(resource, field, &state).await?;
-                    let keys: Vec<String> = stale.iter().map(|n| format!("{inbox}{n}")).collect();
-                    delete_all(self.store().as_ref(), &keys).await?;
-                }
                 return Ok(());
             }
-            let mut plan = Delta::new();
-            let mut folded = Vec::new();
-            for name in &chosen {
-                let key = format!("{inbox}{name}");
-                let Some(obj) = self.store().get(&key).await? else {
-                    continue;
-                };
-                let v: Value = serde_json::from_slice(&obj.bytes).map_err(|_| corrupt(&key))?;
-                let delta = delta_from_json(&v["delta"]).ok_or_else(|| corrupt(&key))?;
-                for (o, packed) in &delta {
+            // A flushed plan is finished on the packed objects and starts afresh; otherwise
+            // the plan carries on, and no packed object has been written since it began.
+            let mut objects = BTreeMap::new();
+            if state.flush {
+                objects = self.finish_plan(resource, field, &state).await?;
+            } else {
+                for (o, packed) in &state.plan {
                     merge_packed(plan.entry(o.clone()).or_default(), packed);
                 }
-                folded.push(name.clone());
             }
-            let mut objects = self.finish_plan(resource, field, &state).await?;
-            if !stale.is_empty() {
-                let keys: Vec<String> = stale.iter().map(|n| format!("{inbox}{n}")).collect();
-                delete_all(self.store().as_ref(), &keys).await?;
-            }
+            let mut keys: Vec<String> = stale.clone();
+            keys.extend(chosen.iter().cloned());
+            let points: usize = plan.values().map(BTreeMap::len).sum();
+            let flush = points > FLUSH_POINTS || keys.len() > FLUSH_KEYS;
             let seq = state.seq + 1;
             let body = serde_json::to_vec(&json!({
                 "seq": seq,
-                "keys": folded,
+                "keys": keys,
                 "plan": delta_to_json(&plan),
+                "flush": flush,
             }))
             .map_err(|e| Error::storage(e.to_string()))?;
             let mode = match &state.version {
@@ -281,27 +311,28 @@ impl Engine {
                 }
                 Err(e) => return Err(e.into()),
             }
-            for (name, delta) in &plan {
-                let mut obj = match objects.remove(name) {
-                    Some(o) => o,
-                    None => self.read_packed(resource, field, name).await?,
-                };
-                if obj.fold < seq {
-                    merge_packed(&mut obj.points, delta);
-                    obj.fold = seq;
-                    self.write_packed(resource, field, name, &mut obj).await?;
+            if flush {
+                for (name, delta) in &plan {
+                    let mut obj = match objects.remove(name) {
+                        Some(o) => o,
+                        None => self.read_packed(resource, field, name).await?,
+                    };
+                    if obj.fold < seq {
+                        merge_packed(&mut obj.points, delta);
+                        obj.fold = seq;
+                        self.write_packed(resource, field, name, &mut obj).await?;
+                    }
                 }
+                orphans.extend(keys.iter().map(|n| format!("{inbox}{n}")));
             }
-            let mut done: Vec<String> = folded.iter().map(|n| format!("{inbox}{n}")).collect();
-            done.extend(orphans);
             // Best effort: the next fold deletes what is left.
-            let _ = delete_all(self.store().as_ref(), &done).await;
+            let _ = delete_all(self.store().as_ref(), &orphans).await;
             return Ok(());
         }
     }
 
-    /// Brings every packed object of the last fold's plan up to it; returns the objects as
-    /// written (to be reused by the next fold).
+    /// Brings every packed object of a flushed plan up to it; returns the objects as written
+    /// (to be reused when flushing the next plan).
     async fn finish_plan(
         &self,
         resource: &str,
@@ -343,11 +374,14 @@ impl Engine {
                     "y/"
                 };
                 let prefix = self.layout().analytics_object(resource, field, kind);
-                list_all(self.store().as_ref(), &prefix)
+                let mut names: BTreeSet<String> = list_all(self.store().as_ref(), &prefix)
                     .await?
                     .into_iter()
                     .filter_map(|k| k.strip_prefix(&prefix).map(|s| format!("{kind}{s}")))
-                    .collect()
+                    .collect();
+                // Objects of the plan may not have been written yet.
+                names.extend(state.plan.keys().filter(|o| o.starts_with(kind)).cloned());
+                names.into_iter().collect()
             }
         };
         let wanted = |label: &str| label_period(label) == Some(period);

@@ -95,9 +95,11 @@ async fn applied_facts(i: &Instance) -> Vec<Fact> {
     all.applied.iter().map(Fact::from).collect()
 }
 
-/// Five transactions on two records across the repeated 01:00 hour, then one consolidation
-/// through a store that fails request `k`, then a fresh instance consolidates.
-async fn crash_at(k: u64, kind: FaultKind) -> u64 {
+/// Transactions on two records across the repeated 01:00 hour, then one consolidation of
+/// record `a` through a store that fails request `k`, then a fresh instance consolidates. With
+/// `big`, `a` has 300 transactions an hour apart, so that consolidation's fold writes the
+/// packed objects (a flush) rather than only carrying its plan in the fold state.
+async fn crash_at(k: u64, kind: FaultKind, big: bool) -> u64 {
     let base: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let clock = ManualClock::new(START);
     let setup = instance(base.clone(), config("async"), Some(clock.clone()), 7);
@@ -116,6 +118,10 @@ async fn crash_at(k: u64, kind: FaultKind) -> u64 {
         facts.push(mutate_async(&setup, id, op, v).await);
         clock.advance(40 * 60_000);
     }
+    for _ in 0..if big { 300 } else { 0 } {
+        facts.push(mutate_async(&setup, "a", Op::Add, 1.0).await);
+        clock.advance(3_600_000);
+    }
     // One record is consolidated before the crash, so the crash meets a non-empty fold state.
     setup
         .engine
@@ -132,31 +138,36 @@ async fn crash_at(k: u64, kind: FaultKind) -> u64 {
         .consolidate("wallets", None, "a")
         .await
         .unwrap();
-    assert_eq!(
-        answers(&fresh).await,
-        expected(&fresh, &facts),
-        "crash at request {k} ({kind:?})"
-    );
-    assert!(
-        list_all(base.as_ref(), "db/a/wallets/balance/in/")
+    let what = format!("crash at request {k} ({kind:?}, big: {big})");
+    let got = answers(&fresh).await;
+    assert_eq!(got, expected(&fresh, &facts), "{what}");
+    if big && k == u64::MAX {
+        let packed = list_all(base.as_ref(), "db/a/wallets/balance/h/")
             .await
-            .unwrap()
-            .is_empty(),
-        "inbox emptied after a crash at request {k} ({kind:?})"
-    );
+            .unwrap();
+        assert!(
+            !packed.is_empty(),
+            "the big batch was flushed to packed objects"
+        );
+    }
+    // Later folds (a background pass) change nothing.
+    fresh.engine.run_pass().await.unwrap();
+    assert_eq!(answers(&fresh).await, got, "{what}, after a pass");
     seen
 }
 
 #[tokio::test]
 async fn a_crash_at_any_request_neither_loses_nor_double_counts_analytics() {
-    let total = crash_at(u64::MAX, FaultKind::Before).await;
-    assert!(
-        total >= 8,
-        "a clean consolidation with analytics makes {total} requests"
-    );
-    for k in 1..=total {
-        for kind in [FaultKind::Before, FaultKind::After] {
-            crash_at(k, kind).await;
+    for big in [false, true] {
+        let total = crash_at(u64::MAX, FaultKind::Before, big).await;
+        assert!(
+            total >= 8,
+            "a clean consolidation with analytics makes {total} requests"
+        );
+        for k in 1..=total {
+            for kind in [FaultKind::Before, FaultKind::After] {
+                crash_at(k, kind, big).await;
+            }
         }
     }
 }

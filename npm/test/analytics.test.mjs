@@ -119,6 +119,26 @@ test('includePending counts transactions not yet consolidated', async () => {
   await s.db.disconnect();
 });
 
+test('points are materialized: they outlive GC, and includePending counts a record once per cohort', async () => {
+  const s = await setup({ garbageCollection: { retention: 0 } });
+  await seed(s);
+  for (const id of ['a', 'b', 'c']) await s.at(T0 + 25 * H, () => s.urls.add(id, 'clicks', 1));
+  await s.ec.consolidateAll();
+  const before = await s.ec.getMonthByDay('urls', 'clicks', '2025-10');
+  assert.deepEqual(before.map((p) => [p.cohort, p.count, p.recordCount]), [['2025-10-09', 4, 3], ['2025-10-10', 4, 3]]);
+  const appliedBefore = (await s.ec.getRawEvents('urls', 'clicks', { applied: true })).length;
+  s.setNow(T0 + 3 * 24 * H);
+  await s.ec.runGC();
+  const appliedAfter = (await s.ec.getRawEvents('urls', 'clicks', { applied: true })).length;
+  assert.ok(appliedAfter < appliedBefore, `GC collected applied transactions (${appliedBefore} → ${appliedAfter})`);
+  assert.deepEqual(await s.ec.getMonthByDay('urls', 'clicks', '2025-10'), before);
+  // 'a' already counts on 2025-10-09; its pending transaction must not count it twice.
+  await s.at(T0 + 4, () => s.urls.add('a', 'clicks', 1));
+  const [day] = await s.ec.getAnalytics('urls', 'clicks', { period: 'day', date: '2025-10-09', includePending: true });
+  assert.deepEqual([day.count, day.recordCount], [5, 3]);
+  await s.db.disconnect();
+});
+
 test('getTopRecords takes date or cohort and sortBy or metric; ties by record id', async () => {
   const s = await setup();
   await seed(s);

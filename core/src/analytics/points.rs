@@ -311,19 +311,66 @@ pub fn rollup_json(
 /// Points by cohort label, sorted.
 pub type PointSet = BTreeMap<Label, Point>;
 
-/// Aggregates facts into the cohorts of `period` in `zone`.
+/// Aggregates facts into the cohorts of `period` in `zone`. Labels are computed once per
+/// quarter hour of UTC time where the zone's offset is constant over it and a whole number of
+/// quarter hours (then every instant of the quarter has the same labels), else per fact.
 pub fn aggregate<'a>(
     facts: impl IntoIterator<Item = &'a Fact>,
     period: Period,
     zone: Tz,
 ) -> PointSet {
-    let mut out = PointSet::new();
+    use std::collections::{HashMap, HashSet};
+    const QUARTER: i64 = 900_000;
+    let mut slots: Vec<(Point, HashSet<&'a str>)> = Vec::new();
+    let mut by_label: HashMap<Label, usize> = HashMap::new();
+    let mut by_quarter: HashMap<i64, usize> = HashMap::new();
     for f in facts {
-        out.entry(cohort_label(f.timestamp_ms, period, zone))
-            .or_default()
-            .add(f);
+        let q = f.timestamp_ms.div_euclid(QUARTER);
+        let slot = match by_quarter.get(&q) {
+            Some(s) => *s,
+            None => {
+                let next = slots.len();
+                let s = *by_label
+                    .entry(cohort_label(f.timestamp_ms, period, zone))
+                    .or_insert(next);
+                if s == next {
+                    slots.push(Default::default());
+                }
+                if uniform_offset(q * QUARTER, QUARTER, zone) {
+                    by_quarter.insert(q, s);
+                }
+                s
+            }
+        };
+        let (p, records) = &mut slots[slot];
+        p.add_value(f);
+        records.insert(&f.record_id);
     }
-    out
+    by_label
+        .into_iter()
+        .map(|(label, s)| {
+            let (mut p, records) = std::mem::take(&mut slots[s]);
+            p.records = records.into_iter().map(str::to_string).collect();
+            (label, p)
+        })
+        .collect()
+}
+
+/// Whether `zone`'s UTC offset is the same at both ends of `[start, start + len)` and a whole
+/// number of quarter hours.
+fn uniform_offset(start: i64, len: i64, zone: Tz) -> bool {
+    use chrono::{DateTime, Offset, TimeZone};
+    let offset = |ms: i64| {
+        DateTime::from_timestamp_millis(ms).map(|t| {
+            zone.offset_from_utc_datetime(&t.naive_utc())
+                .fix()
+                .local_minus_utc()
+        })
+    };
+    match (offset(start), offset(start + len - 1)) {
+        (Some(a), Some(b)) => a == b && a % 900 == 0,
+        _ => false,
+    }
 }
 
 /// The points of `cohorts` as JSON: with `fill`, every cohort (missing ones as zeros);
@@ -470,6 +517,26 @@ mod tests {
         assert_eq!(by_sum.len(), 2);
         assert_eq!(by_sum[0]["recordId"], "c");
         assert_eq!(by_sum[1]["recordId"], "b");
+    }
+
+    proptest! {
+        #[test]
+        fn memoized_labels_equal_labelling_every_fact(
+            raw in proptest::collection::vec((0i64..40_000_000_000, 0u8..3), 0..300),
+            zone_ix in 0usize..6,
+        ) {
+            let zones = ["UTC", "America/New_York", "Australia/Lord_Howe", "Pacific/Chatham", "Asia/Kolkata", "Europe/Berlin"];
+            let zone: Tz = zones[zone_ix].parse().unwrap();
+            let base = 1_735_689_600_000 - 20_000_000_000;
+            let facts: Vec<Fact> = raw.iter().map(|(t, r)| fact(&format!("r{r}"), base + t, Op::Add, 1)).collect();
+            for period in [Period::Hour, Period::Day, Period::Week, Period::Month] {
+                let mut naive = PointSet::new();
+                for f in &facts {
+                    naive.entry(cohort_label(f.timestamp_ms, period, zone)).or_default().add(f);
+                }
+                prop_assert_eq!(aggregate(&facts, period, zone), naive);
+            }
+        }
     }
 
     proptest! {
