@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use tally_core::analytics::materialized::PERIODS;
 use tally_core::analytics::points::{Fact, aggregate};
 use tally_core::clock::{IdSource, SplitMix, YieldSleeper};
+use tally_core::store::Store;
+use tally_core::store::faulty::{FaultyStore, SleepFn};
 use tally_core::store::memory::MemoryStore;
 use tally_core::{Arg, Database, Engine, MutationOptions, Op, PluginConfig};
 
@@ -48,8 +50,14 @@ fn aggregate_one_million(c: &mut Criterion) {
 
 /// 16 writers, each `adds` sync adds on its own record, sharing one memory store through four
 /// engines (as four processes would).
-async fn sixteen_writers(analytics: bool, adds: usize) {
-    let store = Arc::new(MemoryStore::new());
+async fn sixteen_writers(analytics: bool, adds: usize, latency_ms: u64) {
+    let memory: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let store: Arc<dyn Store> = if latency_ms == 0 {
+        memory
+    } else {
+        let sleep: SleepFn = Arc::new(|ms| Box::pin(tokio::time::sleep(Duration::from_millis(ms))));
+        Arc::new(FaultyStore::new(memory).with_latency(latency_ms, sleep))
+    };
     let options = json!({
         "resources": { "wallets": ["balance"] },
         "consolidation": { "mode": "sync", "auto": false },
@@ -111,25 +119,31 @@ fn sixteen_sync_writers(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let mut g = c.benchmark_group("16 sync writers, 20 adds each");
-    g.sample_size(10).measurement_time(Duration::from_secs(10));
-    for analytics in [false, true] {
-        let name = if analytics {
-            "analytics on"
-        } else {
-            "analytics off"
-        };
-        g.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    rt.block_on(sixteen_writers(analytics, 20));
-                }
-                start.elapsed()
-            })
-        });
+    // In memory (CPU-bound), and with 2 ms per request (closer to an object store, where the
+    // number of requests decides).
+    for (latency, adds) in [(0, 20), (2, 10)] {
+        let mut g = c.benchmark_group(format!(
+            "16 sync writers, {adds} adds each, {latency} ms per request"
+        ));
+        g.sample_size(10).measurement_time(Duration::from_secs(10));
+        for analytics in [false, true] {
+            let name = if analytics {
+                "analytics on"
+            } else {
+                "analytics off"
+            };
+            g.bench_function(name, |b| {
+                b.iter_custom(|iters| {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        rt.block_on(sixteen_writers(analytics, adds, latency));
+                    }
+                    start.elapsed()
+                })
+            });
+        }
+        g.finish();
     }
-    g.finish();
 }
 
 criterion_group!(benches, aggregate_one_million, sixteen_sync_writers);

@@ -36,6 +36,7 @@ use crate::consolidate::{FieldState, RECENT_BATCHES};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::store::{PutMode, StoreError, Version, delete_all, list_all};
+use futures::StreamExt;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -209,6 +210,27 @@ impl Engine {
         }
     }
 
+    /// Whether a foreign entry committed and, if so, its contribution (`None` when it vanished
+    /// meanwhile: someone else folded and deleted it).
+    async fn check_entry(
+        &self,
+        resource: &str,
+        field: &str,
+        name: String,
+    ) -> Result<(String, EntryStatus, Option<Delta>)> {
+        let status = self.entry_status(resource, field, &name).await?;
+        if !matches!(status, EntryStatus::Committed) {
+            return Ok((name, status, None));
+        }
+        let key = format!("{}{name}", self.layout().analytics_inbox(resource, field));
+        let Some(obj) = self.store().get(&key).await? else {
+            return Ok((name, status, None));
+        };
+        let v: Value = serde_json::from_slice(&obj.bytes).map_err(|_| corrupt(&key))?;
+        let delta = delta_from_json(&v["delta"]).ok_or_else(|| corrupt(&key))?;
+        Ok((name, status, Some(delta)))
+    }
+
     /// Folds committed inbox entries, exactly once. With `own` (an entry whose batch the
     /// caller just committed, and its contribution), returns once that entry is folded, by
     /// this call or another.
@@ -237,31 +259,25 @@ impl Engine {
             let mut plan = Delta::new();
             let mut chosen = Vec::new();
             let mut orphans = Vec::new();
-            for name in new {
-                if Some(name.as_str()) == own_name {
-                    if let Some((_, delta)) = own {
-                        merge_delta(&mut plan, delta);
-                    }
-                    chosen.push(name);
-                    continue;
-                }
-                match self.entry_status(resource, field, &name).await? {
-                    EntryStatus::Committed => {
-                        let key = format!("{inbox}{name}");
-                        // Gone meanwhile: someone else folded and deleted it.
-                        let Some(obj) = self.store().get(&key).await? else {
-                            continue;
-                        };
-                        let v: Value =
-                            serde_json::from_slice(&obj.bytes).map_err(|_| corrupt(&key))?;
-                        merge_delta(
-                            &mut plan,
-                            &delta_from_json(&v["delta"]).ok_or_else(|| corrupt(&key))?,
-                        );
+            if let Some((name, delta)) = own {
+                merge_delta(&mut plan, delta);
+                chosen.push(name.to_string());
+            }
+            // Foreign entries are checked and read in parallel.
+            let checked: Vec<Result<(String, EntryStatus, Option<Delta>)>> =
+                futures::stream::iter(new.into_iter().filter(|n| Some(n.as_str()) != own_name))
+                    .map(|name| self.check_entry(resource, field, name))
+                    .buffered(16)
+                    .collect()
+                    .await;
+            for item in checked {
+                match item? {
+                    (name, EntryStatus::Committed, Some(delta)) => {
+                        merge_delta(&mut plan, &delta);
                         chosen.push(name);
                     }
-                    EntryStatus::Orphan => orphans.push(format!("{inbox}{name}")),
-                    EntryStatus::Undecided => {}
+                    (name, EntryStatus::Orphan, _) => orphans.push(format!("{inbox}{name}")),
+                    _ => {}
                 }
             }
             if chosen.is_empty() {
