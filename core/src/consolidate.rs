@@ -11,10 +11,12 @@
 //! 3. `stale` = listed ∩ last batch; `fresh` = the rest, read from key names (a GET only for
 //!    idempotent or metadata-carrying ones). Fold `fresh` in (timestamp, id) order.
 //! 4. DELETE `stale` (they were applied by the last commit), then PUT the journal of this
-//!    batch (create-only, `P/j/…/<seq+1>-<hash>`; it holds the applied transactions).
+//!    batch (create-only, `P/j/…/<seq+1>-<hash>`; it holds the applied transactions). With
+//!    analytics, also PUT the batch's analytics inbox entry (see [`crate::rollups`]).
 //! 5. Compare-and-swap the record with the new values and `m = {seq+1, batch, keys: fresh}`.
 //!    This is the commit point: on a conflict nothing happened; start again.
-//! 6. DELETE `fresh` (best effort; the next consolidation finishes it in step 4).
+//! 6. DELETE `fresh` (best effort; the next consolidation finishes it in step 4). With
+//!    analytics, fold the inbox entry (best effort too; a later fold picks it up).
 //!
 //! No transaction is applied twice: a key can only be folded while not in the record's last
 //! batch, and keys of older batches were deleted before the commit that replaced them. None is
