@@ -395,7 +395,7 @@ impl Engine {
                         applied,
                     });
                 }
-                CommitOutcome::Missing => {
+                outcome @ (CommitOutcome::Missing | CommitOutcome::Conflict) => {
                     self.drop_attempt(
                         resource,
                         fc,
@@ -403,16 +403,9 @@ impl Engine {
                         analytics.then_some(&entry),
                     )
                     .await;
-                    return Ok(Consolidated::Missing);
-                }
-                CommitOutcome::Conflict => {
-                    self.drop_attempt(
-                        resource,
-                        fc,
-                        wrote_journal.then_some(&journal_key),
-                        analytics.then_some(&entry),
-                    )
-                    .await;
+                    if outcome == CommitOutcome::Missing {
+                        return Ok(Consolidated::Missing);
+                    }
                     if attempt >= 200 {
                         return Err(Error::new(
                             ErrorCode::Conflict,
