@@ -12,6 +12,7 @@ use tally_core::analytics::materialized::PERIODS;
 use tally_core::analytics::points::{Fact, aggregate};
 use tally_core::clock::{IdSource, SplitMix, YieldSleeper};
 use tally_core::store::Store;
+use tally_core::store::counting::{CountingStore, Counts};
 use tally_core::store::faulty::{FaultyStore, SleepFn};
 use tally_core::store::memory::MemoryStore;
 use tally_core::{Arg, Database, Engine, MutationOptions, Op, PluginConfig};
@@ -20,11 +21,12 @@ use tally_core::{Arg, Database, Engine, MutationOptions, Op, PluginConfig};
 fn facts(n: usize) -> Vec<Fact> {
     let rng = SplitMix::seeded(42);
     let year_ms = 365 * 86_400_000u64;
+    let ids: Vec<Arc<str>> = (0..1000).map(|i| format!("r{i}").into()).collect();
     (0..n)
         .map(|_| {
             let r = rng.next_u64();
             Fact {
-                record_id: format!("r{}", r % 1000),
+                record_id: ids[(r % 1000) as usize].clone(),
                 timestamp_ms: 1_735_689_600_000 + ((r >> 10) % year_ms) as i64,
                 operation: [Op::Add, Op::Sub, Op::Set][(r % 3) as usize],
                 value: Decimal::new(((r >> 40) % 10_000) as i64, 2),
@@ -49,15 +51,18 @@ fn aggregate_one_million(c: &mut Criterion) {
 }
 
 /// 16 writers, each `adds` sync adds on its own record, sharing one memory store through four
-/// engines (as four processes would).
-async fn sixteen_writers(analytics: bool, adds: usize, latency_ms: u64) {
+/// engines (as four processes would). Returns how long the adds took (setup excluded) and the
+/// requests they made.
+async fn sixteen_writers(analytics: bool, adds: usize, latency_ms: u64) -> (Duration, Counts) {
     let memory: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let store: Arc<dyn Store> = if latency_ms == 0 {
+    let slow: Arc<dyn Store> = if latency_ms == 0 {
         memory
     } else {
         let sleep: SleepFn = Arc::new(|ms| Box::pin(tokio::time::sleep(Duration::from_millis(ms))));
         Arc::new(FaultyStore::new(memory).with_latency(latency_ms, sleep))
     };
+    let counting = Arc::new(CountingStore::new(slow));
+    let store: Arc<dyn Store> = counting.clone();
     let options = json!({
         "resources": { "wallets": ["balance"] },
         "consolidation": { "mode": "sync", "auto": false },
@@ -89,6 +94,8 @@ async fn sixteen_writers(analytics: bool, adds: usize, latency_ms: u64) {
         }
         engines.push(engine);
     }
+    let before = counting.counts();
+    let start = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..16 {
         let engine = engines[w % 4].clone();
@@ -111,6 +118,7 @@ async fn sixteen_writers(analytics: bool, adds: usize, latency_ms: u64) {
     for t in tasks {
         t.await.unwrap();
     }
+    (start.elapsed(), counting.counts().since(&before))
 }
 
 fn sixteen_sync_writers(c: &mut Criterion) {
@@ -132,13 +140,21 @@ fn sixteen_sync_writers(c: &mut Criterion) {
             } else {
                 "analytics off"
             };
+            let (_, counts) = rt.block_on(sixteen_writers(analytics, adds, latency));
+            let per_add = |n: u64| n as f64 / (16 * adds) as f64;
+            eprintln!(
+                "{name}: {:.2} requests per add ({:.2} GET, {:.2} PUT, {:.2} LIST, {:.2} DELETE)",
+                per_add(counts.total()),
+                per_add(counts.get),
+                per_add(counts.put),
+                per_add(counts.list),
+                per_add(counts.delete + counts.delete_many),
+            );
             g.bench_function(name, |b| {
                 b.iter_custom(|iters| {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        rt.block_on(sixteen_writers(analytics, adds, latency));
-                    }
-                    start.elapsed()
+                    (0..iters)
+                        .map(|_| rt.block_on(sixteen_writers(analytics, adds, latency)).0)
+                        .sum()
                 })
             });
         }

@@ -12,11 +12,14 @@
 //!    idempotent or metadata-carrying ones). Fold `fresh` in (timestamp, id) order.
 //! 4. DELETE `stale` (they were applied by the last commit), then PUT the journal of this
 //!    batch (create-only, `P/j/…/<seq+1>-<hash>`; it holds the applied transactions). With
-//!    analytics, also PUT the batch's analytics inbox entry (see [`crate::rollups`]).
+//!    analytics, the batch's analytics inbox entry is PUT and the fold state read in the same
+//!    round trip (see [`crate::rollups`]).
 //! 5. Compare-and-swap the record with the new values and `m = {seq+1, batch, keys: fresh}`.
-//!    This is the commit point: on a conflict nothing happened; start again.
+//!    This is the commit point: on a conflict nothing happened; start again. With analytics,
+//!    the inbox is listed and checked for the fold meanwhile.
 //! 6. DELETE `fresh` (best effort; the next consolidation finishes it in step 4). With
-//!    analytics, fold the inbox entry (best effort too; a later fold picks it up).
+//!    analytics, fold the inbox entry at the same time (best effort too; a later fold picks
+//!    it up).
 //!
 //! No transaction is applied twice: a key can only be folded while not in the record's last
 //! batch, and keys of older batches were deleted before the commit that replaced them. None is
@@ -308,7 +311,7 @@ impl Engine {
                 // analytics left unfolded by a failed consolidation are folded now.
                 let _ = self.records().settle(resource, id).await;
                 if self.config().analytics_enabled {
-                    let _ = self.fold_analytics(resource, &fc.field, None).await;
+                    let _ = self.fold_analytics(resource, &fc.field, None, None).await;
                 }
                 return Ok(Consolidated::Done {
                     data: plan.record.data,
@@ -336,60 +339,99 @@ impl Engine {
                 "values": plan.values.iter().map(|(p, (b, a))| (p.clone(), json!({"before": b.to_string(), "after": a.to_string()}))).collect::<Map<String, Value>>(),
             });
             let body = serde_json::to_vec(&journal).map_err(|e| Error::storage(e.to_string()))?;
-            // A conflict means another consolidator wrote the journal of this very batch; it is
-            // then theirs to keep or remove, never ours.
-            let wrote_journal = match self.store().put(&journal_key, body, PutMode::Create).await {
-                Ok(_) => true,
-                Err(StoreError::Conflict { .. }) => false,
-                Err(e) => return Err(e.into()),
-            };
-            // Analytics: the batch's contribution goes to the inbox before the commit.
+            // Analytics: the batch's contribution goes to the inbox before the commit, written
+            // alongside the journal (one round trip for both).
             let entry = format!("{id}/{batch}");
-            let (seen, delta) = if self.config().analytics_enabled {
+            let analytics = self.config().analytics_enabled.then(|| {
                 let mut seen = Seen::from_json(plan.state.seen.as_ref());
                 let facts: Vec<Fact> = plan.fresh.iter().map(|(_, t)| Fact::from(t)).collect();
                 let delta = batch_delta(&facts, &mut seen, self.zone());
-                if let Err(e) = self
-                    .write_inbox_entry(resource, &fc.field, &entry, &delta)
-                    .await
-                {
-                    if wrote_journal {
-                        let _ = self.store().delete(&journal_key).await;
+                (seen.to_json(), delta)
+            });
+            let write_inbox = async {
+                match &analytics {
+                    Some((_, delta)) => {
+                        self.write_inbox_entry(resource, &fc.field, &entry, delta)
+                            .await
                     }
-                    return Err(e);
+                    None => Ok(()),
                 }
-                (Some(seen.to_json()), Some(delta))
-            } else {
-                (None, None)
+            };
+            // The fold state is read in the same round trip, and the inbox is listed (after it,
+            // as a fold requires) and checked alongside the commit.
+            let read_fold = async {
+                match analytics {
+                    Some(_) => Some(self.read_fold_state(resource, &fc.field).await),
+                    None => None,
+                }
+            };
+            let (journal_written, inbox_written, fold_state) = futures::join!(
+                self.store().put(&journal_key, body, PutMode::Create),
+                write_inbox,
+                read_fold
+            );
+            // A conflict means another consolidator wrote the journal of this very batch; it is
+            // then theirs to keep or remove, never ours.
+            let wrote_journal = journal_written.is_ok();
+            let failed = match (journal_written, inbox_written) {
+                (Err(e), _) if !matches!(e, StoreError::Conflict { .. }) => Some(Error::from(e)),
+                (_, Err(e)) => Some(e),
+                _ => None,
+            };
+            if let Some(e) = failed {
+                self.drop_attempt(
+                    resource,
+                    fc,
+                    wrote_journal.then_some(&journal_key),
+                    analytics.is_some().then_some(&entry),
+                )
+                .await;
+                return Err(e);
+            }
+            let (seen, delta) = match analytics {
+                Some((seen, delta)) => (Some(seen), Some(delta)),
+                None => (None, None),
             };
             let analytics = delta.is_some();
             let state = plan.state.next(batch, &names, seen);
             let mut meta = plan.record.meta.clone();
             meta.insert(fc.field.clone(), state.to_json());
-            match self
-                .records()
-                .commit(
+            let scan = async {
+                match fold_state {
+                    Some(Ok(state)) => self
+                        .scan_inbox(resource, &fc.field, Some(&entry), state)
+                        .await
+                        .ok(),
+                    _ => None,
+                }
+            };
+            let (outcome, scan) = futures::join!(
+                self.records().commit(
                     resource,
                     id,
                     plan.new_data.clone(),
                     meta,
                     &plan.record.version,
-                )
-                .await?
-            {
+                ),
+                scan
+            );
+            match outcome? {
                 CommitOutcome::Committed => {
                     let applied: Vec<Transaction> =
                         plan.fresh.into_iter().map(|(_, t)| t).collect();
-                    // Best effort: a failure here is finished by the next consolidation.
-                    let _ = self
-                        .retire_applied(resource, fc, id, &names, &applied, &state)
-                        .await;
-                    if let Some(delta) = &delta {
-                        // Best effort too: a later fold picks the entry up.
-                        let _ = self
-                            .fold_analytics(resource, &fc.field, Some((&entry, delta)))
-                            .await;
-                    }
+                    // Best effort, side by side: the next consolidation finishes retiring the
+                    // keys, and a later fold picks the entry up.
+                    let fold = async {
+                        if let Some(delta) = &delta {
+                            let _ = self
+                                .fold_analytics(resource, &fc.field, Some((&entry, delta)), scan)
+                                .await;
+                        }
+                    };
+                    let _ = futures::join!(
+                        self.retire_applied(resource, fc, id, &names, &applied, &state),
+                        fold
+                    );
                     return Ok(Consolidated::Done {
                         data: plan.new_data,
                         applied,

@@ -111,6 +111,7 @@ pub struct Engine {
     stamp: Mutex<(i64, u64)>,
     events: EventBus,
     status: Mutex<RunStatus>,
+    entries: crate::rollups::EntryCache,
 }
 
 /// Counters reported by [`Engine::status`].
@@ -201,6 +202,7 @@ impl EngineBuilder {
             stamp: Mutex::new((0, 0)),
             events: EventBus::default(),
             status: Mutex::new(RunStatus::default()),
+            entries: Default::default(),
         })
     }
 }
@@ -287,6 +289,11 @@ impl Engine {
     pub(crate) fn records(&self) -> &Arc<dyn RecordAccess> {
         &self.records
     }
+    /// Analytics inbox entries this engine found committed, with their contribution.
+    pub(crate) fn committed_entries(&self) -> &crate::rollups::EntryCache {
+        &self.entries
+    }
+
     pub(crate) fn sleeper(&self) -> &Arc<dyn Sleeper> {
         &self.sleeper
     }
@@ -717,7 +724,7 @@ impl Engine {
     async fn pass_field(&self, resource: &str, fc: &FieldConfig) -> Result<()> {
         if self.config.analytics_enabled {
             // Folds what a failed consolidation left in the analytics inbox.
-            self.fold_analytics(resource, &fc.field, None).await?;
+            self.fold_analytics(resource, &fc.field, None, None).await?;
         }
         let prefix = self.layout.pending_field(resource, &fc.field);
         let first = self.store.list(&prefix, None).await?;

@@ -351,7 +351,7 @@ impl Plan {
     /// Runs a points or top-records plan over the transactions it asked for (already filtered
     /// by [`Plan::include_pending`] and [`Plan::record`]). A raw-events plan gives `[]`: those
     /// are read from storage by the plugin.
-    pub fn execute(&self, facts: &[Fact], env: &QueryEnv) -> Value {
+    pub fn execute<'a>(&self, facts: impl IntoIterator<Item = &'a Fact>, env: &QueryEnv) -> Value {
         match self {
             Plan::Points { period, .. } => {
                 self.render_points(aggregate(facts, *period, env.zone), env)
@@ -362,7 +362,7 @@ impl Plan {
                 metric,
                 limit,
             } => {
-                let chosen = facts.iter().filter(|f| {
+                let chosen = facts.into_iter().filter(|f| {
                     wanted.as_ref().is_none_or(|w| {
                         w.contains(&cohort_label(f.timestamp_ms, *period, env.zone))
                     })
@@ -443,14 +443,14 @@ impl Engine {
                 // Each pending record's bookkeeping tells in which cohorts it already counts.
                 let mut seen = HashMap::new();
                 for f in &pending {
-                    if !seen.contains_key(&f.record_id) {
+                    if !seen.contains_key(&*f.record_id) {
                         let state = self
                             .records()
                             .load(resource, &f.record_id)
                             .await?
                             .map(|r| FieldState::of(&r.meta, field).seen);
                         seen.insert(
-                            f.record_id.clone(),
+                            f.record_id.to_string(),
                             Seen::from_json(state.flatten().as_ref()),
                         );
                     }

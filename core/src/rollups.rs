@@ -24,7 +24,13 @@
 //! a new plan. A crash anywhere leaves either nothing or a committed state that the next fold
 //! (or query) completes, so nothing is lost or counted twice. Concurrent consolidations batch:
 //! whoever wins the swap folds every committed entry it saw, and the others find theirs
-//! already folded.
+//! already folded (one GET after the failed swap tells). Each engine remembers the entries it
+//! found committed (entries never change), so it checks each one once.
+//!
+//! The rule that makes this exact: the inbox is always LISTed *after* the fold state it is
+//! compared with was read. An entry listed then but absent from that state's `keys` had not
+//! been folded as of that state (a folded entry stays in `keys` until a LIST no longer shows
+//! it, and deleted entries never come back), so a swap on that state folds it at most once.
 
 use crate::analytics::calendar::Label;
 use crate::analytics::materialized::{
@@ -47,7 +53,7 @@ const FLUSH_KEYS: usize = 64;
 
 /// The fold state of a field.
 #[derive(Debug, Default)]
-struct FoldState {
+pub(crate) struct FoldState {
     seq: u64,
     /// Entries folded since the last flush that may still exist.
     keys: BTreeSet<String>,
@@ -65,12 +71,53 @@ fn merge_delta(into: &mut Delta, from: &Delta) {
     }
 }
 
+/// What a fold starts from (see [`Engine::scan_fold`]).
+pub(crate) struct FoldScan {
+    state: FoldState,
+    /// Listed entries already folded (in the state's `keys`).
+    stale: Vec<String>,
+    /// New foreign entries whose batch committed, with their contribution.
+    foreign: Vec<(String, std::sync::Arc<Delta>)>,
+    /// Keys of new entries whose batch never committed.
+    orphans: Vec<String>,
+    /// Whether the caller's own entry was listed as new.
+    own_listed: bool,
+}
+
+/// Inbox entries an engine found committed, with their contribution: both never change, so
+/// folds in this process check and read an entry once, however many of them see it.
+#[derive(Default)]
+pub(crate) struct EntryCache(
+    std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<Delta>>>,
+);
+
+/// Most entries an [`EntryCache`] holds (it starts afresh when full).
+const ENTRY_CACHE: usize = 4096;
+
+impl EntryCache {
+    fn get(&self, key: &str) -> Option<std::sync::Arc<Delta>> {
+        self.0.lock().ok()?.get(key).cloned()
+    }
+
+    fn insert(&self, key: String, delta: std::sync::Arc<Delta>) {
+        if let Ok(mut m) = self.0.lock() {
+            if m.len() >= ENTRY_CACHE {
+                m.clear();
+            }
+            m.insert(key, delta);
+        }
+    }
+}
+
 /// A packed object as read.
 struct PackedObject {
     fold: u64,
     points: Packed,
     version: Option<Version>,
 }
+
+/// An inbox entry as a fold checked it: its name, status and (when committed) contribution.
+type Checked = (String, EntryStatus, Option<std::sync::Arc<Delta>>);
 
 /// Whether an inbox entry's batch was committed.
 enum EntryStatus {
@@ -110,7 +157,7 @@ impl Engine {
         let _ = self.store().delete(&key).await;
     }
 
-    async fn read_fold_state(&self, resource: &str, field: &str) -> Result<FoldState> {
+    pub(crate) async fn read_fold_state(&self, resource: &str, field: &str) -> Result<FoldState> {
         let key = self.layout().analytics_fold(resource, field);
         let Some(obj) = self.store().get(&key).await? else {
             return Ok(FoldState::default());
@@ -212,73 +259,121 @@ impl Engine {
 
     /// Whether a foreign entry committed and, if so, its contribution (`None` when it vanished
     /// meanwhile: someone else folded and deleted it).
-    async fn check_entry(
-        &self,
-        resource: &str,
-        field: &str,
-        name: String,
-    ) -> Result<(String, EntryStatus, Option<Delta>)> {
-        let status = self.entry_status(resource, field, &name).await?;
+    async fn check_entry(&self, resource: &str, field: &str, name: String) -> Result<Checked> {
+        let key = format!("{}{name}", self.layout().analytics_inbox(resource, field));
+        if let Some(delta) = self.committed_entries().get(&key) {
+            return Ok((name, EntryStatus::Committed, Some(delta)));
+        }
+        // The status and the entry are read side by side (one round trip); an orphan's body
+        // is not needed, but orphans are rare.
+        let (status, obj) = futures::join!(
+            self.entry_status(resource, field, &name),
+            self.store().get(&key)
+        );
+        let status = status?;
         if !matches!(status, EntryStatus::Committed) {
             return Ok((name, status, None));
         }
-        let key = format!("{}{name}", self.layout().analytics_inbox(resource, field));
-        let Some(obj) = self.store().get(&key).await? else {
+        let Some(obj) = obj? else {
             return Ok((name, status, None));
         };
         let v: Value = serde_json::from_slice(&obj.bytes).map_err(|_| corrupt(&key))?;
-        let delta = delta_from_json(&v["delta"]).ok_or_else(|| corrupt(&key))?;
+        let delta = std::sync::Arc::new(delta_from_json(&v["delta"]).ok_or_else(|| corrupt(&key))?);
+        self.committed_entries().insert(key, delta.clone());
         Ok((name, status, Some(delta)))
+    }
+
+    /// Reads what a fold starts from: the fold state, then the inbox (in that order: a listed
+    /// entry not in the state's `keys` was not folded as of that state), with every new entry
+    /// other than `own` checked and read.
+    async fn scan_fold(&self, resource: &str, field: &str, own: Option<&str>) -> Result<FoldScan> {
+        let state = self.read_fold_state(resource, field).await?;
+        self.scan_inbox(resource, field, own, state).await
+    }
+
+    /// [`Engine::scan_fold`] from a state already read. A consolidation reads the state before
+    /// its commit and scans the inbox alongside it.
+    pub(crate) async fn scan_inbox(
+        &self,
+        resource: &str,
+        field: &str,
+        own: Option<&str>,
+        state: FoldState,
+    ) -> Result<FoldScan> {
+        let inbox = self.layout().analytics_inbox(resource, field);
+        let listed: Vec<String> = list_all(self.store().as_ref(), &inbox)
+            .await?
+            .into_iter()
+            .filter_map(|k| k.strip_prefix(&inbox).map(str::to_string))
+            .collect();
+        let (stale, new): (Vec<String>, Vec<String>) =
+            listed.into_iter().partition(|n| state.keys.contains(n));
+        let own_listed = own.is_some_and(|o| new.iter().any(|n| n == o));
+        // Foreign entries are checked and read in parallel.
+        let checked: Vec<Result<Checked>> =
+            futures::stream::iter(new.into_iter().filter(|n| Some(n.as_str()) != own))
+                .map(|name| self.check_entry(resource, field, name))
+                .buffered(32)
+                .collect()
+                .await;
+        let mut scan = FoldScan {
+            state,
+            stale,
+            foreign: Vec::new(),
+            orphans: Vec::new(),
+            own_listed,
+        };
+        for item in checked {
+            match item? {
+                (name, EntryStatus::Committed, Some(delta)) => scan.foreign.push((name, delta)),
+                (name, EntryStatus::Orphan, _) => scan.orphans.push(format!("{inbox}{name}")),
+                _ => {}
+            }
+        }
+        Ok(scan)
     }
 
     /// Folds committed inbox entries, exactly once. With `own` (an entry whose batch the
     /// caller just committed, and its contribution), returns once that entry is folded, by
-    /// this call or another.
+    /// this call or another. `scan` is one made alongside the commit (after `own` was written).
     pub(crate) async fn fold_analytics(
         &self,
         resource: &str,
         field: &str,
         own: Option<(&str, &Delta)>,
+        mut scan: Option<FoldScan>,
     ) -> Result<()> {
         let inbox = self.layout().analytics_inbox(resource, field);
+        let own_name = own.map(|(n, _)| n);
         let mut attempt: u32 = 0;
+        let mut known: Option<FoldState> = None;
         loop {
             attempt += 1;
-            let state = self.read_fold_state(resource, field).await?;
-            let listed: Vec<String> = list_all(self.store().as_ref(), &inbox)
-                .await?
-                .into_iter()
-                .filter_map(|k| k.strip_prefix(&inbox).map(str::to_string))
-                .collect();
-            let (stale, new): (Vec<String>, Vec<String>) =
-                listed.into_iter().partition(|n| state.keys.contains(n));
-            let own_name = own.map(|(n, _)| n);
-            if own_name.is_some_and(|o| !new.iter().any(|n| n == o)) {
+            let FoldScan {
+                state,
+                stale,
+                foreign,
+                mut orphans,
+                own_listed,
+            } = match scan.take() {
+                Some(s) => s,
+                None => match known.take() {
+                    Some(state) => self.scan_inbox(resource, field, own_name, state).await?,
+                    None => self.scan_fold(resource, field, own_name).await?,
+                },
+            };
+            if own_name.is_some_and(|o| !own_listed || state.keys.contains(o)) {
                 return Ok(());
             }
             let mut plan = Delta::new();
             let mut chosen = Vec::new();
-            let mut orphans = Vec::new();
             if let Some((name, delta)) = own {
                 merge_delta(&mut plan, delta);
                 chosen.push(name.to_string());
             }
-            // Foreign entries are checked and read in parallel.
-            let checked: Vec<Result<(String, EntryStatus, Option<Delta>)>> =
-                futures::stream::iter(new.into_iter().filter(|n| Some(n.as_str()) != own_name))
-                    .map(|name| self.check_entry(resource, field, name))
-                    .buffered(16)
-                    .collect()
-                    .await;
-            for item in checked {
-                match item? {
-                    (name, EntryStatus::Committed, Some(delta)) => {
-                        merge_delta(&mut plan, &delta);
-                        chosen.push(name);
-                    }
-                    (name, EntryStatus::Orphan, _) => orphans.push(format!("{inbox}{name}")),
-                    _ => {}
-                }
+            for (name, delta) in foreign {
+                merge_delta(&mut plan, &delta);
+                chosen.push(name);
             }
             if chosen.is_empty() {
                 orphans.extend(stale.iter().map(|n| format!("{inbox}{n}")));
@@ -323,22 +418,25 @@ impl Engine {
                     }
                     let jitter = self.random() % (5 * u64::from(attempt.min(20)) + 1);
                     self.sleeper().sleep(jitter).await;
+                    // Whoever won may have folded our entry: then one GET tells.
+                    let state = self.read_fold_state(resource, field).await?;
+                    if own_name.is_some_and(|o| state.keys.contains(o)) {
+                        return Ok(());
+                    }
+                    known = Some(state);
                     continue;
                 }
                 Err(e) => return Err(e.into()),
             }
             if flush {
-                for (name, delta) in &plan {
-                    let mut obj = match objects.remove(name) {
-                        Some(o) => o,
-                        None => self.read_packed(resource, field, name).await?,
-                    };
-                    if obj.fold < seq {
-                        merge_packed(&mut obj.points, delta);
-                        obj.fold = seq;
-                        self.write_packed(resource, field, name, &mut obj).await?;
-                    }
-                }
+                let writes: Vec<_> = plan
+                    .iter()
+                    .map(|(name, delta)| {
+                        let known = objects.remove(name);
+                        self.bring_up(resource, field, name, delta, seq, known)
+                    })
+                    .collect();
+                futures::future::try_join_all(writes).await?;
                 orphans.extend(keys.iter().map(|n| format!("{inbox}{n}")));
             }
             // Best effort: the next fold deletes what is left.
@@ -355,19 +453,41 @@ impl Engine {
         field: &str,
         state: &FoldState,
     ) -> Result<BTreeMap<String, PackedObject>> {
-        let mut out = BTreeMap::new();
-        for (name, delta) in &state.plan {
-            let mut obj = self.read_packed(resource, field, name).await?;
-            if obj.fold < state.seq {
-                merge_packed(&mut obj.points, delta);
-                obj.fold = state.seq;
-                if !self.write_packed(resource, field, name, &mut obj).await? {
-                    obj = self.read_packed(resource, field, name).await?;
-                }
+        let reads: Vec<_> = state
+            .plan
+            .iter()
+            .map(|(name, delta)| self.bring_up(resource, field, name, delta, state.seq, None))
+            .collect();
+        Ok(futures::future::try_join_all(reads)
+            .await?
+            .into_iter()
+            .collect())
+    }
+
+    /// Brings one packed object up to fold `seq` (applying `delta` unless it already is),
+    /// from `known` or a fresh read; returns it as it now stands.
+    async fn bring_up(
+        &self,
+        resource: &str,
+        field: &str,
+        name: &str,
+        delta: &Packed,
+        seq: u64,
+        known: Option<PackedObject>,
+    ) -> Result<(String, PackedObject)> {
+        let mut obj = match known {
+            Some(o) => o,
+            None => self.read_packed(resource, field, name).await?,
+        };
+        if obj.fold < seq {
+            merge_packed(&mut obj.points, delta);
+            obj.fold = seq;
+            if !self.write_packed(resource, field, name, &mut obj).await? {
+                // Someone finishing the same plan wrote it first.
+                obj = self.read_packed(resource, field, name).await?;
             }
-            out.insert(name.clone(), obj);
         }
-        Ok(out)
+        Ok((name.to_string(), obj))
     }
 
     /// The materialized points of `labels` (all of one period), or of every cohort of the

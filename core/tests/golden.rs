@@ -135,7 +135,7 @@ fn generate() -> Value {
                 .map(|t| Fact::from_json(t).unwrap())
                 .filter(|(f, applied)| {
                     (*applied || plan.include_pending())
-                        && plan.record().is_none_or(|r| f.record_id == r)
+                        && plan.record().is_none_or(|r| &*f.record_id == r)
                 })
                 .map(|(f, _)| f)
                 .collect();

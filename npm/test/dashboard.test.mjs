@@ -5,31 +5,13 @@
 // TALLY_BROWSER_REQUIRED is set (the README's test command sets it).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { extname, join, resolve, sep } from 'node:path';
-import { tmpdir } from 'node:os';
-import { fileURLToPath } from 'node:url';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CHROMIUM, ROOT, serve, withChromium } from './support/browser.mjs';
 
-const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const available = existsSync(CHROMIUM);
 if (!available && process.env.TALLY_BROWSER_REQUIRED) throw new Error(`TALLY_BROWSER_REQUIRED is set but ${CHROMIUM} is missing`);
 const fixture = JSON.parse(readFileSync(join(ROOT, 'tests/golden/analytics.json'), 'utf8'));
-const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.json': 'application/json', '.wasm': 'application/wasm' };
-
-function serve() {
-  const server = createServer((req, res) => {
-    const path = resolve(ROOT, '.' + decodeURIComponent(new URL(req.url, 'http://x').pathname));
-    if (!path.startsWith(ROOT + sep) || !existsSync(path)) {
-      res.writeHead(404).end('not found');
-      return;
-    }
-    res.writeHead(200, { 'content-type': TYPES[extname(path)] ?? 'application/octet-stream' });
-    res.end(readFileSync(path));
-  });
-  return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok(server)));
-}
 
 const expected = (timezone, fn, first) =>
   fixture.cases.find((c) => c.timezone === timezone && c.function === fn && c.args[0] === first).expected;
@@ -60,35 +42,28 @@ function assertMatches(shown, timezone) {
 }
 
 test('dashboard in headless Chromium shows the golden numbers and recomputes on a zone change', { skip: available ? false : `${CHROMIUM} is not installed` }, async () => {
-  const { chromium } = await import('playwright-core');
   const server = await serve();
-  const profile = mkdtempSync(join(tmpdir(), 'tally-chromium-'));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    viewport: { width: 1280, height: 1000 },
-  });
   try {
-    const page = await context.newPage();
-    const errors = [];
-    page.on('pageerror', (e) => errors.push(String(e)));
-    const { port } = server.address();
-    await page.goto(`http://127.0.0.1:${port}/npm/examples/dashboard/index.html?data=/tests/golden/analytics.json&day=2025-03-09&month=2025-06&weekMonth=2025-11&tz=UTC`);
-    await page.waitForSelector('#status[data-ready="true"]', { state: 'attached', timeout: 20000 });
-    assertMatches(await readCharts(page), 'UTC');
-    for (const zone of ['America/New_York', 'Australia/Lord_Howe']) {
-      await page.selectOption('#timezone', zone);
-      await page.waitForSelector(`#status[data-ready="true"][data-timezone="${zone}"]`, { state: 'attached', timeout: 20000 });
-      const shown = await readCharts(page);
-      assertMatches(shown, zone);
-      if (zone === 'America/New_York') assert.equal(shown.hourly.length, 23, 'the spring-forward day has 23 hours');
-    }
-    mkdirSync(join(ROOT, 'tests/out'), { recursive: true });
-    await page.screenshot({ path: join(ROOT, 'tests/out/dashboard.png'), fullPage: true });
-    assert.deepEqual(errors, [], 'no page errors');
+    await withChromium(async (context) => {
+      const page = await context.newPage();
+      const errors = [];
+      page.on('pageerror', (e) => errors.push(String(e)));
+      const { port } = server.address();
+      await page.goto(`http://127.0.0.1:${port}/npm/examples/dashboard/index.html?data=/tests/golden/analytics.json&day=2025-03-09&month=2025-06&weekMonth=2025-11&tz=UTC`);
+      await page.waitForSelector('#status[data-ready="true"]', { state: 'attached', timeout: 20000 });
+      assertMatches(await readCharts(page), 'UTC');
+      for (const zone of ['America/New_York', 'Australia/Lord_Howe']) {
+        await page.selectOption('#timezone', zone);
+        await page.waitForSelector(`#status[data-ready="true"][data-timezone="${zone}"]`, { state: 'attached', timeout: 20000 });
+        const shown = await readCharts(page);
+        assertMatches(shown, zone);
+        if (zone === 'America/New_York') assert.equal(shown.hourly.length, 23, 'the spring-forward day has 23 hours');
+      }
+      mkdirSync(join(ROOT, 'tests/out'), { recursive: true });
+      await page.screenshot({ path: join(ROOT, 'tests/out/dashboard.png'), fullPage: true });
+      assert.deepEqual(errors, [], 'no page errors');
+    });
   } finally {
-    await context.close();
     server.close();
-    rmSync(profile, { recursive: true, force: true });
   }
 });

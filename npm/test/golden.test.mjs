@@ -6,21 +6,11 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { S3db } from '../index.js';
 import init, * as tally from '../wasm/index.js';
-import { plugin } from './helpers.mjs';
+import { plugin, wasmArgs } from './helpers.mjs';
 
 const fixture = JSON.parse(readFileSync(new URL('../../tests/golden/analytics.json', import.meta.url), 'utf8'));
 const { resource, field, transactions, cases } = fixture;
 const zones = [...new Set(cases.map((c) => c.timezone))];
-
-/** The case's arguments with `timezone` and `now` in its options object (added if absent). */
-export function wasmArgs(c, now) {
-  const args = structuredClone(c.args);
-  const last = args[args.length - 1];
-  const env = { timezone: c.timezone, now };
-  if (last && typeof last === 'object' && !Array.isArray(last)) Object.assign(last, env);
-  else args.push(env);
-  return args;
-}
 
 for (const zone of zones) {
   test(`addon: ${cases.filter((c) => c.timezone === zone).length} golden queries in ${zone}`, async () => {
@@ -57,6 +47,53 @@ test(`wasm in Node: all ${cases.length} golden queries`, async () => {
   for (const c of cases) {
     const got = tally[c.function](transactions, ...wasmArgs(c, fixture.now));
     assert.deepEqual(got, c.expected, `${c.function}(${JSON.stringify(c.args)}) in ${c.timezone}`);
+  }
+});
+
+test('wasm: a prepared set and the item-by-item reader give the golden answers too', async () => {
+  await init();
+  const columns = tally.prepare(transactions);
+  const items = tally.Transactions.fromArray(transactions);
+  assert.equal(columns.length, transactions.length);
+  assert.equal(tally.prepare(columns), columns, 'a prepared set is taken as it is');
+  for (const c of cases) {
+    for (const [name, set] of [['columns', columns], ['items', items]]) {
+      const got = tally[c.function](set, ...wasmArgs(c, fixture.now));
+      assert.deepEqual(got, c.expected, `${name}: ${c.function}(${JSON.stringify(c.args)}) in ${c.timezone}`);
+    }
+  }
+  columns.free();
+  items.free();
+});
+
+test('wasm: every transaction form reads the same through columns and item by item', async () => {
+  await init();
+  const forms = [
+    { originalId: 'a', timestamp: '2025-03-09T07:30:00Z', value: 5 },
+    { originalId: 'a', timestamp: Date.parse('2025-03-09T08:10:00Z') + 0.7, value: '2.50', operation: 'sub' },
+    { recordId: 'b', timestamp: '2025-03-09T09:00:00+02:00', value: 0.1, operation: 'set' },
+    { originalId: 7, timestamp: '2025-03-09T10:00:00.123456Z', value: 1e-7, operation: 'add', applied: false },
+    { originalId: 'c', timestamp: '2025-03-09T11:00:00Z', value: -3, operation: null, applied: 'no' },
+  ];
+  const args = ['2025-03-09', { fillGaps: true, includePending: true, timezone: 'America/New_York' }];
+  const viaItems = tally.Transactions.fromArray(forms).query('getDayByHour', args);
+  assert.deepEqual(tally.getDayByHour(forms, ...structuredClone(args)), viaItems);
+  assert.equal(viaItems.reduce((n, p) => n + p.count, 0), 5);
+  const top = tally.getTopRecords(forms, { period: 'day', date: '2025-03-09' });
+  assert.deepEqual(new Set(top.map((r) => r.recordId)), new Set(['a', 'b', 'c', '7']));
+  // Malformed items: the same codes whichever way they are read.
+  for (const [bad, code] of [
+    [{ originalId: 'a', timestamp: '2025-03-09 07:30', value: 1 }, 'ERR_INVALID_DATE'],
+    [{ originalId: 'a', timestamp: '2025-03-09T07:30:00Z', value: 'ten' }, 'ERR_INVALID_ARGUMENT'],
+    [{ originalId: 'a', timestamp: 9e15, value: 1 }, 'ERR_INVALID_ARGUMENT'],
+    [{ originalId: 'a', timestamp: '2025-03-09T07:30:00Z', value: 1, operation: 'mul' }, 'ERR_INVALID_ARGUMENT'],
+    [{ timestamp: '2025-03-09T07:30:00Z', value: 1 }, 'ERR_INVALID_ARGUMENT'],
+    [{ originalId: 'a', timestamp: '2025-03-09T07:30\n:00Z', value: 1 }, 'ERR_INVALID_DATE'],
+    ['not an object', 'ERR_INVALID_ARGUMENT'],
+  ]) {
+    const txs = [forms[0], bad];
+    assert.throws(() => tally.prepare(txs), (e) => e instanceof Error && e.code === code, `prepare: ${JSON.stringify(bad)}`);
+    assert.throws(() => tally.Transactions.fromArray(txs), (e) => e.code === code, `items: ${JSON.stringify(bad)}`);
   }
 });
 

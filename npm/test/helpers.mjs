@@ -96,3 +96,13 @@ export async function within(promise, ms, what = 'operation') {
     clearTimeout(timer);
   }
 }
+
+/** The case's arguments with `timezone` and `now` in its options object (added if absent). */
+export function wasmArgs(c, now) {
+  const args = structuredClone(c.args);
+  const last = args[args.length - 1];
+  const env = { timezone: c.timezone, now };
+  if (last && typeof last === 'object' && !Array.isArray(last)) Object.assign(last, env);
+  else args.push(env);
+  return args;
+}

@@ -41,7 +41,11 @@ export async function wasmTypes(): Promise<number> {
   const pts = tally.getDayByHour(txs, '2025-03-09', { fillGaps: true, timezone: 'America/New_York' });
   const top = tally.getTopRecords(txs, { period: 'day', sortBy: 'totalValue', now: 0 });
   const days = tally.rollup(pts, 'day');
-  return pts.length + top.length + days.length + tally.weeksInYear(2026);
+  const set: tally.Transactions = tally.prepare(txs);
+  const month = tally.getMonthByDay(set, '2025-03', { timezone: 'Europe/Berlin' });
+  const n = set.length;
+  set.free();
+  return pts.length + top.length + days.length + month.length + n + tally.weeksInYear(2026);
 }
 
 // inside an s3db.js Database

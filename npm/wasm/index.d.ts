@@ -16,7 +16,25 @@ export type WasmTransaction = Pick<Transaction, 'originalId' | 'timestamp'> &
   Partial<Pick<Transaction, 'operation' | 'applied'>> & { value: number | string; timestamp: string | number };
 
 type Opts = AnalyticsOptions & WasmEnv;
-type Txs = readonly WasmTransaction[];
+
+/** Transactions read into WebAssembly memory by `prepare()`, for many queries. */
+export class Transactions {
+  private constructor();
+  /** How many transactions are held. */
+  readonly length: number;
+  /** Runs a query function by name, with the plugin's arguments after (resource, field). */
+  query(fn: string, args: unknown[]): unknown;
+  /** Releases the WebAssembly memory now (it is also released when garbage-collected). */
+  free(): void;
+}
+
+/** The transactions every query function takes: an array, or a prepared set. */
+type Txs = readonly WasmTransaction[] | Transactions;
+
+/** Reads transactions into WebAssembly memory once: queries on the result do not read them
+ * again (a dashboard's time-zone change only recomputes). Throws like the query functions on
+ * a malformed transaction. */
+export function prepare(transactions: readonly WasmTransaction[] | Transactions): Transactions;
 
 /** Loads the WebAssembly module (fetched next to this file in browsers, read from disk in Node). */
 export default function init(input?: { module_or_path: BufferSource | URL | string | Request | Response }): Promise<void>;

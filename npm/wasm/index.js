@@ -22,7 +22,76 @@ export default function init(input) {
   return ready;
 }
 
-const q = (name) => (transactions, ...args) => wasm.query(name, transactions, args);
+const OPS = { add: 0, sub: 1, set: 2 };
+
+/** Reads transactions into WebAssembly memory once, for many queries: the query functions take
+ * the result in place of the array. Free it with `.free()` when done (it is also freed when
+ * garbage-collected). Well-formed arrays go over as columns; anything unusual is read item by
+ * item by the same rules, with the same errors. */
+export function prepare(transactions) {
+  if (transactions instanceof wasm.Transactions) return transactions;
+  return (Array.isArray(transactions) && columns(transactions)) || wasm.Transactions.fromArray(transactions);
+}
+
+/** Columns for `Transactions.fromColumns`, or null when an item needs the item-by-item reader. */
+function columns(txs) {
+  const n = txs.length;
+  const index = new Map();
+  const ids = [];
+  const idOf = new Uint32Array(n);
+  const times = new Float64Array(n);
+  const ops = new Uint8Array(n);
+  const values = new Float64Array(n);
+  const applied = new Uint8Array(n);
+  const timeText = [];
+  const valueText = [];
+  for (let i = 0; i < n; i++) {
+    const t = txs[i];
+    if (t === null || typeof t !== 'object' || Array.isArray(t)) return null;
+    let id = 'originalId' in t ? t.originalId : t.recordId;
+    if (typeof id === 'number' && Number.isSafeInteger(id)) id = String(id);
+    if (typeof id !== 'string') return null;
+    let k = index.get(id);
+    if (k === undefined) {
+      k = ids.length;
+      index.set(id, k);
+      ids.push(id);
+    }
+    idOf[i] = k;
+    const ts = numberOrText(t.timestamp, timeText);
+    const v = numberOrText(t.value, valueText);
+    if (ts === null || v === null) return null;
+    times[i] = ts;
+    values[i] = v;
+    const op = t.operation ?? 'add';
+    if (!Object.hasOwn(OPS, op)) return null;
+    ops[i] = OPS[op];
+    applied[i] = t.applied === false ? 0 : 1;
+  }
+  return wasm.Transactions.fromColumns(ids, idOf, times, timeText.join('\n'), ops, values, valueText.join('\n'), applied);
+}
+
+/** A finite number as it is; text (without a newline) as NaN, kept in `texts`; else null. */
+function numberOrText(x, texts) {
+  if (typeof x === 'number' && Number.isFinite(x)) return x;
+  if (typeof x === 'string' && !x.includes('\n')) {
+    texts.push(x);
+    return NaN;
+  }
+  return null;
+}
+
+/** Runs `fn` over prepared transactions, freeing them afterwards if prepared here. */
+function withPrepared(transactions, fn) {
+  const set = prepare(transactions);
+  try {
+    return fn(set);
+  } finally {
+    if (set !== transactions) set.free();
+  }
+}
+
+const q = (name) => (transactions, ...args) => withPrepared(transactions, (set) => set.query(name, args));
 
 export const getAnalytics = q('getAnalytics');
 export const getDayByHour = q('getDayByHour');
@@ -43,6 +112,12 @@ export const getAnalyticsByTimeRange = q('getAnalyticsByTimeRange');
 export const getTopRecords = q('getTopRecords');
 
 /** Points for every cohort of `period` that has transactions (getAnalytics without a range). */
-export const aggregate = (transactions, period, options = {}) => wasm.query('getAnalytics', transactions, [{ ...options, period }]);
+export const aggregate = (transactions, period, options = {}) => getAnalytics(transactions, { ...options, period });
 
-export const { query, queryFunctions, cohorts, range, fillGaps, rollup, isoWeek, weeksInYear } = wasm;
+/** Transactions read into WebAssembly memory (see `prepare`). */
+export const Transactions = wasm.Transactions;
+
+/** Any query function by name, with the plugin's arguments after (resource, field). */
+export const query = (name, transactions, args) => withPrepared(transactions, (set) => set.query(name, args));
+
+export const { queryFunctions, cohorts, range, fillGaps, rollup, isoWeek, weeksInYear } = wasm;

@@ -154,7 +154,7 @@ pub fn add_pending<'a>(
     for f in facts {
         let label = cohort_label(f.timestamp_ms, period, zone);
         let counted = seen
-            .get(&f.record_id)
+            .get(&*f.record_id)
             .is_some_and(|s| s.contains(period, &label));
         let p = points.entry(label).or_default();
         p.add_value(f);
@@ -260,7 +260,7 @@ mod tests {
         let base = 1_735_689_600_000; // 2025-01-01
         raw.iter()
             .map(|(t, op, v, r)| Fact {
-                record_id: format!("r{r}"),
+                record_id: format!("r{r}").into(),
                 timestamp_ms: base + t,
                 operation: [Op::Add, Op::Sub, Op::Set][*op as usize],
                 value: Decimal::from(*v),

@@ -9,12 +9,15 @@ use chrono_tz::Tz;
 use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// One transaction as analytics sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fact {
-    /// The record (`originalId`).
-    pub record_id: String,
+    /// The record (`originalId`), shared: the facts of one record hold one copy (a million
+    /// small strings would make a WebAssembly heap grow, and a browser collect garbage, at
+    /// every step).
+    pub record_id: Arc<str>,
     /// Epoch milliseconds.
     pub timestamp_ms: i64,
     /// Operation.
@@ -53,19 +56,10 @@ impl Fact {
             _ => return Err(bad("needs originalId (the record id)")),
         };
         let timestamp_ms = match o.get("timestamp") {
-            Some(Value::String(s)) => crate::cohort::parse_timestamp(s).ok_or_else(|| {
-                Error::new(
-                    crate::error::ErrorCode::InvalidDate,
-                    format!(
-                        "transaction timestamp \"{}\" is not ISO 8601",
-                        crate::amount::truncate(s, 40)
-                    ),
-                )
-            })?,
+            Some(Value::String(s)) => Fact::timestamp_of_text(s)?,
             Some(Value::Number(n)) => n
                 .as_f64()
-                .filter(|f| f.is_finite() && f.abs() < 8.64e15)
-                .map(|f| f as i64)
+                .and_then(Fact::timestamp_of_number)
                 .ok_or_else(|| bad("timestamp is out of range"))?,
             _ => return Err(bad("needs a timestamp")),
         };
@@ -78,15 +72,15 @@ impl Fact {
         };
         let value = match o.get("value") {
             Some(Value::Number(n)) => decimal_of(n).ok_or_else(|| bad("value is out of range"))?,
-            Some(Value::String(s)) => s
-                .parse::<Decimal>()
-                .map_err(|_| bad("value must be a number"))?,
+            Some(Value::String(s)) => {
+                Fact::value_of_text(s).ok_or_else(|| bad("value must be a number"))?
+            }
             _ => return Err(bad("needs a numeric value")),
         };
         let applied = o.get("applied").and_then(Value::as_bool).unwrap_or(true);
         Ok((
             Fact {
-                record_id,
+                record_id: record_id.into(),
                 timestamp_ms,
                 operation,
                 value,
@@ -96,10 +90,45 @@ impl Fact {
     }
 }
 
+impl Fact {
+    /// A transaction timestamp given as text: RFC 3339 / ISO 8601 with an offset.
+    pub fn timestamp_of_text(s: &str) -> crate::error::Result<i64> {
+        crate::cohort::parse_timestamp(s).ok_or_else(|| {
+            crate::error::Error::new(
+                crate::error::ErrorCode::InvalidDate,
+                format!(
+                    "transaction timestamp \"{}\" is not ISO 8601",
+                    crate::amount::truncate(s, 40)
+                ),
+            )
+        })
+    }
+
+    /// A transaction timestamp given as epoch milliseconds (finite, within ±8.64e15, the
+    /// range of a JS `Date`; fractions are dropped).
+    pub fn timestamp_of_number(f: f64) -> Option<i64> {
+        (f.is_finite() && f.abs() < 8.64e15).then_some(f as i64)
+    }
+
+    /// A transaction value given as a JS number, read as the JSON path reads it: integers
+    /// exactly, others by their shortest printed form.
+    pub fn value_of_number(f: f64) -> Option<Decimal> {
+        if f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 {
+            return Some(Decimal::from(f as i64));
+        }
+        serde_json::Number::from_f64(f).and_then(|n| decimal_of(&n))
+    }
+
+    /// A transaction value given as a decimal string.
+    pub fn value_of_text(s: &str) -> Option<Decimal> {
+        s.parse::<Decimal>().ok()
+    }
+}
+
 impl From<&crate::txn::Transaction> for Fact {
     fn from(t: &crate::txn::Transaction) -> Fact {
         Fact {
-            record_id: t.original_id.clone(),
+            record_id: t.original_id.as_str().into(),
             timestamp_ms: t.timestamp_ms,
             operation: t.operation,
             value: t.value,
@@ -119,7 +148,7 @@ pub struct Point {
     /// Largest signed value.
     pub max: Decimal,
     /// Distinct records, by id (points aggregated from transactions).
-    pub records: BTreeSet<String>,
+    pub records: BTreeSet<Arc<str>>,
     /// Distinct records counted without their ids (materialized points, whose records were
     /// counted once per cohort at consolidation).
     pub distinct: u64,
@@ -319,11 +348,13 @@ pub fn aggregate<'a>(
     period: Period,
     zone: Tz,
 ) -> PointSet {
-    use std::collections::{HashMap, HashSet};
+    use rustc_hash::FxHashMap;
     const QUARTER: i64 = 900_000;
-    let mut slots: Vec<(Point, HashSet<&'a str>)> = Vec::new();
-    let mut by_label: HashMap<Label, usize> = HashMap::new();
-    let mut by_quarter: HashMap<i64, usize> = HashMap::new();
+    // Records are gathered by the address of their shared id (cheap to hash); ids held twice
+    // (facts read one by one) fold into one when the set of each point is built.
+    let mut slots: Vec<(Point, FxHashMap<*const u8, &'a Arc<str>>)> = Vec::new();
+    let mut by_label: FxHashMap<Label, usize> = FxHashMap::default();
+    let mut by_quarter: FxHashMap<i64, usize> = FxHashMap::default();
     for f in facts {
         let q = f.timestamp_ms.div_euclid(QUARTER);
         let slot = match by_quarter.get(&q) {
@@ -344,13 +375,13 @@ pub fn aggregate<'a>(
         };
         let (p, records) = &mut slots[slot];
         p.add_value(f);
-        records.insert(&f.record_id);
+        records.insert(f.record_id.as_ptr(), &f.record_id);
     }
     by_label
         .into_iter()
         .map(|(label, s)| {
             let (mut p, records) = std::mem::take(&mut slots[s]);
-            p.records = records.into_iter().map(str::to_string).collect();
+            p.records = records.into_values().cloned().collect();
             (label, p)
         })
         .collect()
@@ -401,7 +432,7 @@ pub fn top_records<'a>(
 ) -> Vec<Value> {
     let mut by: BTreeMap<&str, (u64, Decimal)> = BTreeMap::new();
     for f in facts {
-        let e = by.entry(f.record_id.as_str()).or_default();
+        let e = by.entry(&*f.record_id).or_default();
         e.0 += 1;
         e.1 += f.signed();
     }
@@ -549,7 +580,7 @@ mod tests {
             let zone: Tz = zones[zone_ix].parse().unwrap();
             let base = 1_735_689_600_000; // 2025-01-01
             let facts: Vec<Fact> = raw.iter().map(|(t, op, v, r)| Fact {
-                record_id: format!("r{r}"),
+                record_id: format!("r{r}").into(),
                 timestamp_ms: base + t,
                 operation: [Op::Add, Op::Sub, Op::Set][*op as usize],
                 value: Decimal::from(*v),

@@ -7,6 +7,7 @@ import init, * as tally from '../../wasm/index.js';
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 let transactions = [];
+let prepared = null; // the transactions in WebAssembly memory (tally.prepare)
 
 const fmt = (n) => (Math.round(n * 100) / 100).toLocaleString('en-US');
 
@@ -46,13 +47,13 @@ function render() {
   const day = $('day').value, month = $('month').value, weekMonth = $('weekMonth').value || month;
   try {
     $('hourly-title').textContent = `Hourly, ${day} (${timezone})`;
-    chart($('hourly'), tally.getDayByHour(transactions, day, { fillGaps: true, timezone }), { kind: 'bars', label: 'sum', xLabel: 'hour' });
+    chart($('hourly'), tally.getDayByHour(prepared, day, { fillGaps: true, timezone }), { kind: 'bars', label: 'sum', xLabel: 'hour' });
     $('daily-title').textContent = `Daily, ${month} (${timezone})`;
-    chart($('daily'), tally.getMonthByDay(transactions, month, { fillGaps: true, timezone }), { kind: 'line', label: 'sum', xLabel: 'day' });
+    chart($('daily'), tally.getMonthByDay(prepared, month, { fillGaps: true, timezone }), { kind: 'line', label: 'sum', xLabel: 'day' });
     $('weekly-title').textContent = `Weekly, ISO weeks of ${weekMonth} (${timezone})`;
-    chart($('weekly'), tally.getMonthByWeek(transactions, weekMonth, { fillGaps: true, timezone }), { kind: 'bars', label: 'sum', xLabel: 'ISO week' });
+    chart($('weekly'), tally.getMonthByWeek(prepared, weekMonth, { fillGaps: true, timezone }), { kind: 'bars', label: 'sum', xLabel: 'ISO week' });
     $('top-title').textContent = `Top records by total, ${month} (${timezone})`;
-    const top = tally.getTopRecords(transactions, { period: 'month', date: month, sortBy: 'totalValue', limit: 3, timezone });
+    const top = tally.getTopRecords(prepared, { period: 'month', date: month, sortBy: 'totalValue', limit: 3, timezone });
     $('top').innerHTML = '<tr><th>record</th><th>transactions</th><th>total</th></tr>' +
       top.map((r) => `<tr data-record="${r.recordId}" data-count="${r.count}" data-sum="${r.sum}"><td>${r.recordId}</td><td>${r.count}</td><td>${fmt(r.sum)}</td></tr>`).join('');
     $('status').textContent = '';
@@ -70,6 +71,15 @@ async function load(json) {
   $('month').value ||= params.get('month') ?? last.slice(0, 7);
   $('weekMonth').value ||= params.get('weekMonth') ?? $('month').value;
   $('source').textContent = `${transactions.length} transactions`;
+  prepared?.free();
+  prepared = null;
+  try {
+    prepared = tally.prepare(transactions); // read into WebAssembly once; zone changes only recompute
+  } catch (e) {
+    $('status').textContent = `${e.code ?? 'Error'}: ${e.message}`;
+    $('status').dataset.ready = 'true';
+    return;
+  }
   render();
 }
 
