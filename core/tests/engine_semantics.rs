@@ -473,3 +473,86 @@ async fn consolidated_event_fires_once_per_explicit_consolidation() {
         vec!["plg:eventual-consistency:consolidated".to_string()]
     );
 }
+
+#[tokio::test]
+async fn a_pass_lease_left_by_a_crashed_process_is_taken_over_after_locks_timeout() {
+    let t0 = 1_760_000_000_000;
+    let clock = ManualClock::new(t0);
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let cfg = json!({ "resources": { "wallets": ["balance"] }, "locks": { "timeout": 30 } });
+    let a = instance(store.clone(), cfg.clone(), Some(clock.clone()), 1);
+    let b = instance(store.clone(), cfg, Some(clock.clone()), 2);
+    let w = wallets(&a).await;
+    w.insert(&json!({ "id": "w1" })).await.unwrap();
+    add(&a, "balance", "w1", 5.0).await;
+    // Process A took the pass lease and died before finishing its pass.
+    let lease = tally_core::keys::Layout::new("db").lease("wallets", "balance");
+    let held = json!({ "owner": "crashed", "expiresAt": t0 + 30_000 });
+    store
+        .put(
+            &lease,
+            serde_json::to_vec(&held).unwrap(),
+            tally_core::store::PutMode::Create,
+        )
+        .await
+        .unwrap();
+    // (balance, records with pending transactions) after a pass by B.
+    let pass = || async {
+        b.engine.run_pass().await.unwrap();
+        let pending = b.engine.pending_record_ids("wallets", "balance").await;
+        (
+            w.get("w1").await.unwrap()["balance"].clone(),
+            pending.unwrap(),
+        )
+    };
+    clock.advance(29_000);
+    assert_eq!(
+        pass().await,
+        (json!(0.0), vec!["w1".to_string()]),
+        "the lease is still held"
+    );
+    clock.advance(1_001);
+    assert_eq!(pass().await, (json!(5.0), vec![]), "taken over after 30 s");
+    assert!(
+        store.get(&lease).await.unwrap().is_none(),
+        "released after the pass"
+    );
+}
+
+/// The largest amount seen: a reducer a binding would provide (`reducer(current, tx)` in JS).
+struct Largest;
+
+#[async_trait::async_trait]
+impl tally_core::engine::Reducer for Largest {
+    async fn reduce(
+        &self,
+        start: rust_decimal::Decimal,
+        txs: &[&tally_core::txn::Transaction],
+        _zone: chrono_tz::Tz,
+    ) -> tally_core::Result<rust_decimal::Decimal> {
+        Ok(txs
+            .iter()
+            .map(|t| t.value)
+            .fold(start, rust_decimal::Decimal::max))
+    }
+}
+
+#[tokio::test]
+async fn a_custom_reducer_decides_the_consolidated_value() {
+    let i = instance(
+        Arc::new(MemoryStore::new()),
+        json!({ "resources": [{ "resource": "wallets", "fields": [{ "field": "balance", "reducer": { "$function": 7 } }] }],
+                "consolidation": { "mode": "sync" } }),
+        None,
+        3,
+    );
+    i.engine.set_reducer(7, Arc::new(Largest));
+    let w = wallets(&i).await;
+    w.insert(&json!({ "id": "w1" })).await.unwrap();
+    let mut seen = Vec::new();
+    for v in [5.0, 3.0, 9.0, 2.0] {
+        seen.push(value(add(&i, "balance", "w1", v).await));
+    }
+    assert_eq!(seen, [Some(5.0), Some(5.0), Some(9.0), Some(9.0)]);
+    assert_eq!(w.get("w1").await.unwrap()["balance"], json!(9.0));
+}
