@@ -271,6 +271,29 @@ impl Engine {
         Ok(())
     }
 
+    /// Which of the journals about to be collected get a checkpoint: with
+    /// `checkpoints.enabled`, the last batch of every hour (strategy `hourly`) or day (`daily`,
+    /// in `cohort.timezone`) they were committed in, within `checkpoints.retention`; and
+    /// always the last one, which `recalculate` needs.
+    fn checkpoint_ends(&self, old: &[&Journal], cp_cutoff: i64) -> Vec<usize> {
+        use crate::analytics::calendar::cohort_label;
+        let period = if self.config().checkpoints_hourly {
+            crate::config::Period::Hour
+        } else {
+            crate::config::Period::Day
+        };
+        let label = |j: &Journal| cohort_label(j.committed_at, period, self.zone());
+        let last = old.len() - 1;
+        (0..old.len())
+            .filter(|&i| {
+                i == last
+                    || (self.config().checkpoints_enabled
+                        && old[i].committed_at >= cp_cutoff
+                        && label(old[i]) != label(old[i + 1]))
+            })
+            .collect()
+    }
+
     async fn gc_field(&self, resource: &str, fc: &FieldConfig) -> Result<(u64, u64)> {
         let now = self.now_ms();
         let cutoff = now - (self.config().gc_retention_days * 86_400_000.0) as i64;
@@ -303,32 +326,35 @@ impl Engine {
                         && j.committed_at < cutoff
                 })
                 .collect();
-            if let Some(last) = old.last() {
+            let cp_cutoff = now - (self.config().checkpoints_retention_days * 86_400_000.0) as i64;
+            if !old.is_empty() {
                 let cp = self.latest_checkpoint(resource, &fc.field, &id).await?;
-                let values = self.replay(fc, &chain[..old.len()], cp.as_ref()).await?;
-                let body = json!({
-                    "seq": last.seq,
-                    "at": last.committed_at,
-                    "values": values.iter().map(|(p, v)| (p.clone(), Value::String(v.to_string()))).collect::<Map<String, Value>>(),
-                });
-                let key = format!(
-                    "{}{:010}",
-                    self.layout().checkpoints(resource, &fc.field, &id),
-                    last.seq
-                );
-                self.store()
-                    .put(
-                        &key,
-                        serde_json::to_vec(&body).unwrap_or_default(),
-                        PutMode::Overwrite,
-                    )
-                    .await?;
+                for end in self.checkpoint_ends(&old, cp_cutoff) {
+                    let j = old[end];
+                    let values = self.replay(fc, &chain[..=end], cp.as_ref()).await?;
+                    let body = json!({
+                        "seq": j.seq,
+                        "at": j.committed_at,
+                        "values": values.iter().map(|(p, v)| (p.clone(), Value::String(v.to_string()))).collect::<Map<String, Value>>(),
+                    });
+                    let key = format!(
+                        "{}{:010}",
+                        self.layout().checkpoints(resource, &fc.field, &id),
+                        j.seq
+                    );
+                    self.store()
+                        .put(
+                            &key,
+                            serde_json::to_vec(&body).unwrap_or_default(),
+                            PutMode::Overwrite,
+                        )
+                        .await?;
+                }
                 doomed.extend(old.iter().map(|j| j.key.clone()));
             }
             // Checkpoints past their retention, keeping the newest.
             let cp_prefix = self.layout().checkpoints(resource, &fc.field, &id);
             let cps = list_all(self.store().as_ref(), &cp_prefix).await?;
-            let cp_cutoff = now - (self.config().checkpoints_retention_days * 86_400_000.0) as i64;
             for key in cps.iter().rev().skip(1) {
                 if let Some(obj) = self.store().get(key).await? {
                     let at = serde_json::from_slice::<Value>(&obj.bytes)

@@ -556,3 +556,53 @@ async fn a_custom_reducer_decides_the_consolidated_value() {
     assert_eq!(seen, [Some(5.0), Some(5.0), Some(9.0), Some(9.0)]);
     assert_eq!(w.get("w1").await.unwrap()["balance"], json!(9.0));
 }
+
+/// The checkpoints GC leaves for `w1` after adds of 1 at 0, 10, 60 and 125 minutes past
+/// `t0` and one two days later: `(seq, balance)` of each.
+async fn checkpoints_after_gc(strategy: &str) -> Vec<(u64, String)> {
+    let t0 = 1_700_000_000_000 - 1_700_000_000_000 % 86_400_000; // a UTC midnight
+    let clock = ManualClock::new(t0);
+    let cfg = json!({ "resources": { "wallets": ["balance"] }, "consolidation": { "mode": "sync" },
+                      "garbageCollection": { "retention": 1 }, "checkpoints": { "strategy": strategy } });
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let i = instance(store.clone(), cfg, Some(clock.clone()), 14);
+    let w = wallets(&i).await;
+    w.insert(&json!({ "id": "w1", "balance": 100 }))
+        .await
+        .unwrap();
+    for minute in [0, 10, 60, 125, 2 * 24 * 60] {
+        clock.set(t0 + minute * 60_000);
+        add(&i, "balance", "w1", 1.0).await;
+    }
+    i.engine.run_gc().await.unwrap();
+    let prefix = tally_core::keys::Layout::new("db").checkpoints("wallets", "balance", "w1");
+    let mut out = Vec::new();
+    for key in tally_core::store::list_all(store.as_ref(), &prefix)
+        .await
+        .unwrap()
+    {
+        let cp: serde_json::Value =
+            serde_json::from_slice(&store.get(&key).await.unwrap().unwrap().bytes).unwrap();
+        out.push((
+            cp["seq"].as_u64().unwrap(),
+            cp["values"]["balance"].as_str().unwrap().to_string(),
+        ));
+    }
+    assert_eq!(
+        i.engine.recalculate("wallets", None, "w1").await.unwrap(),
+        Some(json!(105.0)),
+        "recalculate is exact after GC"
+    );
+    out
+}
+
+#[tokio::test]
+async fn gc_leaves_a_checkpoint_at_every_hour_or_day_boundary_it_collects() {
+    let hourly = checkpoints_after_gc("hourly").await;
+    assert_eq!(
+        hourly,
+        [(2, "102".into()), (3, "103".into()), (4, "104".into())]
+    );
+    let daily = checkpoints_after_gc("daily").await;
+    assert_eq!(daily, [(4, "104".to_string())]);
+}
