@@ -12,8 +12,8 @@
 //!   between the two writes, a concurrent read-modify-write by the host) never becomes the
 //!   base of a later consolidation.
 //! - [`RecordAccess::commit`] is a compare-and-swap of the state object (create-only the first
-//!   time): the commit point. Then the host copy is brought up to date: write the fields whose
-//!   host value differs from the state, read both again, and repeat until they agree. Whoever
+//!   time): the commit point. Then the host copy is brought up to date: write the configured
+//!   fields, read both again, and repeat (writing what differs) until they agree. Whoever
 //!   writes last re-checks afterwards, so when writers go quiet the host shows the latest
 //!   state; a crashed writer's lag is repaired by the next consolidation of that
 //!   record ([`RecordAccess::settle`] when it finds nothing to apply).
@@ -130,19 +130,26 @@ impl HostRecords {
         resource: &str,
         id: &str,
         mut values: Map<String, Value>,
+        write_first: bool,
     ) -> Result<bool> {
         for round in 0..MAX_SYNC_ROUNDS {
             if round > 0 {
                 values = self.read_state(resource, id).await?.values;
             }
-            let Some(host) = self.host.get(resource, id).await? else {
-                return Ok(false);
+            // Right after a commit the host copy is behind by construction: write at once, and
+            // let the next round read both back.
+            let changes: Map<String, Value> = if round == 0 && write_first {
+                values.clone()
+            } else {
+                let Some(host) = self.host.get(resource, id).await? else {
+                    return Ok(false);
+                };
+                values
+                    .iter()
+                    .filter(|(path, v)| !get_path(&host, path).is_some_and(|h| same_json(h, v)))
+                    .map(|(p, v)| (p.clone(), v.clone()))
+                    .collect()
             };
-            let changes: Map<String, Value> = values
-                .iter()
-                .filter(|(path, v)| !get_path(&host, path).is_some_and(|h| same_json(h, v)))
-                .map(|(p, v)| (p.clone(), v.clone()))
-                .collect();
             if changes.is_empty() {
                 return Ok(true);
             }
@@ -216,14 +223,14 @@ impl RecordAccess for HostRecords {
         }
         // Committed: the host copy follows. A failure here is repaired by the next
         // consolidation, which reads the state, not the host copy.
-        let _ = self.sync_host(resource, id, values).await;
+        let _ = self.sync_host(resource, id, values, true).await;
         Ok(CommitOutcome::Committed)
     }
 
     async fn settle(&self, resource: &str, id: &str) -> Result<()> {
         let values = self.read_state(resource, id).await?.values;
         if !values.is_empty() {
-            self.sync_host(resource, id, values).await?;
+            self.sync_host(resource, id, values, false).await?;
         }
         Ok(())
     }

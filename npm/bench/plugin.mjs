@@ -9,8 +9,8 @@
 //   bash scripts/bench-node.sh            # starts the S3 server, builds, runs both stores
 //   node npm/bench/plugin.mjs [--store memory|s3|both] [--n 50]
 import { parseArgs } from 'node:util';
-import { readFileSync, statSync } from 'node:fs';
 import { EventualConsistencyPlugin, S3db } from '../index.js';
+import { requestCounter } from '../test/support/s3-log.mjs';
 
 const { values: opts } = parseArgs({
   options: {
@@ -46,23 +46,6 @@ const STACKS = {
   }),
 };
 
-/** Requests the S3 server logged since `offset`, by kind (the stacks run one at a time, so
- * every request in the window is the measured operation's). */
-function requestsSince(offset) {
-  const text = readFileSync(process.env.TALLY_S3_LOG, 'utf8').slice(offset);
-  const counts = { total: 0 };
-  for (const line of text.split('\n')) {
-    if (!line) continue;
-    const r = JSON.parse(line);
-    const kind = r.method === 'GET' && r.key === '' ? 'LIST' : r.method === 'POST' ? 'DELETE' : r.method;
-    counts[kind] = (counts[kind] ?? 0) + 1;
-    counts.total += 1;
-  }
-  return counts;
-}
-
-const logOffset = () => (process.env.TALLY_S3_LOG ? statSync(process.env.TALLY_S3_LOG).size : 0);
-
 function connection(store, name, mode) {
   const tag = `bench-${name.replace(/\W+/g, '-').toLowerCase()}-${mode}-${process.pid}`;
   if (store === 'memory') return { url: `memory://${tag}/app`, s3: false };
@@ -73,13 +56,13 @@ function connection(store, name, mode) {
   return { url: url.href, s3: true };
 }
 
-/** Times `fn` and, on S3, counts the requests it made. */
+/** Times `fn` and, on S3, counts the requests it made (the stacks run one at a time). */
 async function measure(s3, fn) {
-  const offset = logOffset();
+  const counter = s3 ? requestCounter() : null;
   const t0 = performance.now();
   await fn();
   const ms = performance.now() - t0;
-  return { ms, requests: s3 ? requestsSince(offset) : null };
+  return { ms, requests: counter?.counts() ?? null };
 }
 
 async function run(store, name, mode) {
