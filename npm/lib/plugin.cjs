@@ -129,7 +129,11 @@ class EventualConsistencyPlugin extends EventEmitter {
   }
 
   _track(promise) {
-    const p = wrap(promise);
+    // Events the native work emitted travel on their own channel, which never keeps the
+    // process alive. Settling one event-loop turn later delivers them first, so a caller
+    // awaiting an event after `await plugin.consolidateAll()` cannot find the loop drained.
+    const turn = (settle) => (x) => new Promise((ok, no) => setImmediate(() => (settle ? ok : no)(x)));
+    const p = wrap(promise).then(turn(true), turn(false));
     this._inflight.add(p);
     const done = () => this._inflight.delete(p);
     p.then(done, done);
