@@ -39,6 +39,7 @@ use crate::txn::{NameInfo, Transaction, parse_key_name, reduce_default};
 use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 /// Most key names kept in the record's bookkeeping; larger batches are found in the journal.
 const MAX_META_KEYS: usize = 64;
@@ -346,8 +347,12 @@ impl Engine {
                 let mut seen = Seen::from_json(plan.state.seen.as_ref());
                 let facts: Vec<Fact> = plan.fresh.iter().map(|(_, t)| Fact::from(t)).collect();
                 let delta = batch_delta(&facts, &mut seen, self.zone());
-                (seen.to_json(), delta)
+                (seen.to_json(), Arc::new(delta))
             });
+            // This engine's other folds leave the entry to this consolidation meanwhile.
+            let _own = analytics
+                .is_some()
+                .then(|| self.own_entry(resource, &fc.field, &entry));
             let write_inbox = async {
                 match &analytics {
                     Some((_, delta)) => {
@@ -419,6 +424,11 @@ impl Engine {
                 CommitOutcome::Committed => {
                     let applied: Vec<Transaction> =
                         plan.fresh.into_iter().map(|(_, t)| t).collect();
+                    // This engine's folds may take the entry as committed from now on.
+                    if let Some(delta) = &delta {
+                        self.entry_committed(resource, &fc.field, &entry, delta.clone());
+                    }
+                    drop(_own);
                     // Best effort, side by side: the next consolidation finishes retiring the
                     // keys, and a later fold picks the entry up.
                     let fold = async {

@@ -111,7 +111,7 @@ pub struct Engine {
     stamp: Mutex<(i64, u64)>,
     events: EventBus,
     status: Mutex<RunStatus>,
-    entries: crate::rollups::EntryCache,
+    fold_local: crate::rollups::FoldLocal,
 }
 
 /// Counters reported by [`Engine::status`].
@@ -202,7 +202,7 @@ impl EngineBuilder {
             stamp: Mutex::new((0, 0)),
             events: EventBus::default(),
             status: Mutex::new(RunStatus::default()),
-            entries: Default::default(),
+            fold_local: Default::default(),
         })
     }
 }
@@ -289,9 +289,9 @@ impl Engine {
     pub(crate) fn records(&self) -> &Arc<dyn RecordAccess> {
         &self.records
     }
-    /// Analytics inbox entries this engine found committed, with their contribution.
-    pub(crate) fn committed_entries(&self) -> &crate::rollups::EntryCache {
-        &self.entries
+    /// What this engine knows of analytics inbox entries (see [`crate::rollups::FoldLocal`]).
+    pub(crate) fn fold_local(&self) -> &crate::rollups::FoldLocal {
+        &self.fold_local
     }
 
     pub(crate) fn sleeper(&self) -> &Arc<dyn Sleeper> {

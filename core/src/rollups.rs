@@ -9,28 +9,40 @@
 //!   batch's [`Delta`]. The entry of a batch that never commits is an orphan: the fold checks
 //!   the record's bookkeeping (its last batch and the 16 before it) before folding a foreign
 //!   entry, and deletes orphans.
-//! - `fold`: `{seq, keys, plan, flush}`: how many folds committed; the entries folded since
-//!   the packed objects were last written (they may still exist); their contribution per
-//!   packed object; and whether fold `seq` writes that plan to the packed objects.
+//! - `fold`: `{seq, keys, plan, flush, trim}`: how many folds committed; the entries folded
+//!   since the packed objects were last written (they may still exist); their contribution
+//!   per packed object; whether fold `seq` writes that plan to the packed objects; and how
+//!   many folds have dropped entries from `keys`.
 //! - `h/<YYYY-MM>`, `y/<YYYY>`: packed points `{fold, p}`; `fold` is the last fold written in.
 //!
-//! A fold reads `fold` (version `v`), then LISTs the inbox: a listed entry is in `keys`
-//! (folded, deletion pending) or new. It adds the new committed entries to the plan and
-//! commits by compare-and-swap of `fold`: the commit point. Most folds stop there (GET, LIST,
-//! PUT: a query applies the plan to the packed objects in memory). When the plan grows past
-//! [`FLUSH_POINTS`] points or [`FLUSH_KEYS`] entries, the fold flushes: after its commit it
-//! writes the plan into the packed objects (each at most once: `fold < seq` means "not yet")
-//! and deletes the entries; the next fold finishes any object still behind before it starts
-//! a new plan. A crash anywhere leaves either nothing or a committed state that the next fold
-//! (or query) completes, so nothing is lost or counted twice. Concurrent consolidations batch:
-//! whoever wins the swap folds every committed entry it saw, and the others find theirs
-//! already folded (one GET after the failed swap tells). Each engine remembers the entries it
-//! found committed (entries never change), so it checks each one once.
+//! A fold reads `fold`, then LISTs the inbox: a listed entry is in `keys` (folded, deletion
+//! pending) or new. Then it reads `fold` again (version `v`) while it checks the new entries,
+//! adds the committed ones to the plan and commits by compare-and-swap of `fold` at `v`: the
+//! commit point. Reading the state just before the swap keeps the window in which another
+//! fold can intervene to one round trip. Most folds stop there (a query applies the plan to
+//! the packed objects in memory). When the plan grows past [`FLUSH_POINTS`] points or
+//! [`FLUSH_KEYS`] entries, the fold flushes: after its commit it writes the plan into the
+//! packed objects (each at most once: `fold < seq` means "not yet") and deletes the entries;
+//! the next fold finishes any object still behind before it starts a new plan. A crash
+//! anywhere leaves either nothing or a committed state that the next fold (or query)
+//! completes, so nothing is lost or counted twice. Concurrent consolidations batch: whoever
+//! wins the swap folds every committed entry it saw, and a loser reads the state again (its
+//! entry may be in `keys` now) and retries with the same listing.
 //!
-//! The rule that makes this exact: the inbox is always LISTed *after* the fold state it is
-//! compared with was read. An entry listed then but absent from that state's `keys` had not
-//! been folded as of that state (a folded entry stays in `keys` until a LIST no longer shows
-//! it, and deleted entries never come back), so a swap on that state folds it at most once.
+//! The rule that makes this exact: an entry listed *after* a state was read and absent from
+//! that state's `keys` had not been folded as of that state (a folded entry stays in `keys`
+//! until a LIST no longer shows it, and deleted entries never come back). Such a listing
+//! stays valid for any later state with the same `trim`: while `trim` is unchanged no entry
+//! has left `keys`, so an entry still absent from them is still unfolded. A swap on such a
+//! state folds each listed entry at most once; a fold that leaves entries out of `keys`
+//! (those of its base state a LIST no longer showed) increments `trim`, and whoever holds an
+//! older listing lists again.
+//!
+//! Within one process, the engine knows more than storage tells: the entries of its own
+//! consolidations under way are left to them (not checked, not folded by others of its
+//! folds), the entries it committed or found committed are remembered with their
+//! contribution, two of its folds never check the same entry at the same time, and the
+//! state it last read or wrote is parsed once.
 
 use crate::analytics::calendar::Label;
 use crate::analytics::materialized::{
@@ -43,17 +55,33 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::store::{PutMode, StoreError, Version, delete_all, list_all};
 use futures::StreamExt;
+use futures::channel::oneshot;
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 /// A plan is written to the packed objects (flushed) once it holds more points than this…
 const FLUSH_POINTS: usize = 256;
 /// …or names more folded entries than this.
 const FLUSH_KEYS: usize = 64;
 
-/// The fold state of a field.
+/// The fold state of a field, as read (at `version`).
 #[derive(Debug, Default)]
 pub(crate) struct FoldState {
+    body: Arc<FoldBody>,
+    version: Option<Version>,
+}
+
+impl std::ops::Deref for FoldState {
+    type Target = FoldBody;
+    fn deref(&self) -> &FoldBody {
+        &self.body
+    }
+}
+
+/// The content of a fold state (never changed once read: a fold writes a new one).
+#[derive(Debug, Default)]
+pub(crate) struct FoldBody {
     seq: u64,
     /// Entries folded since the last flush that may still exist.
     keys: BTreeSet<String>,
@@ -62,7 +90,38 @@ pub(crate) struct FoldState {
     /// Whether the fold `seq` writes `plan` to the packed objects (and a later fold must
     /// finish that before starting a new plan).
     flush: bool,
-    version: Option<Version>,
+    /// How many folds left out of their `keys` some of their base state's (entries a LIST
+    /// showed deleted). While it stays the same, `keys` only grows.
+    trim: u64,
+}
+
+impl FoldBody {
+    fn from_json(v: &Value) -> Option<FoldBody> {
+        Some(FoldBody {
+            seq: v["seq"].as_u64()?,
+            keys: v["keys"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|k| k.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            plan: delta_from_json(&v["plan"])?,
+            flush: v["flush"].as_bool().unwrap_or(true),
+            trim: v["trim"].as_u64().unwrap_or(0),
+        })
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "seq": self.seq,
+            "keys": self.keys,
+            "plan": delta_to_json(&self.plan),
+            "flush": self.flush,
+            "trim": self.trim,
+        })
+    }
 }
 
 fn merge_delta(into: &mut Delta, from: &Delta) {
@@ -74,37 +133,139 @@ fn merge_delta(into: &mut Delta, from: &Delta) {
 /// What a fold starts from (see [`Engine::scan_fold`]).
 pub(crate) struct FoldScan {
     state: FoldState,
-    /// Listed entries already folded (in the state's `keys`).
-    stale: Vec<String>,
+    /// Keys of the state the listing was compared with that it did not show: deleted, so
+    /// they can leave `keys`.
+    gone: BTreeSet<String>,
     /// New foreign entries whose batch committed, with their contribution.
-    foreign: Vec<(String, std::sync::Arc<Delta>)>,
+    foreign: Vec<(String, Arc<Delta>)>,
     /// Keys of new entries whose batch never committed.
     orphans: Vec<String>,
+    /// New foreign entries not known to be committed yet.
+    pending: Vec<String>,
     /// Whether the caller's own entry was listed as new.
     own_listed: bool,
 }
 
-/// Inbox entries an engine found committed, with their contribution: both never change, so
-/// folds in this process check and read an entry once, however many of them see it.
-#[derive(Default)]
-pub(crate) struct EntryCache(
-    std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<Delta>>>,
-);
+impl FoldScan {
+    /// Files checked entries as committed (with their contribution), orphans or pending; a
+    /// committed entry that vanished meanwhile was folded by someone else.
+    fn sort(&mut self, inbox: &str, checked: Vec<Result<Checked>>) -> Result<()> {
+        for item in checked {
+            match item? {
+                (name, EntryStatus::Committed, Some(delta)) => self.foreign.push((name, delta)),
+                (_, EntryStatus::Committed, None) => {}
+                (name, EntryStatus::Orphan, _) => self.orphans.push(format!("{inbox}{name}")),
+                (name, EntryStatus::Undecided, _) => self.pending.push(name),
+            }
+        }
+        Ok(())
+    }
+}
 
-/// Most entries an [`EntryCache`] holds (it starts afresh when full).
+/// Where a fold attempt starts: a scan already made, or a fold state already read.
+enum Start {
+    Scanned(FoldScan),
+    Read(FoldState),
+}
+
+/// What an engine knows of its own and others' inbox entries, shared by its consolidations.
+#[derive(Default)]
+pub(crate) struct FoldLocal {
+    /// Entries found committed, with their contribution: both never change, so folds in this
+    /// process check and read an entry once, however many of them see it.
+    committed: Mutex<HashMap<String, Arc<Delta>>>,
+    /// Entries of this engine's consolidations still under way (by key): their owner folds
+    /// them, so this engine's scans neither check nor fold them meanwhile.
+    in_flight: Mutex<HashSet<String>>,
+    /// The fold state last read or written, per fold key, with its version.
+    states: Mutex<HashMap<String, (Version, Arc<FoldBody>)>>,
+    /// Entries being checked, with the checks of the same entry waiting for that one.
+    checking: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
+}
+
+/// Most entries the committed cache holds (it starts afresh when full).
 const ENTRY_CACHE: usize = 4096;
 
-impl EntryCache {
-    fn get(&self, key: &str) -> Option<std::sync::Arc<Delta>> {
-        self.0.lock().ok()?.get(key).cloned()
+impl FoldLocal {
+    fn cached(&self, key: &str) -> Option<Arc<Delta>> {
+        self.committed.lock().ok()?.get(key).cloned()
     }
 
-    fn insert(&self, key: String, delta: std::sync::Arc<Delta>) {
-        if let Ok(mut m) = self.0.lock() {
+    fn remember(&self, key: String, delta: Arc<Delta>) {
+        if let Ok(mut m) = self.committed.lock() {
             if m.len() >= ENTRY_CACHE {
                 m.clear();
             }
             m.insert(key, delta);
+        }
+    }
+
+    fn state(&self, key: &str, version: &Version) -> Option<Arc<FoldBody>> {
+        let states = self.states.lock().ok()?;
+        let (v, body) = states.get(key)?;
+        (v == version).then(|| body.clone())
+    }
+
+    fn keep_state(&self, key: String, version: Version, body: Arc<FoldBody>) {
+        if let Ok(mut states) = self.states.lock() {
+            states.insert(key, (version, body));
+        }
+    }
+
+    fn is_in_flight(&self, key: &str) -> bool {
+        self.in_flight.lock().is_ok_and(|s| s.contains(key))
+    }
+
+    /// Starts checking an entry, unless another fold of this engine is checking it: then
+    /// returns what tells when that check is over.
+    fn start_check(&self, key: &str) -> std::result::Result<Checking<'_>, oneshot::Receiver<()>> {
+        let mut map = self.checking.lock().unwrap_or_else(|e| e.into_inner());
+        match map.get_mut(key) {
+            Some(waiting) => {
+                let (tx, rx) = oneshot::channel();
+                waiting.push(tx);
+                Err(rx)
+            }
+            None => {
+                map.insert(key.to_string(), Vec::new());
+                Ok(Checking {
+                    local: self,
+                    key: key.to_string(),
+                })
+            }
+        }
+    }
+}
+
+/// A check under way; those waiting for it are told when it is dropped.
+struct Checking<'a> {
+    local: &'a FoldLocal,
+    key: String,
+}
+
+impl Drop for Checking<'_> {
+    fn drop(&mut self) {
+        let mut map = self
+            .local
+            .checking
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for tx in map.remove(&self.key).unwrap_or_default() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Marks an inbox entry as this engine's own, under way, until dropped.
+pub(crate) struct InFlight<'a> {
+    local: &'a FoldLocal,
+    key: String,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.local.in_flight.lock() {
+            s.remove(&self.key);
         }
     }
 }
@@ -117,7 +278,7 @@ struct PackedObject {
 }
 
 /// An inbox entry as a fold checked it: its name, status and (when committed) contribution.
-type Checked = (String, EntryStatus, Option<std::sync::Arc<Delta>>);
+type Checked = (String, EntryStatus, Option<Arc<Delta>>);
 
 /// Whether an inbox entry's batch was committed.
 enum EntryStatus {
@@ -151,6 +312,29 @@ impl Engine {
         Ok(())
     }
 
+    /// Marks an inbox entry as this engine's own until the guard is dropped: its scans then
+    /// leave it to its owner (who knows whether it commits).
+    pub(crate) fn own_entry(&self, resource: &str, field: &str, entry: &str) -> InFlight<'_> {
+        let key = format!("{}{entry}", self.layout().analytics_inbox(resource, field));
+        let local = self.fold_local();
+        if let Ok(mut s) = local.in_flight.lock() {
+            s.insert(key.clone());
+        }
+        InFlight { local, key }
+    }
+
+    /// Notes that this engine committed the batch of an entry, so its folds need not check it.
+    pub(crate) fn entry_committed(
+        &self,
+        resource: &str,
+        field: &str,
+        entry: &str,
+        delta: Arc<Delta>,
+    ) {
+        let key = format!("{}{entry}", self.layout().analytics_inbox(resource, field));
+        self.fold_local().remember(key, delta);
+    }
+
     /// Removes the entry of a batch that did not commit (best effort).
     pub(crate) async fn drop_inbox_entry(&self, resource: &str, field: &str, entry: &str) {
         let key = format!("{}{entry}", self.layout().analytics_inbox(resource, field));
@@ -162,19 +346,19 @@ impl Engine {
         let Some(obj) = self.store().get(&key).await? else {
             return Ok(FoldState::default());
         };
-        let v: Value = serde_json::from_slice(&obj.bytes).map_err(|_| corrupt(&key))?;
+        // The state this engine last read or wrote is parsed once.
+        let local = self.fold_local();
+        let body = match local.state(&key, &obj.version) {
+            Some(body) => body,
+            None => {
+                let v: Value = serde_json::from_slice(&obj.bytes).map_err(|_| corrupt(&key))?;
+                let body = Arc::new(FoldBody::from_json(&v).ok_or_else(|| corrupt(&key))?);
+                local.keep_state(key, obj.version.clone(), body.clone());
+                body
+            }
+        };
         Ok(FoldState {
-            seq: v["seq"].as_u64().ok_or_else(|| corrupt(&key))?,
-            keys: v["keys"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|k| k.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            plan: delta_from_json(&v["plan"]).ok_or_else(|| corrupt(&key))?,
-            flush: v["flush"].as_bool().unwrap_or(true),
+            body,
             version: Some(obj.version),
         })
     }
@@ -261,9 +445,27 @@ impl Engine {
     /// meanwhile: someone else folded and deleted it).
     async fn check_entry(&self, resource: &str, field: &str, name: String) -> Result<Checked> {
         let key = format!("{}{name}", self.layout().analytics_inbox(resource, field));
-        if let Some(delta) = self.committed_entries().get(&key) {
+        let local = self.fold_local();
+        if let Some(delta) = local.cached(&key) {
             return Ok((name, EntryStatus::Committed, Some(delta)));
         }
+        // An entry of this engine's own consolidation under way is left to it; one another
+        // fold of this engine is checking is what that check finds.
+        if local.is_in_flight(&key) {
+            return Ok((name, EntryStatus::Undecided, None));
+        }
+        let _checking = match local.start_check(&key) {
+            Ok(checking) => checking,
+            Err(done) => {
+                let _ = done.await;
+                let delta = local.cached(&key);
+                let status = match delta {
+                    Some(_) => EntryStatus::Committed,
+                    None => EntryStatus::Undecided,
+                };
+                return Ok((name, status, delta));
+            }
+        };
         // The status and the entry are read side by side (one round trip); an orphan's body
         // is not needed, but orphans are rare.
         let (status, obj) = futures::join!(
@@ -278,8 +480,8 @@ impl Engine {
             return Ok((name, status, None));
         };
         let v: Value = serde_json::from_slice(&obj.bytes).map_err(|_| corrupt(&key))?;
-        let delta = std::sync::Arc::new(delta_from_json(&v["delta"]).ok_or_else(|| corrupt(&key))?);
-        self.committed_entries().insert(key, delta.clone());
+        let delta = Arc::new(delta_from_json(&v["delta"]).ok_or_else(|| corrupt(&key))?);
+        local.remember(key, delta.clone());
         Ok((name, status, Some(delta)))
     }
 
@@ -306,31 +508,38 @@ impl Engine {
             .into_iter()
             .filter_map(|k| k.strip_prefix(&inbox).map(str::to_string))
             .collect();
-        let (stale, new): (Vec<String>, Vec<String>) =
-            listed.into_iter().partition(|n| state.keys.contains(n));
+        let listed: BTreeSet<String> = listed.into_iter().collect();
+        let gone = state.keys.difference(&listed).cloned().collect();
+        let new: Vec<String> = listed
+            .into_iter()
+            .filter(|n| !state.keys.contains(n))
+            .collect();
         let own_listed = own.is_some_and(|o| new.iter().any(|n| n == o));
-        // Foreign entries are checked and read in parallel.
-        let checked: Vec<Result<Checked>> =
-            futures::stream::iter(new.into_iter().filter(|n| Some(n.as_str()) != own))
-                .map(|name| self.check_entry(resource, field, name))
-                .buffered(32)
-                .collect()
-                .await;
-        let mut scan = FoldScan {
+        Ok(FoldScan {
             state,
-            stale,
+            gone,
             foreign: Vec::new(),
             orphans: Vec::new(),
+            pending: new
+                .into_iter()
+                .filter(|n| Some(n.as_str()) != own)
+                .collect(),
             own_listed,
-        };
-        for item in checked {
-            match item? {
-                (name, EntryStatus::Committed, Some(delta)) => scan.foreign.push((name, delta)),
-                (name, EntryStatus::Orphan, _) => scan.orphans.push(format!("{inbox}{name}")),
-                _ => {}
-            }
-        }
-        Ok(scan)
+        })
+    }
+
+    /// Checks foreign entries in parallel.
+    async fn check_entries(
+        &self,
+        resource: &str,
+        field: &str,
+        names: Vec<String>,
+    ) -> Vec<Result<Checked>> {
+        futures::stream::iter(names)
+            .map(|name| self.check_entry(resource, field, name))
+            .buffered(32)
+            .collect()
+            .await
     }
 
     /// Folds committed inbox entries, exactly once. With `own` (an entry whose batch the
@@ -341,74 +550,96 @@ impl Engine {
         resource: &str,
         field: &str,
         own: Option<(&str, &Delta)>,
-        mut scan: Option<FoldScan>,
+        scan: Option<FoldScan>,
     ) -> Result<()> {
         let inbox = self.layout().analytics_inbox(resource, field);
         let own_name = own.map(|(n, _)| n);
         let mut attempt: u32 = 0;
-        let mut known: Option<FoldState> = None;
+        let mut next = scan.map(Start::Scanned);
         loop {
             attempt += 1;
-            let FoldScan {
-                state,
-                stale,
-                foreign,
-                mut orphans,
-                own_listed,
-            } = match scan.take() {
-                Some(s) => s,
-                None => match known.take() {
-                    Some(state) => self.scan_inbox(resource, field, own_name, state).await?,
-                    None => self.scan_fold(resource, field, own_name).await?,
-                },
+            let mut scan = match next.take() {
+                Some(Start::Scanned(scan)) => scan,
+                Some(Start::Read(state)) => {
+                    self.scan_inbox(resource, field, own_name, state).await?
+                }
+                None => self.scan_fold(resource, field, own_name).await?,
             };
-            if own_name.is_some_and(|o| !own_listed || state.keys.contains(o)) {
+            if own_name.is_some() && !scan.own_listed {
                 return Ok(());
             }
+            // The swap is made on a state read now, while the entries not known committed are
+            // checked: a listing stays valid as long as no entry has left `keys` since the
+            // state it was compared with (then a listed entry not in the new state's keys is
+            // still unfolded).
+            let pending = std::mem::take(&mut scan.pending);
+            let (state, checked) = futures::join!(
+                self.read_fold_state(resource, field),
+                self.check_entries(resource, field, pending)
+            );
+            let state = state?;
+            if own_name.is_some_and(|o| state.keys.contains(o)) {
+                return Ok(());
+            }
+            if state.trim != scan.state.trim {
+                next = Some(Start::Read(state));
+                continue;
+            }
+            scan.sort(&inbox, checked)?;
+            scan.foreign.retain(|(n, _)| !state.keys.contains(n));
+            scan.pending.retain(|n| !state.keys.contains(n));
+            scan.state = state;
+            let state = &scan.state;
             let mut plan = Delta::new();
             let mut chosen = Vec::new();
             if let Some((name, delta)) = own {
                 merge_delta(&mut plan, delta);
                 chosen.push(name.to_string());
             }
-            for (name, delta) in foreign {
-                merge_delta(&mut plan, &delta);
-                chosen.push(name);
+            for (name, delta) in &scan.foreign {
+                merge_delta(&mut plan, delta);
+                chosen.push(name.clone());
             }
             if chosen.is_empty() {
-                orphans.extend(stale.iter().map(|n| format!("{inbox}{n}")));
-                delete_all(self.store().as_ref(), &orphans).await?;
+                let mut doomed = std::mem::take(&mut scan.orphans);
+                doomed.extend((state.keys.difference(&scan.gone)).map(|n| format!("{inbox}{n}")));
+                delete_all(self.store().as_ref(), &doomed).await?;
                 return Ok(());
             }
             // A flushed plan is finished on the packed objects and starts afresh; otherwise
             // the plan carries on, and no packed object has been written since it began.
             let mut objects = BTreeMap::new();
             if state.flush {
-                objects = self.finish_plan(resource, field, &state).await?;
+                objects = self.finish_plan(resource, field, state).await?;
             } else {
                 for (o, packed) in &state.plan {
                     merge_packed(plan.entry(o.clone()).or_default(), packed);
                 }
             }
-            let mut keys: Vec<String> = stale.clone();
+            let mut keys: BTreeSet<String> = state.keys.difference(&scan.gone).cloned().collect();
             keys.extend(chosen.iter().cloned());
+            let trimmed = state.keys.iter().any(|k| !keys.contains(k));
             let points: usize = plan.values().map(BTreeMap::len).sum();
             let flush = points > FLUSH_POINTS || keys.len() > FLUSH_KEYS;
             let seq = state.seq + 1;
-            let body = serde_json::to_vec(&json!({
-                "seq": seq,
-                "keys": keys,
-                "plan": delta_to_json(&plan),
-                "flush": flush,
-            }))
-            .map_err(|e| Error::storage(e.to_string()))?;
+            let written = Arc::new(FoldBody {
+                seq,
+                keys,
+                plan,
+                flush,
+                trim: state.trim + u64::from(trimmed),
+            });
+            let body = serde_json::to_vec(&written.to_json())
+                .map_err(|e| Error::storage(e.to_string()))?;
             let mode = match &state.version {
                 Some(v) => PutMode::Update(v.clone()),
                 None => PutMode::Create,
             };
             let key = self.layout().analytics_fold(resource, field);
             match self.store().put(&key, body, mode).await {
-                Ok(_) => {}
+                Ok(version) => {
+                    self.fold_local().keep_state(key, version, written.clone());
+                }
                 Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {
                     if attempt >= 200 {
                         return Err(Error::new(
@@ -418,18 +649,15 @@ impl Engine {
                     }
                     let jitter = self.random() % (5 * u64::from(attempt.min(20)) + 1);
                     self.sleeper().sleep(jitter).await;
-                    // Whoever won may have folded our entry: then one GET tells.
-                    let state = self.read_fold_state(resource, field).await?;
-                    if own_name.is_some_and(|o| state.keys.contains(o)) {
-                        return Ok(());
-                    }
-                    known = Some(state);
+                    next = Some(Start::Scanned(scan));
                     continue;
                 }
                 Err(e) => return Err(e.into()),
             }
+            let mut doomed = std::mem::take(&mut scan.orphans);
             if flush {
-                let writes: Vec<_> = plan
+                let writes: Vec<_> = written
+                    .plan
                     .iter()
                     .map(|(name, delta)| {
                         let known = objects.remove(name);
@@ -437,10 +665,10 @@ impl Engine {
                     })
                     .collect();
                 futures::future::try_join_all(writes).await?;
-                orphans.extend(keys.iter().map(|n| format!("{inbox}{n}")));
+                doomed.extend(written.keys.iter().map(|n| format!("{inbox}{n}")));
             }
             // Best effort: the next fold deletes what is left.
-            let _ = delete_all(self.store().as_ref(), &orphans).await;
+            let _ = delete_all(self.store().as_ref(), &doomed).await;
             return Ok(());
         }
     }
