@@ -362,11 +362,11 @@ impl Engine {
                     None => Ok(()),
                 }
             };
-            // The fold state is read in the same round trip, and the inbox is listed (after it,
-            // as a fold requires) and checked alongside the commit.
+            // The fold state is read in the same round trip (unless this engine knows one), and
+            // the inbox is listed (after it, as a fold requires) alongside the commit.
             let read_fold = async {
                 match analytics {
-                    Some(_) => Some(self.read_fold_state(resource, &fc.field).await),
+                    Some(_) => Some(self.fold_state_to_list(resource, &fc.field).await),
                     None => None,
                 }
             };

@@ -363,6 +363,28 @@ impl Engine {
         })
     }
 
+    /// A fold state a listing can be compared with: the one this engine last read or wrote
+    /// (a fold swaps on a fresh read anyway, and the listing holds while `trim` is the same),
+    /// or a fresh read.
+    pub(crate) async fn fold_state_to_list(
+        &self,
+        resource: &str,
+        field: &str,
+    ) -> Result<FoldState> {
+        let key = self.layout().analytics_fold(resource, field);
+        let known = self.fold_local().states.lock().ok().and_then(|states| {
+            let (version, body) = states.get(&key)?;
+            Some(FoldState {
+                body: body.clone(),
+                version: Some(version.clone()),
+            })
+        });
+        match known {
+            Some(state) => Ok(state),
+            None => self.read_fold_state(resource, field).await,
+        }
+    }
+
     async fn read_packed(&self, resource: &str, field: &str, name: &str) -> Result<PackedObject> {
         let key = self.layout().analytics_object(resource, field, name);
         let Some(obj) = self.store().get(&key).await? else {
