@@ -83,6 +83,13 @@ impl NativePlugin {
         engine.attach(&db.db);
     }
 
+    /// Drops the engine (after `stop`): nothing more is consolidated, Tally's own database no
+    /// longer tells it of inserts, and later calls reject until it is installed again.
+    #[napi]
+    pub fn uninstall(&self) {
+        *lock(&self.engine) = None;
+    }
+
     /// Builds the engine over a host database (s3db.js): records through `get`/`write`,
     /// Tally's transactions and state in the store `connection_string` names.
     #[napi]
@@ -125,14 +132,29 @@ impl NativePlugin {
         }
     }
 
-    /// A host record was inserted: applies its waiting transactions; values per field path.
+    /// A host record was inserted: applies its waiting transactions, every field even when
+    /// one fails; `{ values: { <field path>: value }, failed: [{ field, code, message }] }`.
     #[napi]
     pub async fn record_inserted(&self, resource: String, id: String) -> napi::Result<Value> {
-        self.engine()?
-            .apply_waiting(&resource, &id)
+        let fields = self
+            .engine()?
+            .apply_waiting_fields(&resource, &id, false)
             .await
-            .map(Value::Object)
-            .napi()
+            .napi()?;
+        let mut values = serde_json::Map::new();
+        let mut failed = Vec::new();
+        for (field, outcome) in fields {
+            match outcome {
+                Ok(Some((path, value))) => {
+                    values.insert(path, value);
+                }
+                Ok(None) => {}
+                Err(e) => failed.push(
+                    json!({ "field": field, "code": e.code().as_str(), "message": e.message() }),
+                ),
+            }
+        }
+        Ok(json!({ "values": values, "failed": failed }))
     }
 
     /// The host record `id` was deleted: forget Tally's state of it.

@@ -247,23 +247,47 @@ impl Engine {
 
     /// Applies the waiting transactions of a record that was just created, every configured
     /// field, without `consolidated` events (like a sync mutation); returns the values per
-    /// field path (`null` where the field holds no number).
+    /// field path (`null` where the field holds no number). Stops at the first field that
+    /// fails (see [`Engine::apply_waiting_fields`] to go on).
     pub async fn apply_waiting(
         &self,
         resource: &str,
         id: &str,
     ) -> Result<serde_json::Map<String, Value>> {
         let mut out = serde_json::Map::new();
+        for (_, outcome) in self.apply_waiting_fields(resource, id, true).await? {
+            out.extend(outcome?);
+        }
+        Ok(out)
+    }
+
+    /// [`Engine::apply_waiting`] field by field: each configured field with its field path
+    /// and value (nothing when the record is missing) or why it failed; with `stop`, nothing
+    /// is tried after a failure.
+    pub async fn apply_waiting_fields(
+        &self,
+        resource: &str,
+        id: &str,
+        stop: bool,
+    ) -> Result<Vec<(String, Result<Option<(String, Value)>>)>> {
+        let mut out = Vec::new();
         let Some(rc) = self.config.resource(resource).cloned() else {
             return Ok(out);
         };
         check_record_id(id)?;
         for fc in &rc.fields {
-            if let Consolidated::Done { data, .. } =
-                self.consolidate_record(resource, fc, id).await?
-            {
-                let v = number_at(&data, &fc.field_path).map_or(Value::Null, |v| json!(v));
-                out.insert(fc.field_path.clone(), v);
+            let outcome = match self.consolidate_record(resource, fc, id).await {
+                Ok(Consolidated::Done { data, .. }) => {
+                    let v = number_at(&data, &fc.field_path).map_or(Value::Null, |v| json!(v));
+                    Ok(Some((fc.field_path.clone(), v)))
+                }
+                Ok(_) => Ok(None),
+                Err(e) => Err(e),
+            };
+            let failed = outcome.is_err();
+            out.push((fc.field.clone(), outcome));
+            if failed && stop {
+                break;
             }
         }
         Ok(out)

@@ -165,10 +165,11 @@ class EventualConsistencyPlugin extends EventEmitter {
     wrapSync(() => this._native.installHost(host.tallyConnectionString(database), fns.get, fns.write));
     this.database = database;
     for (const resource of Object.values(database.resources)) this._onResourceCreated(resource);
-    database.addHook('afterCreateResource', async (payload) => {
-      if (payload && payload.resource) this._onResourceCreated(payload.resource);
+    this._afterCreateResource = async (payload) => {
+      if (payload && payload.resource && this.database === database) this._onResourceCreated(payload.resource);
       return payload;
-    });
+    };
+    database.addHook('afterCreateResource', this._afterCreateResource);
     // s3db.js's disconnect() stops only constructor-form plugins and does not wait for them:
     // finish in-flight work and stop timers first, as SPEC §4 asks.
     if (typeof database.disconnect === 'function' && !database.disconnect.__tally) {
@@ -214,17 +215,24 @@ class EventualConsistencyPlugin extends EventEmitter {
       this.logger.warn(`[tally] attributes of s3db.js resource "${resource.name}" not understood; nested-path rules are not checked`);
     }
     // As in standalone mode, an insert applies the record's waiting transactions.
+    // s3db.js resources cannot remove a hook: once uninstalled, these pass the data through.
+    const bound = () => resource.__tallyBound === this;
     resource.addHook('afterInsert', async (data) => {
-      if (!data || data.id === undefined) return data;
+      if (!bound() || !data || data.id === undefined) return data;
       this._now();
       let values;
+      let failed;
       try {
-        values = await this._track(this._native.recordInserted(resource.name, String(data.id)));
+        ({ values, failed } = await this._track(this._native.recordInserted(resource.name, String(data.id))));
       } catch (error) {
-        // The insert itself succeeded; the waiting transactions stay pending for the next
-        // consolidation.
-        this._dispatch('plg:eventual-consistency:consolidation-error', { error, resource: resource.name, recordId: data.id });
-        return data;
+        failed = [{ error }];
+        values = {};
+      }
+      // The insert itself succeeded; transactions of a field that failed stay pending for the
+      // next consolidation.
+      for (const f of failed) {
+        const error = f.error ?? new TallyError(f.code, f.message);
+        this._dispatch('plg:eventual-consistency:consolidation-error', { error, resource: resource.name, field: f.field, recordId: data.id });
       }
       let out = data;
       for (const [path, value] of Object.entries(values)) {
@@ -234,7 +242,7 @@ class EventualConsistencyPlugin extends EventEmitter {
     });
     resource.addHook('afterDelete', async (data) => {
       // Ids Tally rejects never had state; nothing to forget.
-      if (data && data.id !== undefined) await wrap(this._native.forget(resource.name, String(data.id))).catch(() => {});
+      if (bound() && data && data.id !== undefined) await wrap(this._native.forget(resource.name, String(data.id))).catch(() => {});
       return data;
     });
   }
@@ -281,8 +289,24 @@ class EventualConsistencyPlugin extends EventEmitter {
     }
   }
 
+  /** Stops, and takes back the resource methods and hooks it installed. */
   async uninstall() {
     await this.stop();
+    const database = this.database;
+    if (!database) return;
+    wrapSync(() => this._native.uninstall());
+    for (const resource of Object.values(database.resources ?? {})) {
+      for (const method of RESOURCE_METHODS) {
+        if (resource[method] && resource[method].__tally === this) delete resource[method];
+      }
+      if (resource.__tallyBound === this) {
+        Object.defineProperty(resource, '__tallyBound', { value: undefined, configurable: true });
+      }
+    }
+    if (this._afterCreateResource && typeof database.removeHook === 'function') {
+      database.removeHook('afterCreateResource', this._afterCreateResource);
+    }
+    this.database = null;
   }
 
   /** Consolidates every configured field; a Map "<resource>.<field>" → summary. */

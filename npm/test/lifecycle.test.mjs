@@ -74,6 +74,26 @@ test('methods appear on a resource created after usePlugin; existing properties 
   await db.disconnect();
 });
 
+test('uninstallPlugin takes back the resource methods and stops the engine; another plugin can take over', async () => {
+  const db = await freshDb();
+  const options = { resources: { wallets: ['balance'] }, consolidation: { mode: 'sync' } };
+  const ec = plugin(options);
+  await db.usePlugin(ec);
+  const wallets = await db.createResource({ name: 'wallets', attributes: WALLET_ATTRIBUTES });
+  await wallets.insert({ id: 'w', balance: 1 });
+  assert.equal(await wallets.add('w', 2), 3);
+  await db.uninstallPlugin('eventualconsistency');
+  assert.equal(wallets.add, undefined);
+  assert.equal(db.plugins.eventualconsistency, undefined);
+  await assert.rejects(ec.consolidateAll(), { code: 'ERR_INVALID_CONFIG' });
+  await wallets.insert({ id: 'v', balance: 5 });
+  assert.equal((await wallets.get('v')).balance, 5);
+  const again = plugin(options);
+  await db.usePlugin(again);
+  assert.equal(await wallets.add('w', 4), 7);
+  await db.disconnect();
+});
+
 test('background consolidation applies pending transactions on its interval', async () => {
   const db = await freshDb();
   const ec = plugin({ resources: { wallets: ['balance'] }, consolidation: { mode: 'async', auto: true, interval: 0.05 } });

@@ -83,14 +83,42 @@ test('events reach the plugin and the database; disconnect and uninstallPlugin s
   await within(consolidated, 5000, 'the consolidated event');
   await db.uninstallPlugin('eventualconsistency');
   assert.equal(db.plugins.eventualconsistency, undefined);
+  assert.equal(w.add, undefined, 'uninstall takes back the resource methods');
+  const errors = [];
+  p.on('plg:eventual-consistency:consolidation-error', (e) => errors.push(e));
+  await w.insert({ id: 'after' });
+  await w.delete('after');
+  assert.deepEqual(errors, [], "the uninstalled plugin's hooks stay out of the way");
   assert.deepEqual(onPlugin, ['started', 'consolidated', 'stopped']);
   assert.deepEqual(onDb, ['started', 'consolidated', 'consolidation-completed', 'stopped']);
   const again = plugin({ resources: { wallets: ['balance'] }, consolidation: { mode: 'async', auto: true, interval: 3600 } });
   const stopped = [];
   again.on('plg:eventual-consistency:stopped', () => stopped.push(1));
   await db.usePlugin(again);
+  assert.equal(typeof w.add, 'function', 'a new plugin installs them again');
   await db.disconnect();
   assert.equal(stopped.length, 1, 'disconnect stops a usePlugin plugin (21.6.2 leaves it running)');
+});
+
+test('an insert applies waiting transactions field by field; a field that fails is reported with its name', async () => {
+  const db = await s3dbDatabase(memory());
+  await db.connect();
+  const w = await db.createResource({ name: 'wallets', attributes: { balance: 'number|default:0', points: 'number|default:0' } });
+  const p = plugin({
+    resources: [{ resource: 'wallets', fields: ['balance', { field: 'points', reducer: () => { throw new Error('boom'); } }] }],
+    consolidation: { mode: 'async', auto: false },
+  });
+  const errors = [];
+  p.on('plg:eventual-consistency:consolidation-error', (e) => errors.push(e));
+  await db.usePlugin(p);
+  await w.add('x', 'balance', 3);
+  await w.add('x', 'points', 5);
+  await w.insert({ id: 'x' });
+  assert.equal((await w.get('x')).balance, 3, 'the field that works is applied');
+  assert.deepEqual(errors.map((e) => [e.resource, e.field, e.recordId]), [['wallets', 'points', 'x']]);
+  assert.match(errors[0].error.code, /^ERR_/);
+  assert.match(errors[0].error.message, /boom/);
+  await db.disconnect();
 });
 
 test("Tally's data lives beside the database: the same folder, under plugin=tally/", async () => {
