@@ -30,6 +30,7 @@ pub mod faulty;
 #[cfg(feature = "fs")]
 pub mod fs;
 pub mod memory;
+pub mod retry;
 #[cfg(feature = "s3")]
 pub mod s3;
 
@@ -98,6 +99,16 @@ pub enum StoreError {
     /// Any other failure (I/O, network, server error), with its cause.
     #[error("storage failure: {0}")]
     Backend(String),
+    /// A failure worth another attempt, reported by one attempt of a backend and retried by
+    /// [`retry::RetryingStore`]; `ambiguous` when the request may have taken effect.
+    #[error("storage failure: {message}")]
+    Transient {
+        /// What happened.
+        message: String,
+        /// The request may have taken effect (a timeout, a 5xx, a connection lost after
+        /// sending).
+        ambiguous: bool,
+    },
 }
 
 /// The object-store seam (see the module documentation for the contract).

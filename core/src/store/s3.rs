@@ -16,6 +16,7 @@
 //! - Every request has a per-attempt timeout and a connect timeout.
 //! - Errors name the operation, bucket, key and endpoint, and never the secret key.
 
+use super::retry::RetryingStore;
 use super::{ListPage, Object, PAGE_SIZE, PutMode, Store, StoreError, Version, validate_key};
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
@@ -91,11 +92,64 @@ impl S3Options {
     }
 }
 
-/// A bucket on S3 or an S3-compatible server (see the module documentation).
-pub struct S3Store {
+/// One attempt per request on a bucket; [`S3Store`] retries it.
+pub struct S3Bucket {
     options: S3Options,
     http: SharedHttpClient,
     client: OnceCell<Client>,
+}
+
+/// A bucket on S3 or an S3-compatible server (see the module documentation): one attempt per
+/// request in [`S3Bucket`], retried by a [`RetryingStore`].
+pub struct S3Store {
+    retrying: RetryingStore<S3Bucket>,
+}
+
+impl S3Store {
+    /// Prepares a store; no request is made until the first operation.
+    pub fn new(options: S3Options) -> S3Store {
+        let attempts = options.max_attempts;
+        S3Store {
+            retrying: RetryingStore::new(
+                S3Bucket::new(options),
+                attempts,
+                std::sync::Arc::new(crate::clock::TokioSleeper),
+            ),
+        }
+    }
+
+    /// The bucket this store writes to.
+    pub fn bucket(&self) -> &str {
+        &self.retrying.inner().options.bucket
+    }
+
+    /// Creates the bucket when it does not exist yet (one request; for set-up and tests).
+    pub async fn ensure_bucket(&self) -> Result<(), StoreError> {
+        let bucket = self.retrying.inner();
+        self.retrying.run(|| bucket.ensure_bucket()).await.1
+    }
+}
+
+#[async_trait]
+impl Store for S3Store {
+    async fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
+        self.retrying.get(key).await
+    }
+    async fn put(&self, key: &str, bytes: Vec<u8>, mode: PutMode) -> Result<Version, StoreError> {
+        self.retrying.put(key, bytes, mode).await
+    }
+    async fn list(&self, prefix: &str, start_after: Option<&str>) -> Result<ListPage, StoreError> {
+        self.retrying.list(prefix, start_after).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.retrying.delete(key).await
+    }
+    async fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
+        self.retrying.delete_many(keys).await
+    }
+    fn describe(&self) -> String {
+        self.retrying.describe()
+    }
 }
 
 /// What one attempt's failure means.
@@ -110,45 +164,37 @@ enum Failure {
     Fatal(String),
 }
 
-impl S3Store {
-    /// Prepares a store; no request is made until the first operation.
-    pub fn new(options: S3Options) -> S3Store {
+impl S3Bucket {
+    fn new(options: S3Options) -> S3Bucket {
         use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
         let http = aws_smithy_http_client::Builder::new()
             .tls_provider(Provider::Rustls(CryptoMode::Ring))
             .build_https();
-        S3Store {
+        S3Bucket {
             options,
             http,
             client: OnceCell::new(),
         }
     }
 
-    /// The bucket this store writes to.
-    pub fn bucket(&self) -> &str {
-        &self.options.bucket
-    }
-
     /// Creates the bucket when it does not exist yet (one request; for set-up and tests).
-    pub async fn ensure_bucket(&self) -> Result<(), StoreError> {
+    async fn ensure_bucket(&self) -> Result<(), StoreError> {
         let client = self.client().await;
         let bucket = &self.options.bucket;
-        let (_, r) = self
-            .retry("CREATE-BUCKET", bucket, || async {
-                match client.create_bucket().bucket(bucket).send().await {
-                    Ok(_) => Ok(()),
-                    Err(e) => {
-                        let code = e.as_service_error().and_then(|s| s.code()).unwrap_or("");
-                        if matches!(code, "BucketAlreadyOwnedByYou" | "BucketAlreadyExists") {
-                            Ok(())
-                        } else {
-                            Err(self.classify(e))
-                        }
+        self.attempt("CREATE-BUCKET", bucket, async {
+            match client.create_bucket().bucket(bucket).send().await {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    let code = e.as_service_error().and_then(|s| s.code()).unwrap_or("");
+                    if matches!(code, "BucketAlreadyOwnedByYou" | "BucketAlreadyExists") {
+                        Ok(())
+                    } else {
+                        Err(self.classify(e))
                     }
                 }
-            })
-            .await;
-        r
+            }
+        })
+        .await
     }
 
     async fn client(&self) -> &Client {
@@ -193,51 +239,27 @@ impl S3Store {
             .await
     }
 
-    /// Runs `attempt` until it succeeds, fails for good, or runs out of attempts. Returns
-    /// whether an earlier attempt may have taken effect, with the result.
-    async fn retry<T, F, Fut>(
-        &self,
-        what: &str,
-        key: &str,
-        mut attempt: F,
-    ) -> (bool, Result<T, StoreError>)
+    /// Runs one attempt and maps its failure into a [`StoreError`] (a transient one is
+    /// retried by the [`RetryingStore`] around this bucket).
+    async fn attempt<T, Fut>(&self, what: &str, key: &str, attempt: Fut) -> Result<T, StoreError>
     where
-        F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, Failure>>,
     {
-        let mut ambiguous_before = false;
-        let mut n = 0;
-        loop {
-            n += 1;
-            match attempt().await {
-                Ok(v) => return (ambiguous_before, Ok(v)),
-                Err(Failure::Conflict) => {
-                    return (
-                        ambiguous_before,
-                        Err(StoreError::Conflict {
-                            key: key.to_string(),
-                        }),
-                    );
-                }
-                Err(Failure::NotFound) => {
-                    return (
-                        ambiguous_before,
-                        Err(StoreError::NotFound {
-                            key: key.to_string(),
-                        }),
-                    );
-                }
-                Err(Failure::Fatal(m)) => {
-                    return (ambiguous_before, Err(self.backend(what, key, &m)));
-                }
-                Err(Failure::Transient { ambiguous, message }) => {
-                    ambiguous_before |= ambiguous;
-                    if n >= self.options.max_attempts.max(1) {
-                        let m = format!("{message} (gave up after {n} attempts)");
-                        return (ambiguous_before, Err(self.backend(what, key, &m)));
-                    }
-                    tokio::time::sleep(backoff(n)).await;
-                }
+        match attempt.await {
+            Ok(v) => Ok(v),
+            Err(Failure::Conflict) => Err(StoreError::Conflict {
+                key: key.to_string(),
+            }),
+            Err(Failure::NotFound) => Err(StoreError::NotFound {
+                key: key.to_string(),
+            }),
+            Err(Failure::Fatal(m)) => Err(self.backend(what, key, &m)),
+            Err(Failure::Transient { ambiguous, message }) => {
+                let message = match self.backend(what, key, &message) {
+                    StoreError::Backend(m) => m,
+                    other => other.to_string(),
+                };
+                Err(StoreError::Transient { message, ambiguous })
             }
         }
     }
@@ -315,7 +337,7 @@ impl S3Store {
         }
     }
 
-    /// [`S3Store::classify`] for requests on the bucket rather than one key (LIST,
+    /// [`S3Bucket::classify`] for requests on the bucket rather than one key (LIST,
     /// DeleteObjects): there a 404 can only mean something is wrong, never "no such key".
     fn classify_bucket_request<E: ProvideErrorMetadata + std::error::Error + 'static>(
         &self,
@@ -328,17 +350,6 @@ impl S3Store {
     }
 }
 
-/// Jittered exponential backoff: about 50 ms, 100 ms, 200 ms … capped at 2 s.
-fn backoff(attempt: u32) -> Duration {
-    let base = 50u64.saturating_mul(1 << attempt.min(6)).min(2000);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let jitter = u64::from(nanos) % (base / 2 + 1);
-    Duration::from_millis(base / 2 + jitter)
-}
-
 /// An ETag without quotes or weak prefix.
 fn normalize_etag(etag: Option<&str>) -> Version {
     let e = etag.unwrap_or("");
@@ -347,123 +358,106 @@ fn normalize_etag(etag: Option<&str>) -> Version {
 }
 
 #[async_trait]
-impl Store for S3Store {
+impl Store for S3Bucket {
     async fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
         validate_key(key)?;
         let client = self.client().await;
-        let (_, r) = self
-            .retry("GET", key, || async {
-                let out = match client
-                    .get_object()
-                    .bucket(&self.options.bucket)
-                    .key(key)
-                    .send()
-                    .await
-                {
-                    Ok(o) => o,
-                    Err(e) => {
-                        return match self.classify(e) {
-                            Failure::NotFound => Ok(None),
-                            f => Err(f),
-                        };
-                    }
-                };
-                let version = normalize_etag(out.e_tag());
-                let bytes = out.body.collect().await.map_err(|e| Failure::Transient {
-                    ambiguous: false,
-                    message: format!("body interrupted: {e}"),
-                })?;
-                Ok(Some(Object {
-                    bytes: bytes.into_bytes().to_vec(),
-                    version,
-                }))
-            })
-            .await;
-        r
+        self.attempt("GET", key, async {
+            let out = match client
+                .get_object()
+                .bucket(&self.options.bucket)
+                .key(key)
+                .send()
+                .await
+            {
+                Ok(o) => o,
+                Err(e) => {
+                    return match self.classify(e) {
+                        Failure::NotFound => Ok(None),
+                        f => Err(f),
+                    };
+                }
+            };
+            let version = normalize_etag(out.e_tag());
+            let bytes = out.body.collect().await.map_err(|e| Failure::Transient {
+                ambiguous: false,
+                message: format!("body interrupted: {e}"),
+            })?;
+            Ok(Some(Object {
+                bytes: bytes.into_bytes().to_vec(),
+                version,
+            }))
+        })
+        .await
     }
 
     async fn put(&self, key: &str, bytes: Vec<u8>, mode: PutMode) -> Result<Version, StoreError> {
         validate_key(key)?;
         let client = self.client().await;
-        let (ambiguous, r) = self
-            .retry("PUT", key, || async {
-                let mut req = client
-                    .put_object()
-                    .bucket(&self.options.bucket)
-                    .key(key)
-                    .content_type("application/json")
-                    .body(ByteStream::from(bytes.clone()));
-                req = match &mode {
-                    PutMode::Overwrite => req,
-                    PutMode::Create => req.if_none_match("*"),
-                    PutMode::Update(v) => req.if_match(format!("\"{}\"", v.0)),
-                };
-                match req.send().await {
-                    Ok(out) => Ok(normalize_etag(out.e_tag())),
-                    Err(e) => Err(self.classify(e)),
-                }
-            })
-            .await;
-        match r {
-            Err(StoreError::Conflict { .. }) if ambiguous => {
-                // An earlier attempt may have landed: it is ours if the bytes are.
-                match self.get(key).await? {
-                    Some(o) if o.bytes == bytes => Ok(o.version),
-                    _ => r,
-                }
+        self.attempt("PUT", key, async {
+            let mut req = client
+                .put_object()
+                .bucket(&self.options.bucket)
+                .key(key)
+                .content_type("application/json")
+                .body(ByteStream::from(bytes.clone()));
+            req = match &mode {
+                PutMode::Overwrite => req,
+                PutMode::Create => req.if_none_match("*"),
+                PutMode::Update(v) => req.if_match(format!("\"{}\"", v.0)),
+            };
+            match req.send().await {
+                Ok(out) => Ok(normalize_etag(out.e_tag())),
+                Err(e) => Err(self.classify(e)),
             }
-            other => other,
-        }
+        })
+        .await
     }
 
     async fn list(&self, prefix: &str, start_after: Option<&str>) -> Result<ListPage, StoreError> {
         let client = self.client().await;
-        let (_, r) = self
-            .retry("LIST", prefix, || async {
-                let out = client
-                    .list_objects_v2()
-                    .bucket(&self.options.bucket)
-                    .prefix(prefix)
-                    .set_start_after(start_after.map(str::to_string))
-                    .max_keys(PAGE_SIZE as i32)
-                    .send()
-                    .await
-                    .map_err(|e| self.classify_bucket_request(e))?;
-                let keys: Vec<String> = out
-                    .contents()
-                    .iter()
-                    .filter_map(|o| o.key().map(str::to_string))
-                    .collect();
-                Ok(ListPage {
-                    truncated: out.is_truncated().unwrap_or(false) && !keys.is_empty(),
-                    keys,
-                })
+        self.attempt("LIST", prefix, async {
+            let out = client
+                .list_objects_v2()
+                .bucket(&self.options.bucket)
+                .prefix(prefix)
+                .set_start_after(start_after.map(str::to_string))
+                .max_keys(PAGE_SIZE as i32)
+                .send()
+                .await
+                .map_err(|e| self.classify_bucket_request(e))?;
+            let keys: Vec<String> = out
+                .contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_string))
+                .collect();
+            Ok(ListPage {
+                truncated: out.is_truncated().unwrap_or(false) && !keys.is_empty(),
+                keys,
             })
-            .await;
-        r
+        })
+        .await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         validate_key(key)?;
         let client = self.client().await;
-        let (_, r) = self
-            .retry("DELETE", key, || async {
-                match client
-                    .delete_object()
-                    .bucket(&self.options.bucket)
-                    .key(key)
-                    .send()
-                    .await
-                {
-                    Ok(_) => Ok(()),
-                    Err(e) => match self.classify(e) {
-                        Failure::NotFound => Ok(()),
-                        f => Err(f),
-                    },
-                }
-            })
-            .await;
-        r
+        self.attempt("DELETE", key, async {
+            match client
+                .delete_object()
+                .bucket(&self.options.bucket)
+                .key(key)
+                .send()
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(e) => match self.classify(e) {
+                    Failure::NotFound => Ok(()),
+                    f => Err(f),
+                },
+            }
+        })
+        .await
     }
 
     async fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
@@ -490,38 +484,36 @@ impl Store for S3Store {
             .map_err(|e| StoreError::Backend(format!("cannot build DeleteObjects: {e}")))?;
         let client = self.client().await;
         let first = keys[0].as_str();
-        let (_, r) = self
-            .retry("DELETE-MANY", first, || async {
-                let out = client
-                    .delete_objects()
-                    .bucket(&self.options.bucket)
-                    .delete(delete.clone())
-                    .send()
-                    .await
-                    .map_err(|e| self.classify_bucket_request(e))?;
-                let failed: Vec<String> = out
-                    .errors()
-                    .iter()
-                    .filter(|e| e.code() != Some("NoSuchKey"))
-                    .map(|e| {
-                        format!(
-                            "{}: {}",
-                            e.key().unwrap_or("?"),
-                            e.code().unwrap_or("error")
-                        )
-                    })
-                    .collect();
-                if failed.is_empty() {
-                    Ok(())
-                } else {
-                    Err(Failure::Transient {
-                        ambiguous: false,
-                        message: format!("some keys were not deleted: {}", failed.join(", ")),
-                    })
-                }
-            })
-            .await;
-        r
+        self.attempt("DELETE-MANY", first, async {
+            let out = client
+                .delete_objects()
+                .bucket(&self.options.bucket)
+                .delete(delete.clone())
+                .send()
+                .await
+                .map_err(|e| self.classify_bucket_request(e))?;
+            let failed: Vec<String> = out
+                .errors()
+                .iter()
+                .filter(|e| e.code() != Some("NoSuchKey"))
+                .map(|e| {
+                    format!(
+                        "{}: {}",
+                        e.key().unwrap_or("?"),
+                        e.code().unwrap_or("error")
+                    )
+                })
+                .collect();
+            if failed.is_empty() {
+                Ok(())
+            } else {
+                Err(Failure::Transient {
+                    ambiguous: false,
+                    message: format!("some keys were not deleted: {}", failed.join(", ")),
+                })
+            }
+        })
+        .await
     }
 
     fn describe(&self) -> String {
@@ -542,13 +534,6 @@ mod tests {
         assert_eq!(normalize_etag(Some("\"abc\"")), Version("abc".into()));
         assert_eq!(normalize_etag(Some("W/\"abc\"")), Version("abc".into()));
         assert_eq!(normalize_etag(Some("abc")), Version("abc".into()));
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        assert!(backoff(1) <= Duration::from_millis(100));
-        assert!(backoff(20) <= Duration::from_millis(2000));
-        assert!(backoff(20) >= Duration::from_millis(1000));
     }
 
     #[test]

@@ -1,0 +1,111 @@
+//! Retries with backoff over a backend whose single attempts can fail transiently (the S3
+//! store, the simulator's store), and what a conditional write whose first attempt may have
+//! landed is worth.
+//!
+//! A backend reports a failure worth another attempt as [`StoreError::Transient`], saying
+//! whether the request may have taken effect (`ambiguous`: a timeout, a 5xx, a connection
+//! lost after the request was sent). Reads, deletes and overwrites are retried up to
+//! `max_attempts`, with jittered exponential backoff.
+
+use super::{ListPage, Object, PutMode, Store, StoreError, Version};
+use crate::clock::Sleeper;
+use async_trait::async_trait;
+use std::sync::Arc;
+
+/// A store that retries its inner store's transient failures.
+pub struct RetryingStore<S> {
+    inner: S,
+    max_attempts: u32,
+    sleeper: Arc<dyn Sleeper>,
+}
+
+impl<S: Store> RetryingStore<S> {
+    /// Retries `inner`'s transient failures, `max_attempts` attempts in all (at least one),
+    /// sleeping with `sleeper` between them.
+    pub fn new(inner: S, max_attempts: u32, sleeper: Arc<dyn Sleeper>) -> Self {
+        RetryingStore {
+            inner,
+            max_attempts: max_attempts.max(1),
+            sleeper,
+        }
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good or runs out of attempts; returns
+    /// whether an attempt that may have taken effect was seen, with the result.
+    pub async fn run<T, F, Fut>(&self, mut attempt: F) -> (bool, Result<T, StoreError>)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let mut ambiguous_before = false;
+        let mut n = 0;
+        loop {
+            n += 1;
+            match attempt().await {
+                Err(StoreError::Transient { message, ambiguous }) => {
+                    ambiguous_before |= ambiguous;
+                    if n >= self.max_attempts {
+                        let m = format!("{message} (gave up after {n} attempts)");
+                        return (ambiguous_before, Err(StoreError::Backend(m)));
+                    }
+                    self.sleeper.sleep(backoff_ms(n)).await;
+                }
+                other => return (ambiguous_before, other),
+            }
+        }
+    }
+}
+
+/// Jittered exponential backoff in ms: about 50, 100, 200 … capped at 2,000.
+pub fn backoff_ms(attempt: u32) -> u64 {
+    let base = 50u64.saturating_mul(1 << attempt.min(6)).min(2000);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    base / 2 + u64::from(nanos) % (base / 2 + 1)
+}
+
+#[async_trait]
+impl<S: Store> Store for RetryingStore<S> {
+    async fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
+        self.run(|| self.inner.get(key)).await.1
+    }
+
+    async fn put(&self, key: &str, bytes: Vec<u8>, mode: PutMode) -> Result<Version, StoreError> {
+        let (ambiguous, r) = self
+            .run(|| self.inner.put(key, bytes.clone(), mode.clone()))
+            .await;
+        match r {
+            Err(StoreError::Conflict { .. }) if ambiguous => {
+                // An earlier attempt may have landed: it is ours if the bytes are.
+                match self.get(key).await? {
+                    Some(o) if o.bytes == bytes => Ok(o.version),
+                    _ => r,
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn list(&self, prefix: &str, start_after: Option<&str>) -> Result<ListPage, StoreError> {
+        self.run(|| self.inner.list(prefix, start_after)).await.1
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.run(|| self.inner.delete(key)).await.1
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
+        self.run(|| self.inner.delete_many(keys)).await.1
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
