@@ -13,6 +13,7 @@ trap 'bash scripts/s3-server.sh stop' EXIT
 source "$CARGO_TARGET_DIR/s3-server/env"
 export TALLY_S3_REQUIRED=1
 bash scripts/test-rust.sh
+bash scripts/sim.sh
 bash scripts/test-s3.sh
 bash scripts/build-wasm.sh
 bash scripts/test-node.sh

@@ -2,29 +2,36 @@
 //!
 //! # Protocol
 //!
-//! 1. GET the record: its data, version `v`, and bookkeeping `m` = `{seq, batch, keys}` where
-//!    `keys` are the pending-key names applied by the last commit (or, when too many to keep,
-//!    found in that commit's journal).
+//! 1. GET the record: its data, version `v`, and bookkeeping `m` = `{seq, batch, done}` where
+//!    `done` names the pending keys applied by the batches committed in the last
+//!    [`RESURRECTION_WINDOW_MS`] (the last batch always among them).
 //! 2. LIST the record's pending keys. Because the record was read first, every listed key is
-//!    either in the last batch (applied, its deletion still to come), genuinely pending, or
-//!    applied by a commit after `v` — and then step 5 fails and everything starts again.
-//! 3. `stale` = listed ∩ last batch; `fresh` = the rest, read from key names (a GET only for
-//!    idempotent or metadata-carrying ones). Fold `fresh` in (timestamp, id) order.
+//!    either applied (in `done`: its deletion still to come, or a late or duplicated create of
+//!    a key already consumed), genuinely pending, or applied by a commit after `v` — and then
+//!    step 5 fails and everything starts again.
+//! 3. `stale` = listed ∩ `done`; `fresh` = the rest, read from key names (a GET only for
+//!    idempotent or metadata-carrying ones). Fold the oldest [`MAX_BATCH`] of `fresh` in
+//!    (timestamp, id) order.
 //! 4. DELETE `stale` (they were applied by the last commit), then PUT the journal of this
 //!    batch (create-only, `P/j/…/<seq+1>-<hash>`; it holds the applied transactions). With
 //!    analytics, the batch's analytics inbox entry is PUT and the fold state read in the same
 //!    round trip (see [`crate::rollups`]).
-//! 5. Compare-and-swap the record with the new values and `m = {seq+1, batch, keys: fresh}`.
-//!    This is the commit point: on a conflict nothing happened; start again. With analytics,
-//!    the inbox is listed and checked for the fold meanwhile.
+//! 5. Compare-and-swap the record with the new values and `m = {seq+1, batch, done + fresh}`.
+//!    This is the commit point: on a conflict nothing happened; start again. When its outcome
+//!    is unknown (the write may have landed, or may still land), read the record again: it
+//!    committed if the record names the batch; otherwise start again without removing the
+//!    journal or inbox entry, which a late landing would need. With analytics, the inbox is
+//!    listed and checked for the fold meanwhile.
 //! 6. DELETE `fresh` (best effort; the next consolidation finishes it in step 4). With
 //!    analytics, fold the inbox entry at the same time (best effort too; a later fold picks
 //!    it up).
 //!
-//! No transaction is applied twice: a key can only be folded while not in the record's last
-//! batch, and keys of older batches were deleted before the commit that replaced them. None is
-//! lost: keys are deleted only after a commit that applied them. Cost: 4 requests plus one
-//! DELETE per 1,000 keys when N keys are pending, whatever N (5–6 with leftovers).
+//! No transaction is applied twice: a key can only be folded while not in `done`, and the
+//! keys of batches that left `done` were deleted before the commit that dropped them, and
+//! cannot come back: a late or duplicated create lands within the window of the commit that
+//! consumed its key (the fault model in the README). None is lost: keys are deleted only after
+//! a commit that applied them. Cost: 4 requests plus one DELETE per 1,000 keys when N keys are
+//! pending, whatever N (5–6 with leftovers).
 
 use crate::amount::{decimal_from_json, decimal_to_json};
 use crate::analytics::materialized::{Seen, batch_delta};
@@ -41,8 +48,29 @@ use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-/// Most key names kept in the record's bookkeeping; larger batches are found in the journal.
-const MAX_META_KEYS: usize = 64;
+/// How long a record's bookkeeping remembers the keys a batch applied, after the commit (as
+/// read by the next consolidator's clock): a late or duplicated create of a consumed key that
+/// lands within this window is recognised and never applied again.
+pub const RESURRECTION_WINDOW_MS: i64 = 15 * 60 * 1000;
+
+/// Most key tokens `done` keeps; beyond, the oldest batches are forgotten early (never the
+/// last one).
+const MAX_DONE_TOKENS: usize = 20_000;
+
+/// Most transactions one consolidation applies; the rest wait for the next batch.
+pub const MAX_BATCH: usize = 1_000;
+
+/// What `done` remembers of a pending key: `~<hash>` names whole, otherwise the timestamp and
+/// random parts (unique per transaction, and short).
+pub fn key_token(name: &str) -> &str {
+    if name.starts_with('~') {
+        return name;
+    }
+    match name.match_indices(',').nth(1) {
+        Some((i, _)) => &name[..i],
+        None => name,
+    }
+}
 
 /// How many batches before the last one a record's bookkeeping names (so a fold can tell a
 /// committed analytics inbox entry from an orphan with one read).
@@ -55,8 +83,11 @@ pub struct FieldState {
     pub seq: u64,
     /// `<seq>-<hash>` of the last batch, naming its journal.
     pub batch: Option<String>,
-    /// Key names of the last batch, when few.
+    /// Key names of the last batch, when few (written by versions before `done`).
     pub keys: Option<Vec<String>>,
+    /// Batches committed within [`RESURRECTION_WINDOW_MS`]: commit time and the
+    /// [`key_token`]s they applied, oldest first. `None` in bookkeeping written before it.
+    pub done: Option<Vec<(i64, Vec<String>)>>,
     /// The batches before the last one, newest last (at most [`RECENT_BATCHES`]).
     pub recent: Vec<String>,
     /// The cohorts the record already counts in (materialized analytics).
@@ -77,6 +108,23 @@ impl FieldState {
                     .filter_map(|v| v.as_str().map(str::to_string))
                     .collect()
             }),
+            done: s.get("done").and_then(Value::as_array).map(|batches| {
+                batches
+                    .iter()
+                    .filter_map(|b| {
+                        let at = b.get(0)?.as_i64()?;
+                        let tokens = b.get(1)?.as_str()?;
+                        Some((
+                            at,
+                            tokens
+                                .split(' ')
+                                .filter(|t| !t.is_empty())
+                                .map(str::to_string)
+                                .collect(),
+                        ))
+                    })
+                    .collect()
+            }),
             recent: s
                 .get("recent")
                 .and_then(Value::as_array)
@@ -91,24 +139,55 @@ impl FieldState {
     }
 
     fn to_json(&self) -> Value {
-        let mut v = json!({ "seq": self.seq, "batch": self.batch, "keys": self.keys, "recent": self.recent });
+        let mut v = json!({ "seq": self.seq, "batch": self.batch, "recent": self.recent });
+        if let Some(keys) = &self.keys {
+            v["keys"] = json!(keys);
+        }
+        if let Some(done) = &self.done {
+            v["done"] = done
+                .iter()
+                .map(|(at, tokens)| json!([at, tokens.join(" ")]))
+                .collect();
+        }
         if let Some(seen) = &self.seen {
             v["seen"] = seen.clone();
         }
         v
     }
 
-    /// The state after committing `batch` with `keys`.
-    fn next(&self, batch: String, keys: &[String], seen: Option<Value>) -> FieldState {
+    /// The state after committing `batch` with `keys` at `now`, the record having been read at
+    /// `read_at`: `done` forgets the batches committed before `read_at` minus the window.
+    fn next(
+        &self,
+        batch: String,
+        keys: &[String],
+        seen: Option<Value>,
+        read_at: i64,
+        now: i64,
+    ) -> FieldState {
         let mut recent = self.recent.clone();
         recent.extend(self.batch.clone());
         if recent.len() > RECENT_BATCHES {
             recent.drain(..recent.len() - RECENT_BATCHES);
         }
+        let horizon = read_at.saturating_sub(RESURRECTION_WINDOW_MS);
+        let mut done: Vec<(i64, Vec<String>)> = self
+            .done
+            .iter()
+            .flatten()
+            .filter(|(at, _)| *at >= horizon)
+            .cloned()
+            .collect();
+        done.push((now, keys.iter().map(|k| key_token(k).to_string()).collect()));
+        let mut total: usize = done.iter().map(|(_, t)| t.len()).sum();
+        while total > MAX_DONE_TOKENS && done.len() > 1 {
+            total -= done.remove(0).1.len();
+        }
         FieldState {
-            seq: self.seq + 1,
+            seq: self.seq.saturating_add(1),
             batch: Some(batch),
-            keys: (keys.len() <= MAX_META_KEYS).then(|| keys.to_vec()),
+            keys: None,
+            done: Some(done),
             recent,
             seen: seen.or_else(|| self.seen.clone()),
         }
@@ -129,6 +208,36 @@ pub struct Plan {
     pub new_data: Map<String, Value>,
     /// Values per field path before and after.
     pub values: BTreeMap<String, (Decimal, Decimal)>,
+    /// When the record was read (this engine's clock).
+    pub read_at: i64,
+    /// Tokens of the keys the record as read had applied (from `done`, or the last batch).
+    pub applied: HashSet<String>,
+    /// More fresh transactions wait beyond [`MAX_BATCH`].
+    pub more: bool,
+    /// Every listed pending key this plan found fresh (also those beyond [`MAX_BATCH`]).
+    pub pending: HashSet<String>,
+}
+
+impl Plan {
+    /// True when the record as read already reflects the pending key `name`, or this plan
+    /// applies it: a value from this plan's commit (or read) includes it.
+    pub fn covers(&self, name: &str) -> bool {
+        self.applied.contains(key_token(name)) || self.pending.contains(name)
+    }
+}
+
+/// What one commit attempt of a plan came to.
+enum Attempt {
+    /// Committed: the record data now, the transactions applied, and whether more wait.
+    Committed {
+        data: Map<String, Value>,
+        applied: Vec<Transaction>,
+        more: bool,
+    },
+    /// The record is gone.
+    Missing,
+    /// Not committed: plan again.
+    Again,
 }
 
 /// The result of consolidating one record.
@@ -153,6 +262,7 @@ impl Engine {
         fc: &FieldConfig,
         id: &str,
     ) -> Result<Option<Plan>> {
+        let read_at = self.now_ms();
         let Some(record) = self.records().load(resource, id).await? else {
             return Ok(None);
         };
@@ -163,18 +273,23 @@ impl Engine {
             .into_iter()
             .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string))
             .collect();
-        let last_batch: HashSet<String> = if names.is_empty() || state.batch.is_none() {
-            HashSet::new()
-        } else {
-            match &state.keys {
-                Some(keys) => keys.iter().cloned().collect(),
-                None => self.journal_keys(resource, &fc.field, id, &state).await?,
-            }
+        let applied: HashSet<String> = match (&state.done, &state.keys) {
+            (Some(done), _) => done.iter().flat_map(|(_, t)| t.iter().cloned()).collect(),
+            _ if state.batch.is_none() => HashSet::new(),
+            (None, Some(keys)) => keys.iter().map(|k| key_token(k).to_string()).collect(),
+            // Bookkeeping of an older version without the key list: the journal has it.
+            (None, None) if names.is_empty() => HashSet::new(),
+            (None, None) => self
+                .journal_keys(resource, &fc.field, id, &state)
+                .await?
+                .iter()
+                .map(|k| key_token(k).to_string())
+                .collect(),
         };
         let mut stale = Vec::new();
         let mut fresh = Vec::new();
         for name in names {
-            if last_batch.contains(&name) {
+            if applied.contains(key_token(&name)) {
                 stale.push(name);
                 continue;
             }
@@ -184,6 +299,9 @@ impl Engine {
             }
         }
         fresh.sort_by(|a, b| (a.1.timestamp_ms, &a.1.id).cmp(&(b.1.timestamp_ms, &b.1.id)));
+        let pending: HashSet<String> = fresh.iter().map(|(n, _)| n.clone()).collect();
+        let more = fresh.len() > MAX_BATCH;
+        fresh.truncate(MAX_BATCH);
         let (new_data, values) = self.fold(resource, fc, id, &record.data, &fresh).await?;
         Ok(Some(Plan {
             record,
@@ -192,6 +310,10 @@ impl Engine {
             stale,
             new_data,
             values,
+            read_at,
+            applied,
+            more,
+            pending,
         }))
     }
 
@@ -297,12 +419,42 @@ impl Engine {
         fc: &FieldConfig,
         id: &str,
     ) -> Result<Consolidated> {
+        self.consolidate_record_with(resource, fc, id, None).await
+    }
+
+    /// [`Engine::consolidate_record`]; with `own` (a pending key name this caller wrote), the
+    /// result is read or committed after that key was applied, so a sync mutation resolves to
+    /// a value that includes itself.
+    pub(crate) async fn consolidate_record_with(
+        &self,
+        resource: &str,
+        fc: &FieldConfig,
+        id: &str,
+        own: Option<&str>,
+    ) -> Result<Consolidated> {
         let mut attempt: u32 = 0;
+        let mut applied_all: Vec<Transaction> = Vec::new();
         loop {
             attempt += 1;
+            if attempt > 200 {
+                return Err(Error::new(
+                    ErrorCode::Conflict,
+                    format!(
+                        "record \"{id}\" of \"{resource}\" kept changing; consolidation gave up after {} attempts",
+                        attempt - 1
+                    ),
+                ));
+            }
             let Some(plan) = self.plan(resource, fc, id).await? else {
                 return Ok(Consolidated::Missing);
             };
+            if let Some(own) = own
+                && !plan.covers(own)
+                && attempt <= 10
+            {
+                // Our key was applied by a commit after this read: read again.
+                continue;
+            }
             if plan.fresh.is_empty() {
                 if !plan.stale.is_empty() {
                     self.retire(resource, fc, id, &plan.stale, &plan.state)
@@ -316,159 +468,204 @@ impl Engine {
                 }
                 return Ok(Consolidated::Done {
                     data: plan.record.data,
-                    applied: Vec::new(),
+                    applied: applied_all,
                 });
             }
-            if !plan.stale.is_empty() {
-                self.retire(resource, fc, id, &plan.stale, &plan.state)
-                    .await?;
-            }
-            let names: Vec<String> = plan.fresh.iter().map(|(n, _)| n.clone()).collect();
-            let seq = plan.state.seq + 1;
-            // A fresh nonce per attempt: two consolidators never share a journal name.
-            let batch = format!("{seq:010}-{}", crate::clock::base36(self.random(), 12));
-            let journal_key = format!("{}{batch}", self.layout().journals(resource, &fc.field, id));
-            let journal = json!({
-                "seq": seq,
-                "prev": plan.state.batch,
-                "resource": resource,
-                "field": fc.field,
-                "recordId": id,
-                "committedAt": self.now_ms(),
-                "keys": names,
-                "transactions": plan.fresh.iter().map(|(_, t)| t).collect::<Vec<_>>(),
-                "values": plan.values.iter().map(|(p, (b, a))| (p.clone(), json!({"before": b.to_string(), "after": a.to_string()}))).collect::<Map<String, Value>>(),
-            });
-            let body = serde_json::to_vec(&journal).map_err(|e| Error::storage(e.to_string()))?;
-            // Analytics: the batch's contribution goes to the inbox before the commit, written
-            // alongside the journal (one round trip for both).
-            let entry = format!("{id}/{batch}");
-            let analytics = self.config().analytics_enabled.then(|| {
-                let mut seen = Seen::from_json(plan.state.seen.as_ref());
-                let facts: Vec<Fact> = plan.fresh.iter().map(|(_, t)| Fact::from(t)).collect();
-                let delta = batch_delta(&facts, &mut seen, self.zone());
-                (seen.to_json(), Arc::new(delta))
-            });
-            // This engine's other folds leave the entry to this consolidation meanwhile.
-            let _own = analytics
-                .is_some()
-                .then(|| self.own_entry(resource, &fc.field, &entry));
-            let write_inbox = async {
-                match &analytics {
-                    Some((_, delta)) => {
-                        self.write_inbox_entry(resource, &fc.field, &entry, delta)
-                            .await
+            match self.commit_plan(resource, fc, id, plan).await? {
+                Attempt::Committed {
+                    data,
+                    applied,
+                    more,
+                } => {
+                    applied_all.extend(applied);
+                    if !more {
+                        return Ok(Consolidated::Done {
+                            data,
+                            applied: applied_all,
+                        });
                     }
-                    None => Ok(()),
                 }
-            };
-            // The fold state is read in the same round trip (unless this engine knows one), and
-            // the inbox is listed (after it, as a fold requires) alongside the commit.
-            let read_fold = async {
-                match analytics {
-                    Some(_) => Some(self.fold_state_to_list(resource, &fc.field).await),
-                    None => None,
+                Attempt::Missing => return Ok(Consolidated::Missing),
+                Attempt::Again => {
+                    let jitter = self.random() % (5 * u64::from(attempt.min(20)) + 1);
+                    self.sleeper().sleep(jitter).await;
                 }
-            };
-            let (journal_written, inbox_written, fold_state) = futures::join!(
-                self.store().put(&journal_key, body, PutMode::Create),
-                write_inbox,
-                read_fold
-            );
-            // A conflict means another consolidator wrote the journal of this very batch; it is
-            // then theirs to keep or remove, never ours.
-            let wrote_journal = journal_written.is_ok();
-            let failed = match (journal_written, inbox_written) {
-                (Err(e), _) if !matches!(e, StoreError::Conflict { .. }) => Some(Error::from(e)),
-                (_, Err(e)) => Some(e),
+            }
+        }
+    }
+
+    /// Writes a plan's journal (and analytics inbox entry) and commits it.
+    async fn commit_plan(
+        &self,
+        resource: &str,
+        fc: &FieldConfig,
+        id: &str,
+        plan: Plan,
+    ) -> Result<Attempt> {
+        if !plan.stale.is_empty() {
+            self.retire(resource, fc, id, &plan.stale, &plan.state)
+                .await?;
+        }
+        let names: Vec<String> = plan.fresh.iter().map(|(n, _)| n.clone()).collect();
+        let seq = plan.state.seq.saturating_add(1);
+        // A fresh nonce per attempt: two consolidators never share a journal name.
+        let batch = format!("{seq:010}-{}", crate::clock::base36(self.random(), 12));
+        let journal_key = format!("{}{batch}", self.layout().journals(resource, &fc.field, id));
+        let committed_at = self.now_ms();
+        let journal = json!({
+            "seq": seq,
+            "prev": plan.state.batch,
+            "resource": resource,
+            "field": fc.field,
+            "recordId": id,
+            "committedAt": committed_at,
+            "keys": names,
+            "transactions": plan.fresh.iter().map(|(_, t)| t).collect::<Vec<_>>(),
+            "values": plan.values.iter().map(|(p, (b, a))| (p.clone(), json!({"before": b.to_string(), "after": a.to_string()}))).collect::<Map<String, Value>>(),
+        });
+        let body = serde_json::to_vec(&journal).map_err(|e| Error::storage(e.to_string()))?;
+        // Analytics: the batch's contribution goes to the inbox before the commit, written
+        // alongside the journal (one round trip for both).
+        let entry = format!("{id}/{batch}");
+        let analytics = self.config().analytics_enabled.then(|| {
+            let mut seen = Seen::from_json(plan.state.seen.as_ref());
+            let facts: Vec<Fact> = plan.fresh.iter().map(|(_, t)| Fact::from(t)).collect();
+            let delta = batch_delta(&facts, &mut seen, self.zone());
+            (seen.to_json(), Arc::new(delta))
+        });
+        // This engine's other folds leave the entry to this consolidation meanwhile.
+        let own_entry = analytics
+            .is_some()
+            .then(|| self.own_entry(resource, &fc.field, &entry));
+        let write_inbox = async {
+            match &analytics {
+                Some((_, delta)) => {
+                    self.write_inbox_entry(resource, &fc.field, &entry, delta)
+                        .await
+                }
+                None => Ok(()),
+            }
+        };
+        // The fold state is read in the same round trip (unless this engine knows one), and
+        // the inbox is listed (after it, as a fold requires) alongside the commit.
+        let read_fold = async {
+            match analytics {
+                Some(_) => Some(self.fold_state_to_list(resource, &fc.field).await),
+                None => None,
+            }
+        };
+        let (journal_written, inbox_written, fold_state) = futures::join!(
+            self.store().put(&journal_key, body, PutMode::Create),
+            write_inbox,
+            read_fold
+        );
+        // A conflict means another consolidator wrote the journal of this very batch; it is
+        // then theirs to keep or remove, never ours.
+        let wrote_journal = journal_written.is_ok();
+        let failed = match (journal_written, inbox_written) {
+            (Err(e), _) if !matches!(e, StoreError::Conflict { .. }) => Some(Error::from(e)),
+            (_, Err(e)) => Some(e),
+            _ => None,
+        };
+        if let Some(e) = failed {
+            // Nothing commits this batch now: what was written is an orphan.
+            self.drop_attempt(
+                resource,
+                fc,
+                wrote_journal.then_some(&journal_key),
+                analytics.is_some().then_some(&entry),
+            )
+            .await;
+            return Err(e);
+        }
+        let (seen, delta) = match analytics {
+            Some((seen, delta)) => (Some(seen), Some(delta)),
+            None => (None, None),
+        };
+        let state = plan
+            .state
+            .next(batch.clone(), &names, seen, plan.read_at, committed_at);
+        let mut meta = plan.record.meta.clone();
+        meta.insert(fc.field.clone(), state.to_json());
+        let scan = async {
+            match fold_state {
+                Some(Ok(state)) => self
+                    .scan_inbox(resource, &fc.field, Some(&entry), state)
+                    .await
+                    .ok(),
                 _ => None,
-            };
-            if let Some(e) = failed {
+            }
+        };
+        let (outcome, scan) = futures::join!(
+            self.records().commit(
+                resource,
+                id,
+                plan.new_data.clone(),
+                meta,
+                &plan.record.version,
+            ),
+            scan
+        );
+        let outcome = match outcome {
+            Ok(o) => o,
+            // The write may have landed, or may still land: the record decides.
+            Err(e) => match self.records().load(resource, id).await {
+                Ok(Some(now)) => {
+                    let seen_now = FieldState::of(&now.meta, &fc.field);
+                    if seen_now.batch.as_deref() == Some(batch.as_str())
+                        || seen_now.recent.contains(&batch)
+                    {
+                        CommitOutcome::Committed
+                    } else {
+                        // Not committed yet: keep the journal and inbox entry a late landing
+                        // would need (an orphan otherwise, collected later), and start again.
+                        return Ok(Attempt::Again);
+                    }
+                }
+                Ok(None) => return Ok(Attempt::Missing),
+                Err(_) => return Err(e),
+            },
+        };
+        match outcome {
+            CommitOutcome::Committed => {
+                let applied: Vec<Transaction> = plan.fresh.into_iter().map(|(_, t)| t).collect();
+                // This engine's folds may take the entry as committed from now on.
+                if let Some(delta) = &delta {
+                    self.entry_committed(resource, &fc.field, &entry, delta.clone());
+                }
+                drop(own_entry);
+                // Best effort, side by side: the next consolidation finishes retiring the
+                // keys, and a later fold picks the entry up.
+                let fold = async {
+                    if let Some(delta) = &delta {
+                        let _ = self
+                            .fold_analytics(resource, &fc.field, Some((&entry, delta)), scan)
+                            .await;
+                    }
+                };
+                let _ = futures::join!(
+                    self.retire_applied(resource, fc, id, &names, &applied, &state),
+                    fold
+                );
+                Ok(Attempt::Committed {
+                    data: plan.new_data,
+                    applied,
+                    more: plan.more,
+                })
+            }
+            outcome @ (CommitOutcome::Missing | CommitOutcome::Conflict) => {
                 self.drop_attempt(
                     resource,
                     fc,
                     wrote_journal.then_some(&journal_key),
-                    analytics.is_some().then_some(&entry),
+                    delta.is_some().then_some(&entry),
                 )
                 .await;
-                return Err(e);
-            }
-            let (seen, delta) = match analytics {
-                Some((seen, delta)) => (Some(seen), Some(delta)),
-                None => (None, None),
-            };
-            let analytics = delta.is_some();
-            let state = plan.state.next(batch, &names, seen);
-            let mut meta = plan.record.meta.clone();
-            meta.insert(fc.field.clone(), state.to_json());
-            let scan = async {
-                match fold_state {
-                    Some(Ok(state)) => self
-                        .scan_inbox(resource, &fc.field, Some(&entry), state)
-                        .await
-                        .ok(),
-                    _ => None,
-                }
-            };
-            let (outcome, scan) = futures::join!(
-                self.records().commit(
-                    resource,
-                    id,
-                    plan.new_data.clone(),
-                    meta,
-                    &plan.record.version,
-                ),
-                scan
-            );
-            match outcome? {
-                CommitOutcome::Committed => {
-                    let applied: Vec<Transaction> =
-                        plan.fresh.into_iter().map(|(_, t)| t).collect();
-                    // This engine's folds may take the entry as committed from now on.
-                    if let Some(delta) = &delta {
-                        self.entry_committed(resource, &fc.field, &entry, delta.clone());
-                    }
-                    drop(_own);
-                    // Best effort, side by side: the next consolidation finishes retiring the
-                    // keys, and a later fold picks the entry up.
-                    let fold = async {
-                        if let Some(delta) = &delta {
-                            let _ = self
-                                .fold_analytics(resource, &fc.field, Some((&entry, delta)), scan)
-                                .await;
-                        }
-                    };
-                    let _ = futures::join!(
-                        self.retire_applied(resource, fc, id, &names, &applied, &state),
-                        fold
-                    );
-                    return Ok(Consolidated::Done {
-                        data: plan.new_data,
-                        applied,
-                    });
-                }
-                outcome @ (CommitOutcome::Missing | CommitOutcome::Conflict) => {
-                    self.drop_attempt(
-                        resource,
-                        fc,
-                        wrote_journal.then_some(&journal_key),
-                        analytics.then_some(&entry),
-                    )
-                    .await;
-                    if outcome == CommitOutcome::Missing {
-                        return Ok(Consolidated::Missing);
-                    }
-                    if attempt >= 200 {
-                        return Err(Error::new(
-                            ErrorCode::Conflict,
-                            format!(
-                                "record \"{id}\" of \"{resource}\" kept changing; consolidation gave up after {attempt} attempts"
-                            ),
-                        ));
-                    }
-                    let jitter = self.random() % (5 * u64::from(attempt.min(20)) + 1);
-                    self.sleeper().sleep(jitter).await;
-                }
+                Ok(if outcome == CommitOutcome::Missing {
+                    Attempt::Missing
+                } else {
+                    Attempt::Again
+                })
             }
         }
     }

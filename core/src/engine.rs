@@ -443,20 +443,23 @@ impl Engine {
         })
     }
 
+    /// The timestamp and id suffix of a new transaction. Timestamps never go back within an
+    /// engine (a clock stepped back keeps the last one, and counts on), so one caller's
+    /// mutations sort in call order; the suffix is a 4-digit per-millisecond sequence and 12
+    /// random base-36 digits (62 bits), so processes never share ids or key names.
     fn next_stamp(&self) -> (i64, String) {
-        let now = self.clock.now_ms();
+        const SEQ_LIMIT: u64 = 36 * 36 * 36 * 36;
+        let now = self.clock.now_ms().max(0);
         let mut s = self.stamp.lock().unwrap_or_else(|p| p.into_inner());
         if now > s.0 {
             *s = (now, 0);
-        } else {
-            // Same millisecond (or a caller's clock that went back): keep counting, so one
-            // caller's mutations keep their order. The clock's time is always the timestamp.
+        } else if s.1 + 1 < SEQ_LIMIT {
             s.1 += 1;
+        } else {
+            *s = (s.0.saturating_add(1), 0);
         }
-        // 4 digits of per-millisecond sequence keep one caller's order; 5 random digits keep
-        // processes apart.
-        let suffix = format!("{}{}", base36(s.1, 4), base36(self.ids.next_u64(), 5));
-        (now, suffix)
+        let suffix = format!("{}{}", base36(s.1, 4), base36(self.ids.next_u64(), 12));
+        (s.0, suffix)
     }
 
     /// Writes a transaction and, in sync mode, consolidates the record.
@@ -494,7 +497,14 @@ impl Engine {
         match self.config.mode {
             Mode::Async => Ok(MutationResult::Transaction(tx.to_json(self.zone(), false))),
             Mode::Sync => {
-                let value = self.consolidate_target(&target, id).await?;
+                let own = tx.key_name();
+                let value = match self
+                    .consolidate_record_with(&target.resource, &target.field, id, Some(&own))
+                    .await?
+                {
+                    Consolidated::Missing => None,
+                    Consolidated::Done { data, .. } => number_at(&data, &target.path),
+                };
                 Ok(MutationResult::Value(value))
             }
         }
@@ -674,11 +684,26 @@ impl Engine {
     ) -> Result<Option<f64>> {
         check_record_id(id)?;
         let target = self.resolve(resource, field).await?;
-        match self.plan(resource, &target.field, id).await? {
-            Some(plan) => Ok(number_at(&plan.new_data, &target.path)
-                .or_else(|| Some(decimal_to_f64(target.field.initial_value)))),
-            None => Ok(None),
+        // The record is read before its pending keys are listed; a commit in between removes
+        // keys the read does not show yet. Only a plan whose record is unchanged after the
+        // listing is a value the record can have.
+        for _ in 0..10 {
+            let Some(plan) = self.plan(resource, &target.field, id).await? else {
+                return Ok(None);
+            };
+            let unchanged = match self.records.load(resource, id).await? {
+                Some(now) => now.version == plan.record.version,
+                None => return Ok(None),
+            };
+            if unchanged {
+                return Ok(number_at(&plan.new_data, &target.path)
+                    .or_else(|| Some(decimal_to_f64(target.field.initial_value))));
+            }
         }
+        Err(Error::new(
+            ErrorCode::Conflict,
+            format!("record \"{id}\" of \"{resource}\" kept changing; try again"),
+        ))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -716,11 +741,14 @@ impl Engine {
     /// `locks.timeout`) keeps several processes from doing the same pass at once; correctness
     /// never depends on it.
     pub async fn run_pass(&self) -> Result<()> {
-        let fields = self.configured_fields();
-        for (resource, fc) in fields {
-            self.pass_field(&resource, &fc).await?;
+        // One field's failure never keeps the others from their pass; the first is reported.
+        let mut first = None;
+        for (resource, fc) in self.configured_fields() {
+            if let Err(e) = self.pass_field(&resource, &fc).await {
+                first.get_or_insert(e);
+            }
         }
-        Ok(())
+        first.map_or(Ok(()), Err)
     }
 
     /// Consolidates every configured field now, regardless of leases, and reports per field.
@@ -747,9 +775,16 @@ impl Engine {
 
     async fn pass_field(&self, resource: &str, fc: &FieldConfig) -> Result<()> {
         if self.config.analytics_enabled {
-            // Folds what a failed consolidation left in the analytics inbox.
-            self.fold_analytics(resource, &fc.field, None, None).await?;
+            // Folds what a failed consolidation left in the analytics inbox; a fold that fails
+            // is retried by the next pass and never holds consolidation back.
+            let folded = self.fold_analytics(resource, &fc.field, None, None).await;
+            self.consolidate_field_pass(resource, fc).await?;
+            return folded;
         }
+        self.consolidate_field_pass(resource, fc).await
+    }
+
+    async fn consolidate_field_pass(&self, resource: &str, fc: &FieldConfig) -> Result<()> {
         let prefix = self.layout.pending_field(resource, &fc.field);
         let first = self.store.list(&prefix, None).await?;
         if first.keys.is_empty() {

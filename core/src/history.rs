@@ -77,27 +77,41 @@ fn parse_journal(key: &str, bytes: &[u8]) -> Result<(Journal, Option<String>)> {
 
 impl Engine {
     /// The committed journals of a record's field, oldest first (back to the first one GC
-    /// kept), and the keys of journals that are not on the chain.
+    /// kept), and the keys of journals that are not on the chain and never will be.
+    ///
+    /// The record is read before the journals are listed, so the journal of every batch it
+    /// names was written before the listing and is listed. A listed journal not on the chain
+    /// is a leftover of a lost commit when its batch number is at most the head's (a later
+    /// one may belong to a commit in flight) and the chain is known at that number: above
+    /// the point where the walk stopped (the first batch, or one GC removed), or below it
+    /// when a checkpoint covers that point.
     pub async fn journal_chain(
         &self,
         resource: &str,
         field: &str,
         id: &str,
     ) -> Result<(Vec<Journal>, Vec<String>)> {
-        let prefix = self.layout().journals(resource, field, id);
-        let keys = list_all(self.store().as_ref(), &prefix).await?;
         let Some(record) = self.records().load(resource, id).await? else {
             return Ok((Vec::new(), Vec::new()));
         };
+        let prefix = self.layout().journals(resource, field, id);
+        let keys: std::collections::HashSet<String> = list_all(self.store().as_ref(), &prefix)
+            .await?
+            .into_iter()
+            .collect();
         let state = FieldState::of(&record.meta, field);
         let mut chain = Vec::new();
         let mut next = state.batch.clone();
+        // The batch number below the walk's last journal (0 when it reached the first batch).
+        let mut stop = 0;
         while let Some(batch) = next {
             let key = format!("{prefix}{batch}");
-            if !keys.contains(&key) {
-                break;
-            }
-            let Some(obj) = self.store().get(&key).await? else {
+            let found = match keys.contains(&key) {
+                true => self.store().get(&key).await?,
+                false => None,
+            };
+            let Some(obj) = found else {
+                stop = seq_of(&batch).unwrap_or(0);
                 break;
             };
             let (journal, prev) = parse_journal(&key, &obj.bytes)?;
@@ -108,18 +122,23 @@ impl Engine {
         let on_chain: std::collections::HashSet<&str> =
             chain.iter().map(|j| j.key.as_str()).collect();
         let head_seq = state.seq;
-        let orphans = keys
+        let mut candidates: Vec<(u64, &String)> = keys
             .iter()
             .filter(|k| !on_chain.contains(k.as_str()))
-            .filter(|k| {
-                // A journal above the head may belong to a commit in flight: leave it.
-                k.strip_prefix(&prefix)
-                    .and_then(|n| n.split('-').next())
-                    .and_then(|s| s.parse::<u64>().ok())
-                    .is_some_and(|s| s <= head_seq)
-            })
-            .cloned()
+            .filter_map(|k| Some((seq_of(k.strip_prefix(&prefix)?)?, k)))
+            .filter(|(s, _)| *s <= head_seq)
             .collect();
+        if candidates.iter().any(|(s, _)| *s <= stop) {
+            let covered = self
+                .latest_checkpoint(resource, field, id)
+                .await?
+                .is_some_and(|cp| cp.seq >= stop);
+            if !covered {
+                candidates.retain(|(s, _)| *s > stop);
+            }
+        }
+        let mut orphans: Vec<String> = candidates.into_iter().map(|(_, k)| k.clone()).collect();
+        orphans.sort();
         Ok((chain, orphans))
     }
 
@@ -167,7 +186,7 @@ impl Engine {
         check_record_id(id)?;
         let target = self.resolve(resource, field).await?;
         let fc = target.field.clone();
-        loop {
+        for _ in 0..10 {
             if let crate::consolidate::Consolidated::Missing =
                 self.consolidate_record(resource, &fc, id).await?
             {
@@ -204,6 +223,12 @@ impl Engine {
                 CommitOutcome::Conflict => continue,
             }
         }
+        Err(Error::new(
+            ErrorCode::Conflict,
+            format!(
+                "record \"{id}\" of \"{resource}\" kept changing during recalculate; try again"
+            ),
+        ))
     }
 
     async fn replay(
@@ -307,67 +332,18 @@ impl Engine {
         ids.dedup();
         let mut deleted = 0u64;
         let mut errors = 0u64;
+        let cutoffs = (
+            cutoff,
+            orphan_cutoff,
+            now - (self.config().checkpoints_retention_days * 86_400_000.0) as i64,
+        );
         for id in ids {
-            let (chain, orphans) = self.journal_chain(resource, &fc.field, &id).await?;
-            let mut doomed: Vec<String> = Vec::new();
-            for key in orphans {
-                if let Some(obj) = self.store().get(&key).await? {
-                    let (j, _) = parse_journal(&key, &obj.bytes)?;
-                    if j.committed_at < orphan_cutoff {
-                        doomed.push(key);
-                    }
+            // One record's trouble never stops the collection of the others.
+            match self.gc_record(resource, fc, &id, cutoffs).await {
+                Ok((d, e)) => {
+                    deleted += d;
+                    errors += e;
                 }
-            }
-            // Never the newest journal: a consolidation may still need its key list.
-            let old: Vec<&Journal> = chain[..chain.len().saturating_sub(1)]
-                .iter()
-                .take_while(|j| {
-                    j.transactions.iter().all(|t| t.timestamp_ms < cutoff)
-                        && j.committed_at < cutoff
-                })
-                .collect();
-            let cp_cutoff = now - (self.config().checkpoints_retention_days * 86_400_000.0) as i64;
-            if !old.is_empty() {
-                let cp = self.latest_checkpoint(resource, &fc.field, &id).await?;
-                for end in self.checkpoint_ends(&old, cp_cutoff) {
-                    let j = old[end];
-                    let values = self.replay(fc, &chain[..=end], cp.as_ref()).await?;
-                    let body = json!({
-                        "seq": j.seq,
-                        "at": j.committed_at,
-                        "values": values.iter().map(|(p, v)| (p.clone(), Value::String(v.to_string()))).collect::<Map<String, Value>>(),
-                    });
-                    let key = format!(
-                        "{}{:010}",
-                        self.layout().checkpoints(resource, &fc.field, &id),
-                        j.seq
-                    );
-                    self.store()
-                        .put(
-                            &key,
-                            serde_json::to_vec(&body).unwrap_or_default(),
-                            PutMode::Overwrite,
-                        )
-                        .await?;
-                }
-                doomed.extend(old.iter().map(|j| j.key.clone()));
-            }
-            // Checkpoints past their retention, keeping the newest.
-            let cp_prefix = self.layout().checkpoints(resource, &fc.field, &id);
-            let cps = list_all(self.store().as_ref(), &cp_prefix).await?;
-            for key in cps.iter().rev().skip(1) {
-                if let Some(obj) = self.store().get(key).await? {
-                    let at = serde_json::from_slice::<Value>(&obj.bytes)
-                        .ok()
-                        .and_then(|v| v["at"].as_i64())
-                        .unwrap_or(0);
-                    if at < cp_cutoff {
-                        doomed.push(key.clone());
-                    }
-                }
-            }
-            match crate::store::delete_all(self.store().as_ref(), &doomed).await {
-                Ok(()) => deleted += doomed.len() as u64,
                 Err(_) => errors += 1,
             }
         }
@@ -390,6 +366,80 @@ impl Engine {
         }
         Ok((deleted, errors))
     }
+
+    /// Collects one record's old journals (after the checkpoints that cover them), its
+    /// orphan journals and its expired checkpoints; returns (deleted, errors).
+    async fn gc_record(
+        &self,
+        resource: &str,
+        fc: &FieldConfig,
+        id: &str,
+        (cutoff, orphan_cutoff, cp_cutoff): (i64, i64, i64),
+    ) -> Result<(u64, u64)> {
+        let (chain, orphans) = self.journal_chain(resource, &fc.field, id).await?;
+        let mut doomed: Vec<String> = Vec::new();
+        for key in orphans {
+            if let Some(obj) = self.store().get(&key).await? {
+                let (j, _) = parse_journal(&key, &obj.bytes)?;
+                if j.committed_at < orphan_cutoff {
+                    doomed.push(key);
+                }
+            }
+        }
+        // Never the newest journal: a consolidation may still need its key list.
+        let old: Vec<&Journal> = chain[..chain.len().saturating_sub(1)]
+            .iter()
+            .take_while(|j| j.committed_at < cutoff)
+            .collect();
+        if !old.is_empty() {
+            let cp = self.latest_checkpoint(resource, &fc.field, id).await?;
+            for end in self.checkpoint_ends(&old, cp_cutoff) {
+                let j = old[end];
+                let values = self.replay(fc, &chain[..=end], cp.as_ref()).await?;
+                let body = json!({
+                    "seq": j.seq,
+                    "at": j.committed_at,
+                    "values": values.iter().map(|(p, v)| (p.clone(), Value::String(v.to_string()))).collect::<Map<String, Value>>(),
+                });
+                let key = format!(
+                    "{}{:010}",
+                    self.layout().checkpoints(resource, &fc.field, id),
+                    j.seq
+                );
+                self.store()
+                    .put(
+                        &key,
+                        serde_json::to_vec(&body).unwrap_or_default(),
+                        PutMode::Overwrite,
+                    )
+                    .await?;
+            }
+            doomed.extend(old.iter().map(|j| j.key.clone()));
+        }
+        // Checkpoints past their retention, keeping the newest.
+        let cp_prefix = self.layout().checkpoints(resource, &fc.field, id);
+        let cps = list_all(self.store().as_ref(), &cp_prefix).await?;
+        for key in cps.iter().rev().skip(1) {
+            if let Some(obj) = self.store().get(key).await? {
+                let at = serde_json::from_slice::<Value>(&obj.bytes)
+                    .ok()
+                    .and_then(|v| v["at"].as_i64())
+                    .unwrap_or(0);
+                if at < cp_cutoff {
+                    doomed.push(key.clone());
+                }
+            }
+        }
+        match crate::store::delete_all(self.store().as_ref(), &doomed).await {
+            Ok(()) => Ok((doomed.len() as u64, 0)),
+            Err(_) => Ok((0, 1)),
+        }
+    }
+}
+
+/// The batch number of a journal name `<seq>-<nonce>`.
+fn seq_of(batch: &str) -> Option<u64> {
+    batch.split('-').next()?.parse().ok()
 }
 
 fn batch_of(key: &str) -> String {

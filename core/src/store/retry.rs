@@ -6,6 +6,15 @@
 //! whether the request may have taken effect (`ambiguous`: a timeout, a 5xx, a connection
 //! lost after the request was sent). Reads, deletes and overwrites are retried up to
 //! `max_attempts`, with jittered exponential backoff.
+//!
+//! A conditional write (create-only or compare-and-swap) is retried only while every failed
+//! attempt is known not to have taken effect. After an attempt that may have landed, it is
+//! never sent again: a second copy could land after the first was consumed (a create-only
+//! transaction applied and deleted, then created again) or turn our own landed write into a
+//! `412`. Instead the key is read once: when it holds exactly the bytes written, the write
+//! is done; otherwise its outcome is unknown and the error says so
+//! ([`StoreError::Backend`], never [`StoreError::Conflict`]): the write may still land. The
+//! caller decides from what it reads next, and keeps whatever a landed write would need.
 
 use super::{ListPage, Object, PutMode, Store, StoreError, Version};
 use crate::clock::Sleeper;
@@ -61,6 +70,22 @@ impl<S: Store> RetryingStore<S> {
     }
 }
 
+impl<S: Store> RetryingStore<S> {
+    /// After a conditional write whose outcome is unknown: done when the key holds our bytes,
+    /// otherwise still unknown.
+    async fn settle(&self, key: &str, bytes: &[u8], message: &str) -> Result<Version, StoreError> {
+        match self.get(key).await {
+            Ok(Some(o)) if o.bytes == bytes => Ok(o.version),
+            Ok(_) => Err(StoreError::Backend(format!(
+                "outcome unknown: {message}; the write may still take effect"
+            ))),
+            Err(e) => Err(StoreError::Backend(format!(
+                "outcome unknown: {message}; reading it back failed too ({e})"
+            ))),
+        }
+    }
+}
+
 /// Jittered exponential backoff in ms: about 50, 100, 200 … capped at 2,000.
 pub fn backoff_ms(attempt: u32) -> u64 {
     let base = 50u64.saturating_mul(1 << attempt.min(6)).min(2000);
@@ -78,18 +103,32 @@ impl<S: Store> Store for RetryingStore<S> {
     }
 
     async fn put(&self, key: &str, bytes: Vec<u8>, mode: PutMode) -> Result<Version, StoreError> {
-        let (ambiguous, r) = self
-            .run(|| self.inner.put(key, bytes.clone(), mode.clone()))
-            .await;
-        match r {
-            Err(StoreError::Conflict { .. }) if ambiguous => {
-                // An earlier attempt may have landed: it is ours if the bytes are.
-                match self.get(key).await? {
-                    Some(o) if o.bytes == bytes => Ok(o.version),
-                    _ => r,
+        if mode == PutMode::Overwrite {
+            return self
+                .run(|| self.inner.put(key, bytes.clone(), PutMode::Overwrite))
+                .await
+                .1;
+        }
+        let mut n = 0;
+        loop {
+            n += 1;
+            match self.inner.put(key, bytes.clone(), mode.clone()).await {
+                Err(StoreError::Transient {
+                    ambiguous: false,
+                    message,
+                }) => {
+                    if n >= self.max_attempts {
+                        let m = format!("{message} (gave up after {n} attempts)");
+                        return Err(StoreError::Backend(m));
+                    }
+                    self.sleeper.sleep(backoff_ms(n)).await;
                 }
+                Err(StoreError::Transient {
+                    ambiguous: true,
+                    message,
+                }) => return self.settle(key, &bytes, &message).await,
+                other => return other,
             }
-            other => other,
         }
     }
 

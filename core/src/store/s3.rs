@@ -7,10 +7,11 @@
 //!   conditional writes in flight at once) is a [`StoreError::Conflict`] and is never retried;
 //!   `404` on a compare-and-swap is [`StoreError::NotFound`].
 //! - Throttling (`429`, `503 SlowDown`), `5xx`, timeouts and connection failures are retried up
-//!   to [`S3Options::max_attempts`] times with jittered exponential backoff. When a conditional
-//!   write was retried after an attempt whose outcome is unknown (a timeout or a 5xx may hide a
-//!   write that landed), a later `412` is checked against the stored body: if the stored object
-//!   is byte for byte what this call wrote, the write is reported as done, not as a conflict.
+//!   to [`S3Options::max_attempts`] times with jittered exponential backoff, by a
+//!   [`RetryingStore`]. A conditional write is never sent again after an attempt whose outcome
+//!   is unknown (a timeout, a connection lost, a 5xx other than 503): it is read back instead,
+//!   and is done when the stored object is byte for byte what this call wrote; otherwise the
+//!   error says the outcome is unknown (see [`super::retry`]).
 //! - Listing uses ListObjectsV2 with `start-after`, 1,000 keys a page; delete-many is one
 //!   DeleteObjects request of at most 1,000 keys in quiet mode.
 //! - Every request has a per-attempt timeout and a connect timeout.
@@ -291,7 +292,9 @@ impl S3Bucket {
                 message: "request timed out".into(),
             },
             SdkError::DispatchFailure(d) => {
-                let ambiguous = !d.is_io() || d.is_timeout();
+                // A connection lost while the request was being sent or answered cannot be
+                // told from one refused before it: assume it may have taken effect.
+                let ambiguous = !d.is_user();
                 let message = if d.is_io() {
                     format!("cannot reach the endpoint ({})", DisplayErrorContext(&e))
                 } else {
@@ -322,8 +325,10 @@ impl S3Bucket {
                         "the bucket is in another region or endpoint than \"{}\" ({message})",
                         self.options.region
                     )),
+                    // 503 Slow Down and 429 are refusals before any effect; other 5xx may hide
+                    // a write that landed.
                     (429 | 500..=599, _) => Failure::Transient {
-                        ambiguous: status >= 500,
+                        ambiguous: status >= 500 && status != 503,
                         message,
                     },
                     (_, "SlowDown" | "Throttling" | "RequestTimeout") => Failure::Transient {

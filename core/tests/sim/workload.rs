@@ -1,0 +1,228 @@
+//! Simulated processes: engines with skewed clocks over the simulated store, and the callers
+//! that drive them with a random workload, writing what each mutation answered to a ledger.
+
+use super::world::{SimStore, World};
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use tally_core::clock::{Clock, SplitMix, YieldSleeper};
+use tally_core::store::retry::RetryingStore;
+use tally_core::{Arg, Database, Engine, MutationOptions, Op, PluginConfig};
+
+/// Records every run works on (inserted before the workload starts).
+pub const RECORDS: [&str; 2] = ["r0", "r1"];
+/// Paths written: a plain field and two nested paths of a json field.
+pub const PATHS: [&str; 3] = ["balance", "stats.a", "stats.b"];
+
+/// A process's clock: simulated time plus its own offset (skew, steps back).
+pub struct SimClock {
+    pub world: Arc<World>,
+    pub offset: AtomicI64,
+}
+
+impl Clock for SimClock {
+    fn now_ms(&self) -> i64 {
+        self.world.now() + self.offset.load(Ordering::SeqCst)
+    }
+}
+
+/// What a caller heard back from a mutation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Issued, no answer yet (or the caller crashed waiting).
+    Issued,
+    /// Resolved.
+    Acked,
+    /// Rejected.
+    Failed,
+}
+
+/// One mutation, keyed in the ledger by its unique `source`.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub caller: String,
+    pub step: u32,
+    pub record: String,
+    pub path: String,
+    pub op: Op,
+    pub amount: String,
+    pub outcome: Outcome,
+    /// Sync mode: the value the mutation resolved to.
+    pub resolved: Option<f64>,
+}
+
+/// Every mutation issued in a run.
+#[derive(Default)]
+pub struct Ledger {
+    pub entries: Mutex<BTreeMap<String, Entry>>,
+}
+
+/// The plugin configuration of a run.
+pub fn config(sync: bool, retention_days: f64) -> Value {
+    json!({
+        "resources": { "wallets": ["balance", "stats"] },
+        "consolidation": { "mode": if sync { "sync" } else { "async" }, "auto": false },
+        "garbageCollection": { "retention": retention_days },
+        "checkpoints": { "enabled": true },
+        "locks": { "timeout": 5 },
+        "analytics": { "enabled": false },
+    })
+}
+
+/// A simulated process: a database handle and an engine.
+pub struct Process {
+    pub name: String,
+    pub db: Arc<Database>,
+    pub engine: Arc<Engine>,
+    pub clock: Arc<SimClock>,
+}
+
+pub fn process(world: &Arc<World>, name: &str, options: &Value, seed: u64, offset: i64) -> Process {
+    // What the S3 store does: one attempt per request, retried by the retrying store.
+    let sim = SimStore {
+        world: world.clone(),
+        name: name.to_string(),
+    };
+    let store = Arc::new(RetryingStore::new(sim, 4, Arc::new(YieldSleeper)));
+    let db = Database::new(store, "db");
+    let config = PluginConfig::parse(options).expect("valid configuration");
+    let clock = Arc::new(SimClock {
+        world: world.clone(),
+        offset: AtomicI64::new(offset),
+    });
+    let engine = Engine::standalone(config, &db)
+        .ids(Arc::new(SplitMix::seeded(seed)))
+        .sleeper(Arc::new(YieldSleeper))
+        .clock(clock.clone() as Arc<dyn Clock>)
+        .build();
+    engine.attach(&db);
+    Process {
+        name: name.to_string(),
+        db,
+        engine,
+        clock,
+    }
+}
+
+/// The resource every run uses.
+pub fn schema() -> Value {
+    json!({ "id": "string|required", "balance": "number|default:0", "stats": "json|optional" })
+}
+
+/// A caller: `steps` random operations, one after another, on `p`.
+pub fn caller(
+    p: Arc<Process>,
+    world: Arc<World>,
+    ledger: Arc<Ledger>,
+    caller: String,
+    steps: u32,
+    gc: bool,
+) -> BoxFuture<'static, ()> {
+    Box::pin(async move {
+        for step in 0..steps {
+            let roll = world.random(100);
+            let record = RECORDS[world.random(RECORDS.len() as u64) as usize];
+            let path = PATHS[world.random(PATHS.len() as u64) as usize];
+            let field = path.split('.').next().unwrap_or(path);
+            if roll < 70 {
+                mutate(&p, &world, &ledger, &caller, step, record, path).await;
+            } else if roll < 80 {
+                let _ = p.engine.consolidate("wallets", Some(field), record).await;
+            } else if roll < 88 {
+                let _ = p.engine.run_pass().await;
+            } else if roll < 94 {
+                if gc {
+                    let _ = p.engine.run_gc().await;
+                }
+            } else if roll < 98 {
+                let _ = p.engine.recalculate("wallets", Some(field), record).await;
+            } else {
+                let _ = p
+                    .engine
+                    .consolidated_value("wallets", Some(path), record)
+                    .await;
+            }
+        }
+    })
+}
+
+async fn mutate(
+    p: &Process,
+    world: &World,
+    ledger: &Ledger,
+    caller: &str,
+    step: u32,
+    record: &str,
+    path: &str,
+) {
+    let kind = world.random(10);
+    let (op, amount) = match kind {
+        0 => (Op::Set, format!("{}", world.random(50))),
+        1..=2 => (Op::Sub, format!("{}.5", world.random(9))),
+        3 => (Op::Add, "1".to_string()),
+        _ => (Op::Add, format!("{}.25", world.random(9))),
+    };
+    let source = format!("{caller}-{step}");
+    let idempotent = world.random(10) < 3;
+    ledger.entries.lock().unwrap().insert(
+        source.clone(),
+        Entry {
+            caller: caller.to_string(),
+            step,
+            record: record.to_string(),
+            path: path.to_string(),
+            op,
+            amount: amount.clone(),
+            outcome: Outcome::Issued,
+            resolved: None,
+        },
+    );
+    let options = MutationOptions {
+        idempotency_key: idempotent.then(|| format!("k-{source}")),
+        source: Some(source.clone()),
+        metadata: None,
+    };
+    let value: f64 = amount.parse().unwrap_or(0.0);
+    // A careful caller retries an idempotent mutation with the same key.
+    let attempts = if idempotent { 3 } else { 1 };
+    let mut result = None;
+    for _ in 0..attempts {
+        let r = p
+            .engine
+            .mutate(
+                "wallets",
+                Some(path),
+                record,
+                op,
+                &Arg::Number(value),
+                options.clone(),
+            )
+            .await;
+        let ok = r.is_ok();
+        result = Some(r);
+        if ok {
+            break;
+        }
+    }
+    let mut entries = ledger.entries.lock().unwrap();
+    let Some(e) = entries.get_mut(&source) else {
+        return;
+    };
+    match result {
+        Some(Ok(r)) => {
+            e.outcome = Outcome::Acked;
+            if let tally_core::MutationResult::Value(v) = r {
+                e.resolved = v;
+            }
+        }
+        _ => e.outcome = Outcome::Failed,
+    }
+    world.note(|| {
+        format!(
+            "{caller}: {source} {:?} {amount} on {record}.{path}: {:?}",
+            op, e.outcome
+        )
+    });
+}
