@@ -385,3 +385,54 @@ async fn ids_keep_enough_random_bits_that_two_processes_never_share_a_key() {
         .unwrap();
     assert_eq!(num(&v), Some(2.0));
 }
+
+#[tokio::test]
+async fn analytics_of_amounts_near_the_decimal_limit_never_panic() {
+    let clock = ManualClock::new(1_764_000_000_000); // 2025-11-24T16:00Z
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let cfg = json!({ "resources": { "wallets": ["balance"] }, "analytics": { "enabled": true } });
+    let a = instance(store, cfg, Some(clock.clone()), 1);
+    let w = wallets(&a).await;
+    for id in ["w1", "w2", "w3"] {
+        w.insert(&json!({ "id": id })).await.unwrap();
+    }
+    for id in ["w1", "w2"] {
+        a.engine
+            .mutate(
+                "wallets",
+                Some("balance"),
+                id,
+                Op::Set,
+                &n(7e28),
+                MutationOptions::default(),
+            )
+            .await
+            .unwrap();
+        a.engine
+            .consolidate("wallets", Some("balance"), id)
+            .await
+            .unwrap();
+    }
+    let day = || async {
+        a.engine
+            .query(
+                "getDayByHour",
+                "wallets",
+                "balance",
+                &[Arg::String("2025-11-24".into())],
+            )
+            .await
+            .unwrap()
+    };
+    let points = day().await;
+    assert_eq!(points[0]["count"], json!(2), "{points}");
+    add(&a, "balance", "w3", 1.0).await;
+    a.engine.consolidate_all().await.unwrap();
+    let points = day().await;
+    assert_eq!(
+        points[0]["count"],
+        json!(3),
+        "later adds still count: {points}"
+    );
+    assert_eq!(balance_of(&w.get("w3").await.unwrap()), 1.0);
+}

@@ -173,11 +173,12 @@ impl Point {
             self.min = self.min.min(v);
             self.max = self.max.max(v);
         }
-        self.count += 1;
-        self.sum += v;
+        // Sums saturate at the decimal range (±7.9e28) rather than panic.
+        self.count = self.count.saturating_add(1);
+        self.sum = self.sum.saturating_add(v);
         let e = self.operations.entry(f.operation.as_str()).or_default();
-        e.0 += 1;
-        e.1 += v;
+        e.0 = e.0.saturating_add(1);
+        e.1 = e.1.saturating_add(v);
     }
 
     /// Merges another point of the same cohort.
@@ -192,14 +193,14 @@ impl Point {
             self.min = self.min.min(o.min);
             self.max = self.max.max(o.max);
         }
-        self.count += o.count;
-        self.sum += o.sum;
-        self.distinct += o.distinct;
+        self.count = self.count.saturating_add(o.count);
+        self.sum = self.sum.saturating_add(o.sum);
+        self.distinct = self.distinct.saturating_add(o.distinct);
         self.records.extend(o.records.iter().cloned());
         for (k, (c, s)) in &o.operations {
             let e = self.operations.entry(k).or_default();
-            e.0 += c;
-            e.1 += s;
+            e.0 = e.0.saturating_add(*c);
+            e.1 = e.1.saturating_add(*s);
         }
     }
 
@@ -433,8 +434,8 @@ pub fn top_records<'a>(
     let mut by: BTreeMap<&str, (u64, Decimal)> = BTreeMap::new();
     for f in facts {
         let e = by.entry(&*f.record_id).or_default();
-        e.0 += 1;
-        e.1 += f.signed();
+        e.0 = e.0.saturating_add(1);
+        e.1 = e.1.saturating_add(f.signed());
     }
     let mut rows: Vec<(&str, u64, Decimal)> = by.into_iter().map(|(r, (c, s))| (r, c, s)).collect();
     rows.sort_by(|a, b| {
