@@ -234,6 +234,8 @@ export interface PluginStatus {
   timezone: string;
   handlers: Record<string, string[]>;
   pending: Record<string, number>;
+  /** Per "<resource>.<field>": transactions set aside as dead letters. */
+  deadLetters: Record<string, number>;
   runs: {
     consolidations: number;
     lastRunAt: string | null;
@@ -242,6 +244,21 @@ export interface PluginStatus {
     errors: number;
     gcRuns: number;
   };
+}
+
+/** A transaction that could not be applied (a sum beyond the exact decimal range, a reducer
+ *  that threw or returned a non-number), set aside so that the record's later transactions
+ *  still apply. */
+export interface DeadLetter {
+  /** The pending key name it had; pass it to `retryDeadLetter` or `discardDeadLetter`. */
+  name: string;
+  recordId: string;
+  transaction: Transaction;
+  error: { code: string; message: string };
+  /** The batch that set it aside. */
+  batch: string | null;
+  /** Epoch milliseconds. */
+  at: number;
 }
 
 export interface CohortStat {
@@ -305,6 +322,9 @@ export class EventualConsistencyPlugin extends EventEmitter<EventualConsistencyE
   runGC(): Promise<void>;
   getStatus(): Promise<PluginStatus>;
   getCohortStats(resource: string, field: string): Promise<CohortStat[]>;
+  getDeadLetters(resource: string, field: string): Promise<DeadLetter[]>;
+  retryDeadLetter(resource: string, field: string, recordId: string, name: string): Promise<Transaction>;
+  discardDeadLetter(resource: string, field: string, recordId: string, name: string): Promise<void>;
   getConsolidatedValue(resource: string, field: string, id: string, options?: object): Promise<number | null>;
   recalculateRecord(resource: string, field: string, id: string): Promise<unknown>;
   consolidate(resource: string, field: string, id: string): Promise<unknown>;

@@ -15,6 +15,7 @@ export TALLY_S3_REQUIRED=1
 bash scripts/test-rust.sh
 bash scripts/sim.sh
 bash scripts/test-s3.sh
+bash scripts/chaos.sh
 bash scripts/build-wasm.sh
 bash scripts/test-node.sh
 echo "== demos: Rust example and Node quickstart"

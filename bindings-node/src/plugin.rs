@@ -27,6 +27,8 @@ pub struct NativePlugin {
     host: Mutex<Option<Arc<HostRecords>>>,
     reducers: Mutex<HashMap<u64, Arc<ReducerFn>>>,
     events: Mutex<Option<Arc<EventFn>>>,
+    /// Events handed to the JS callback so far (the wrapper waits until it has seen them).
+    emitted: Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -47,6 +49,7 @@ impl NativePlugin {
             host: Mutex::new(None),
             reducers: Mutex::new(HashMap::new()),
             events: Mutex::new(None),
+            emitted: Arc::default(),
         })
     }
 
@@ -81,6 +84,12 @@ impl NativePlugin {
     pub fn install(&self, db: &NativeDatabase) {
         let engine = self.finish(Engine::standalone(self.config.clone(), &db.db));
         engine.attach(&db.db);
+    }
+
+    /// How many events the engine has handed to the event callback so far.
+    #[napi]
+    pub fn events_emitted(&self) -> f64 {
+        self.emitted.load(std::sync::atomic::Ordering::SeqCst) as f64
     }
 
     /// Drops the engine (after `stop`): nothing more is consolidated, Tally's own database no
@@ -183,7 +192,9 @@ impl NativePlugin {
             engine.set_reducer(*id, Arc::new(JsReducer(f.clone())));
         }
         if let Some(f) = lock(&self.events).clone() {
+            let emitted = self.emitted.clone();
             engine.events().on(move |e| {
+                emitted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 f.call(
                     json!({ "name": e.name(), "payload": e.payload() }),
                     ThreadsafeFunctionCallMode::NonBlocking,
@@ -284,6 +295,44 @@ impl NativePlugin {
     #[napi]
     pub async fn status(&self) -> napi::Result<Value> {
         self.engine()?.status().await.napi()
+    }
+
+    /// `getDeadLetters(r, f)`: the transactions set aside.
+    #[napi]
+    pub async fn dead_letters(&self, resource: String, field: String) -> napi::Result<Vec<Value>> {
+        self.engine()?.dead_letters(&resource, &field).await.napi()
+    }
+
+    /// `retryDeadLetter(r, f, id, name)`: back to pending; resolves to the transaction.
+    #[napi]
+    pub async fn retry_dead_letter(
+        &self,
+        resource: String,
+        field: String,
+        id: String,
+        name: String,
+    ) -> napi::Result<Value> {
+        let engine = self.engine()?;
+        engine
+            .retry_dead_letter(&resource, &field, &id, &name)
+            .await
+            .napi()
+    }
+
+    /// `discardDeadLetter(r, f, id, name)`: removes it for good.
+    #[napi]
+    pub async fn discard_dead_letter(
+        &self,
+        resource: String,
+        field: String,
+        id: String,
+        name: String,
+    ) -> napi::Result<()> {
+        let engine = self.engine()?;
+        engine
+            .discard_dead_letter(&resource, &field, &id, &name)
+            .await
+            .napi()
     }
 
     /// `getCohortStats(r, f)`.

@@ -95,7 +95,8 @@ impl Engine {
         Ok(out)
     }
 
-    /// `getStatus()`: mode, handlers, run counters, and pending transaction counts per field.
+    /// `getStatus()`: mode, handlers, run counters, and per field the pending transactions and
+    /// the dead letters (transactions set aside, see [`crate::dead_letters`]).
     pub async fn status(&self) -> Result<Value> {
         let c = self.config();
         let mut handlers = Map::new();
@@ -106,10 +107,13 @@ impl Engine {
             );
         }
         let mut pending = Map::new();
+        let mut dead = Map::new();
         for (resource, fc) in self.configured_fields() {
             let prefix = self.layout().pending_field(&resource, &fc.field);
             let n = list_all(self.store().as_ref(), &prefix).await?.len();
             pending.insert(format!("{resource}.{}", fc.field), json!(n));
+            let d = self.dead_letter_count(&resource, &fc.field).await?;
+            dead.insert(format!("{resource}.{}", fc.field), json!(d));
         }
         let s = self.run_status();
         Ok(json!({
@@ -122,6 +126,7 @@ impl Engine {
             "timezone": c.timezone.name(),
             "handlers": handlers,
             "pending": pending,
+            "deadLetters": dead,
             "runs": {
                 "consolidations": s.runs,
                 "lastRunAt": s.last_run_ms.map(crate::cohort::iso_timestamp),

@@ -37,6 +37,7 @@ use crate::amount::{decimal_from_json, decimal_to_json};
 use crate::analytics::materialized::{Seen, batch_delta};
 use crate::analytics::points::Fact;
 use crate::config::FieldConfig;
+use crate::dead_letters::{DeadLetter, is_poison};
 use crate::engine::Engine;
 use crate::error::{Error, ErrorCode, Result};
 use crate::records::{CommitOutcome, StoredRecord};
@@ -90,6 +91,8 @@ pub struct FieldState {
     pub done: Option<Vec<(i64, Vec<String>)>>,
     /// The batches before the last one, newest last (at most [`RECENT_BATCHES`]).
     pub recent: Vec<String>,
+    /// Keys the last batch set aside as dead letters: name, error code, message.
+    pub dead: Vec<(String, String, String)>,
     /// The cohorts the record already counts in (materialized analytics).
     pub seen: Option<Value>,
 }
@@ -125,6 +128,19 @@ impl FieldState {
                     })
                     .collect()
             }),
+            dead: s
+                .get("dead")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|d| {
+                            let text =
+                                |i: usize| d.get(i).and_then(Value::as_str).map(str::to_string);
+                            Some((text(0)?, text(1)?, text(2).unwrap_or_default()))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
             recent: s
                 .get("recent")
                 .and_then(Value::as_array)
@@ -142,6 +158,9 @@ impl FieldState {
         let mut v = json!({ "seq": self.seq, "batch": self.batch, "recent": self.recent });
         if let Some(keys) = &self.keys {
             v["keys"] = json!(keys);
+        }
+        if !self.dead.is_empty() {
+            v["dead"] = self.dead.iter().map(|(n, c, m)| json!([n, c, m])).collect();
         }
         if let Some(done) = &self.done {
             v["done"] = done
@@ -164,6 +183,7 @@ impl FieldState {
         seen: Option<Value>,
         read_at: i64,
         now: i64,
+        dead: &[DeadLetter],
     ) -> FieldState {
         let mut recent = self.recent.clone();
         recent.extend(self.batch.clone());
@@ -189,6 +209,13 @@ impl FieldState {
             keys: None,
             done: Some(done),
             recent,
+            dead: dead
+                .iter()
+                .map(|d| {
+                    let code = d.error.code().as_str().to_string();
+                    (d.name.clone(), code, d.error.message().to_string())
+                })
+                .collect(),
             seen: seen.or_else(|| self.seen.clone()),
         }
     }
@@ -216,6 +243,8 @@ pub struct Plan {
     pub more: bool,
     /// Every listed pending key this plan found fresh (also those beyond [`MAX_BATCH`]).
     pub pending: HashSet<String>,
+    /// Fresh transactions that cannot be applied, to set aside with this batch.
+    pub poison: Vec<DeadLetter>,
 }
 
 impl Plan {
@@ -226,6 +255,14 @@ impl Plan {
     }
 }
 
+/// A fold's result: the new data, each path's values before and after, and the keys of the
+/// transactions set aside with why.
+type Folded = (
+    Map<String, Value>,
+    BTreeMap<String, (Decimal, Decimal)>,
+    Vec<(String, Error)>,
+);
+
 /// What one commit attempt of a plan came to.
 enum Attempt {
     /// Committed: the record data now, the transactions applied, and whether more wait.
@@ -233,6 +270,7 @@ enum Attempt {
         data: Map<String, Value>,
         applied: Vec<Transaction>,
         more: bool,
+        set_aside: Vec<(String, Error)>,
     },
     /// The record is gone.
     Missing,
@@ -298,11 +336,23 @@ impl Engine {
                 None => stale.push(name),
             }
         }
-        fresh.sort_by(|a, b| (a.1.timestamp_ms, &a.1.id).cmp(&(b.1.timestamp_ms, &b.1.id)));
+        fresh.sort_by(|a, b| a.1.order_key().cmp(&b.1.order_key()));
         let pending: HashSet<String> = fresh.iter().map(|(n, _)| n.clone()).collect();
         let more = fresh.len() > MAX_BATCH;
         fresh.truncate(MAX_BATCH);
-        let (new_data, values) = self.fold(resource, fc, id, &record.data, &fresh).await?;
+        let (new_data, values, set_aside) =
+            self.fold(resource, fc, id, &record.data, &fresh).await?;
+        let mut poison = Vec::new();
+        for (name, error) in set_aside {
+            if let Some(i) = fresh.iter().position(|(n, _)| *n == name) {
+                let (name, transaction) = fresh.remove(i);
+                poison.push(DeadLetter {
+                    name,
+                    transaction,
+                    error,
+                });
+            }
+        }
         Ok(Some(Plan {
             record,
             state,
@@ -314,6 +364,7 @@ impl Engine {
             applied,
             more,
             pending,
+            poison,
         }))
     }
 
@@ -354,14 +405,19 @@ impl Engine {
         id: &str,
         data: &Map<String, Value>,
         fresh: &[(String, Transaction)],
-    ) -> Result<(Map<String, Value>, BTreeMap<String, (Decimal, Decimal)>)> {
-        let mut by_path: BTreeMap<String, Vec<&Transaction>> = BTreeMap::new();
-        for (_, tx) in fresh {
-            by_path.entry(tx.field_path.clone()).or_default().push(tx);
+    ) -> Result<Folded> {
+        let mut by_path: BTreeMap<String, Vec<&(String, Transaction)>> = BTreeMap::new();
+        for named in fresh {
+            by_path
+                .entry(named.1.field_path.clone())
+                .or_default()
+                .push(named);
         }
         let mut new_data = data.clone();
         let mut values = BTreeMap::new();
-        for (path, txs) in by_path {
+        let mut poison = Vec::new();
+        for (path, named) in by_path {
+            let txs: Vec<&Transaction> = named.iter().map(|(_, t)| t).collect();
             let start = match get_path(data, &path) {
                 None | Some(Value::Null) => fc.initial_value,
                 Some(v) => decimal_from_json(v).ok_or_else(|| {
@@ -373,14 +429,40 @@ impl Engine {
                     )
                 })?,
             };
-            let end = match fc.reducer.and_then(|r| self.reducer(r)) {
-                Some(reducer) => reducer.reduce(start, &txs, self.zone()).await?,
-                None => reduce_default(start, &txs)?,
+            let end = match self.reduce(fc, start, &txs).await {
+                Ok(end) => end,
+                // One transaction cannot be applied: fold one at a time, setting aside each
+                // that fails alone (see crate::dead_letters).
+                Err(e) if is_poison(&e) => {
+                    let mut v = start;
+                    for (name, tx) in named {
+                        match self.reduce(fc, v, &[tx]).await {
+                            Ok(next) => v = next,
+                            Err(e) if is_poison(&e) => poison.push((name.clone(), e)),
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    v
+                }
+                Err(e) => return Err(e),
             };
             set_path(&mut new_data, &path, decimal_to_json(end));
             values.insert(path, (start, end));
         }
-        Ok((new_data, values))
+        Ok((new_data, values, poison))
+    }
+
+    /// Reduces `txs` into `start` with the field's reducer.
+    async fn reduce(
+        &self,
+        fc: &FieldConfig,
+        start: Decimal,
+        txs: &[&Transaction],
+    ) -> Result<Decimal> {
+        match fc.reducer.and_then(|r| self.reducer(r)) {
+            Some(reducer) => reducer.reduce(start, txs, self.zone()).await,
+            None => reduce_default(start, txs),
+        }
     }
 
     /// Key names of the batch named in `state`, from its journal.
@@ -455,7 +537,7 @@ impl Engine {
                 // Our key was applied by a commit after this read: read again.
                 continue;
             }
-            if plan.fresh.is_empty() {
+            if plan.fresh.is_empty() && plan.poison.is_empty() {
                 if !plan.stale.is_empty() {
                     self.retire(resource, fc, id, &plan.stale, &plan.state)
                         .await?;
@@ -476,8 +558,19 @@ impl Engine {
                     data,
                     applied,
                     more,
+                    set_aside,
                 } => {
                     applied_all.extend(applied);
+                    if let Some((_, e)) = set_aside.iter().find(|(n, _)| Some(n.as_str()) == own) {
+                        // A sync mutation whose own transaction was set aside fails with why.
+                        return Err(Error::new(
+                            e.code(),
+                            format!(
+                                "{} (the transaction was set aside as a dead letter)",
+                                e.message()
+                            ),
+                        ));
+                    }
                     if !more {
                         return Ok(Consolidated::Done {
                             data,
@@ -506,7 +599,13 @@ impl Engine {
             self.retire(resource, fc, id, &plan.stale, &plan.state)
                 .await?;
         }
-        let names: Vec<String> = plan.fresh.iter().map(|(n, _)| n.clone()).collect();
+        // The keys this batch consumes: the applied ones and the ones it sets aside.
+        let names: Vec<String> = plan
+            .fresh
+            .iter()
+            .map(|(n, _)| n.clone())
+            .chain(plan.poison.iter().map(|d| d.name.clone()))
+            .collect();
         let seq = plan.state.seq.saturating_add(1);
         // A fresh nonce per attempt: two consolidators never share a journal name.
         let batch = format!("{seq:010}-{}", crate::clock::base36(self.random(), 12));
@@ -523,6 +622,14 @@ impl Engine {
             "transactions": plan.fresh.iter().map(|(_, t)| t).collect::<Vec<_>>(),
             "values": plan.values.iter().map(|(p, (b, a))| (p.clone(), json!({"before": b.to_string(), "after": a.to_string()}))).collect::<Map<String, Value>>(),
         });
+        let mut journal = journal;
+        if !plan.poison.is_empty() {
+            journal["deadLetters"] = plan
+                .poison
+                .iter()
+                .map(|d| json!({ "name": d.name, "id": d.transaction.id, "error": d.error.message() }))
+                .collect();
+        }
         let body = serde_json::to_vec(&journal).map_err(|e| Error::storage(e.to_string()))?;
         // Analytics: the batch's contribution goes to the inbox before the commit, written
         // alongside the journal (one round trip for both).
@@ -582,9 +689,14 @@ impl Engine {
             Some((seen, delta)) => (Some(seen), Some(delta)),
             None => (None, None),
         };
-        let state = plan
-            .state
-            .next(batch.clone(), &names, seen, plan.read_at, committed_at);
+        let state = plan.state.next(
+            batch.clone(),
+            &names,
+            seen,
+            plan.read_at,
+            committed_at,
+            &plan.poison,
+        );
         let mut meta = plan.record.meta.clone();
         meta.insert(fc.field.clone(), state.to_json());
         let scan = async {
@@ -643,14 +755,26 @@ impl Engine {
                             .await;
                     }
                 };
-                let _ = futures::join!(
-                    self.retire_applied(resource, fc, id, &names, &applied, &state),
-                    fold
-                );
+                // Dead letters are written before their keys go (else the next consolidation
+                // writes them, from the bookkeeping).
+                let retire = async {
+                    if !plan.poison.is_empty() {
+                        self.set_aside(resource, &fc.field, id, Some(&batch), &plan.poison)
+                            .await?;
+                    }
+                    self.retire_applied(resource, fc, id, &names, &applied, &state)
+                        .await
+                };
+                let _ = futures::join!(retire, fold);
                 Ok(Attempt::Committed {
                     data: plan.new_data,
                     applied,
                     more: plan.more,
+                    set_aside: plan
+                        .poison
+                        .iter()
+                        .map(|d| (d.name.clone(), d.error.clone()))
+                        .collect(),
                 })
             }
             outcome @ (CommitOutcome::Missing | CommitOutcome::Conflict) => {
@@ -696,6 +820,35 @@ impl Engine {
         state: &FieldState,
     ) -> Result<()> {
         let prefix = self.layout().pending(resource, &fc.field, id);
+        let mut dead = Vec::new();
+        for (name, code, message) in &state.dead {
+            if !stale.contains(name) {
+                continue;
+            }
+            let transaction = match parse_key_name(name, id, &fc.field)? {
+                NameInfo::Complete(tx) => Some(*tx),
+                NameInfo::NeedsBody => match self.store().get(&format!("{prefix}{name}")).await? {
+                    Some(obj) => serde_json::from_slice(&obj.bytes).ok(),
+                    None => None,
+                },
+            };
+            if let Some(transaction) = transaction {
+                let code = if code == ErrorCode::InvalidArgument.as_str() {
+                    ErrorCode::InvalidArgument
+                } else {
+                    ErrorCode::InvalidAmount
+                };
+                dead.push(DeadLetter {
+                    name: name.clone(),
+                    transaction,
+                    error: Error::new(code, message.clone()),
+                });
+            }
+        }
+        if !dead.is_empty() {
+            self.set_aside(resource, &fc.field, id, state.batch.as_deref(), &dead)
+                .await?;
+        }
         let mut txs = Vec::new();
         for name in stale.iter().filter(|n| n.starts_with('~')) {
             if let Some(obj) = self.store().get(&format!("{prefix}{name}")).await?

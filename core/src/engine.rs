@@ -443,13 +443,15 @@ impl Engine {
         })
     }
 
-    /// The timestamp and id suffix of a new transaction. Timestamps never go back within an
-    /// engine (a clock stepped back keeps the last one, and counts on), so one caller's
-    /// mutations sort in call order; the suffix is a 4-digit per-millisecond sequence and 12
-    /// random base-36 digits (62 bits), so processes never share ids or key names.
-    fn next_stamp(&self) -> (i64, String) {
+    /// The clock's time, the ordering stamp and the id suffix of a new transaction. Stamps
+    /// never go back within an engine (a clock stepped back keeps the last one, and counts
+    /// on), so one caller's mutations sort in call order; the suffix is a 4-digit
+    /// per-millisecond sequence and 12 random base-36 digits (62 bits), so processes never
+    /// share ids or key names.
+    fn next_stamp(&self) -> (i64, i64, String) {
         const SEQ_LIMIT: u64 = 36 * 36 * 36 * 36;
-        let now = self.clock.now_ms().max(0);
+        let clock = self.clock.now_ms();
+        let now = clock.max(0);
         let mut s = self.stamp.lock().unwrap_or_else(|p| p.into_inner());
         if now > s.0 {
             *s = (now, 0);
@@ -459,7 +461,7 @@ impl Engine {
             *s = (s.0.saturating_add(1), 0);
         }
         let suffix = format!("{}{}", base36(s.1, 4), base36(self.ids.next_u64(), 12));
-        (s.0, suffix)
+        (clock, s.0, suffix)
     }
 
     /// Writes a transaction and, in sync mode, consolidates the record.
@@ -475,15 +477,16 @@ impl Engine {
         check_record_id(id)?;
         let target = self.resolve(resource, field).await?;
         let value = amount_from_arg(amount, &format!("amount for \"{}\"", target.path))?;
-        let (ts, suffix) = self.next_stamp();
+        let (ts, stamp, suffix) = self.next_stamp();
         let tx = Transaction {
-            id: format!("tx-{ts}-{suffix}"),
+            id: format!("tx-{stamp}-{suffix}"),
             original_id: id.to_string(),
             field: target.field.field.clone(),
             field_path: target.path.clone(),
             value,
             operation: op,
             timestamp_ms: ts,
+            order_ms: (stamp != ts).then_some(stamp),
             source: options.source,
             idempotency_key: options.idempotency_key,
             metadata: options.metadata,

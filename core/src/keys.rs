@@ -174,6 +174,10 @@ impl Layout {
     pub fn analytics_object(&self, resource: &str, field: &str, name: &str) -> String {
         format!("{}a/{resource}/{field}/{name}", self.prefix)
     }
+    /// Prefix of every dead letter of a field: `<id>/<name>`, a transaction set aside.
+    pub fn dead_letters(&self, resource: &str, field: &str) -> String {
+        format!("{}d/{resource}/{field}/", self.prefix)
+    }
     /// The background-pass lease of a field.
     pub fn lease(&self, resource: &str, field: &str) -> String {
         format!("{}l/{resource}/{field}", self.prefix)

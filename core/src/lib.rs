@@ -15,6 +15,7 @@ pub mod cohort;
 pub mod config;
 pub mod connection;
 pub mod consolidate;
+pub mod dead_letters;
 pub mod engine;
 pub mod error;
 pub mod events;

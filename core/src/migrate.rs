@@ -46,6 +46,7 @@ impl Engine {
             value,
             operation: op,
             timestamp_ms,
+            order_ms: None,
             source,
             idempotency_key: Some(key.to_string()),
             metadata: None,

@@ -65,8 +65,13 @@ pub struct Transaction {
     pub value: Decimal,
     /// The operation.
     pub operation: Op,
-    /// Epoch milliseconds.
+    /// Epoch milliseconds (the clock's time; cohorts and analytics use it).
     pub timestamp_ms: i64,
+    /// The engine's ordering stamp, when it differs from `timestamp_ms` (the clock stepped
+    /// back, so the stamp kept the last one): reduction follows it, so one caller's
+    /// mutations apply in call order whatever the clock does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_ms: Option<i64>,
     /// Where it came from (free text, at most 64 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
@@ -115,6 +120,11 @@ impl Transaction {
         Value::Object(m)
     }
 
+    /// The position in reduction order: the ordering stamp, then the id.
+    pub fn order_key(&self) -> (i64, &str) {
+        (self.order_ms.unwrap_or(self.timestamp_ms), &self.id)
+    }
+
     /// True when the key name cannot carry the whole transaction (it needs its body).
     pub fn needs_body(&self) -> bool {
         self.idempotency_key.is_some() || self.metadata.is_some()
@@ -126,15 +136,21 @@ impl Transaction {
             return format!("~{h}");
         }
         let rand = self.id.rsplit('-').next().unwrap_or("");
+        let mut flags = String::new();
+        if self.metadata.is_some() {
+            flags.push('b');
+        }
+        if self.order_ms.is_some() {
+            flags.push_str(&format!("@{}", self.timestamp_ms));
+        }
         format!(
-            "{:013},{},{},{},{},{},{}",
-            self.timestamp_ms.max(0),
+            "{:013},{},{},{},{},{},{flags}",
+            self.order_ms.unwrap_or(self.timestamp_ms).max(0),
             encode_component(rand),
             self.operation.as_str(),
             self.value.normalize(),
             encode_component(&self.field_path),
             encode_component(self.source.as_deref().unwrap_or("")),
-            if self.metadata.is_some() { "b" } else { "" },
         )
     }
 
@@ -178,26 +194,33 @@ pub fn parse_key_name(name: &str, record_id: &str, field: &str) -> Result<NameIn
     if flags.contains('b') {
         return Ok(NameInfo::NeedsBody);
     }
-    let timestamp_ms: i64 = ts.parse().map_err(|_| bad())?;
+    let stamp: i64 = ts.parse().map_err(|_| bad())?;
+    // `@<ms>`: the clock's time, when the ordering stamp in front differs from it.
+    let clock_ms = match flags.split_once('@') {
+        Some((_, ms)) => Some(ms.parse::<i64>().map_err(|_| bad())?),
+        None => None,
+    };
     let rand = decode_component(rand).ok_or_else(bad)?;
     let source = decode_component(source).ok_or_else(bad)?;
     Ok(NameInfo::Complete(Box::new(Transaction {
-        id: format!("tx-{timestamp_ms}-{rand}"),
+        id: format!("tx-{stamp}-{rand}"),
         original_id: record_id.to_string(),
         field: field.to_string(),
         field_path: decode_component(path).ok_or_else(bad)?,
         value: Decimal::from_str(amount).map_err(|_| bad())?,
         operation: Op::parse(op).ok_or_else(bad)?,
-        timestamp_ms,
+        timestamp_ms: clock_ms.unwrap_or(stamp),
+        order_ms: clock_ms.map(|_| stamp),
         source: (!source.is_empty()).then_some(source),
         idempotency_key: None,
         metadata: None,
     })))
 }
 
-/// Orders transactions for reduction: by timestamp, then id.
+/// Orders transactions for reduction: by ordering stamp (the timestamp, unless the clock
+/// stepped back), then id.
 pub fn sort_for_reduction(txs: &mut [Transaction]) {
-    txs.sort_by(|a, b| (a.timestamp_ms, &a.id).cmp(&(b.timestamp_ms, &b.id)));
+    txs.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
 }
 
 /// The default reduction: `set` replaces, `add` adds, `sub` subtracts. Fails on overflow.

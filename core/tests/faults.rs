@@ -314,10 +314,9 @@ async fn one_callers_mutations_apply_in_call_order_when_the_clock_steps_back() {
     let (MutationResult::Transaction(t1), MutationResult::Transaction(t2)) = (set, added) else {
         panic!("async mode answers transactions")
     };
-    assert!(
-        t1["timestamp"].as_str() <= t2["timestamp"].as_str(),
-        "{t1} then {t2}"
-    );
+    // The timestamp is the clock's (cohorts follow it); the order is the caller's.
+    assert_eq!(t1["timestamp"], json!("2025-11-24T16:00:01.000Z"));
+    assert_eq!(t2["timestamp"], json!("2025-11-24T16:00:00.990Z"));
     let v = a
         .engine
         .consolidate("wallets", Some("balance"), "w1")
@@ -435,4 +434,89 @@ async fn analytics_of_amounts_near_the_decimal_limit_never_panic() {
         "later adds still count: {points}"
     );
     assert_eq!(balance_of(&w.get("w3").await.unwrap()), 1.0);
+}
+
+#[tokio::test]
+async fn a_transaction_that_overflows_is_set_aside_and_the_records_later_ones_still_apply() {
+    for mode in ["async", "sync"] {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let cfg =
+            json!({ "resources": { "wallets": ["balance"] }, "consolidation": { "mode": mode } });
+        let a = instance(store.clone(), cfg, None, 1);
+        let w = wallets(&a).await;
+        w.insert(&json!({ "id": "w1", "balance": 0 }))
+            .await
+            .unwrap();
+        let mut events = a.engine.events().subscribe();
+        let big = |engine: Arc<Engine>| async move {
+            engine
+                .mutate(
+                    "wallets",
+                    Some("balance"),
+                    "w1",
+                    Op::Add,
+                    &n(5e28),
+                    MutationOptions::default(),
+                )
+                .await
+        };
+        big(a.engine.clone()).await.unwrap();
+        let second = big(a.engine.clone()).await;
+        match mode {
+            // A sync caller hears why; an async one stored a transaction.
+            "sync" => assert!(
+                matches!(&second, Err(e) if e.code() == tally_core::ErrorCode::InvalidAmount && e.message().contains("dead letter")),
+                "{second:?}"
+            ),
+            _ => assert!(second.is_ok(), "{second:?}"),
+        }
+        for _ in 0..10 {
+            add(&a, "balance", "w1", 1.0).await;
+        }
+        a.engine.consolidate_all().await.unwrap();
+        let balance = balance_of(&w.get("w1").await.unwrap());
+        assert_eq!(balance, 5e28 + 10.0, "{mode}");
+        assert!(
+            list_all(store.as_ref(), "db/t/").await.unwrap().is_empty(),
+            "{mode}: nothing left pending"
+        );
+        let dead = a.engine.dead_letters("wallets", "balance").await.unwrap();
+        assert_eq!(dead.len(), 1, "{mode}: {dead:?}");
+        assert_eq!(dead[0]["error"]["code"], json!("ERR_INVALID_AMOUNT"));
+        let status = a.engine.status().await.unwrap();
+        assert_eq!(status["deadLetters"]["wallets.balance"], json!(1));
+        let mut named = false;
+        while let Ok(e) = events.try_recv() {
+            if let tally_core::events::Event::ConsolidationError { error, .. } = e {
+                named |= error.message().contains("dead letter")
+                    && error
+                        .message()
+                        .contains(dead[0]["transaction"]["id"].as_str().unwrap());
+            }
+        }
+        assert!(named, "{mode}: a consolidation-error names the transaction");
+        // Retried, it overflows again and is set aside again; discarded, it is gone.
+        let name = dead[0]["name"].as_str().unwrap().to_string();
+        a.engine
+            .retry_dead_letter("wallets", "balance", "w1", &name)
+            .await
+            .unwrap();
+        a.engine.consolidate_all().await.unwrap();
+        let dead = a.engine.dead_letters("wallets", "balance").await.unwrap();
+        assert_eq!(dead.len(), 1, "{mode}: set aside again under a new name");
+        assert_ne!(dead[0]["name"].as_str().unwrap(), name);
+        let name = dead[0]["name"].as_str().unwrap().to_string();
+        a.engine
+            .discard_dead_letter("wallets", "balance", "w1", &name)
+            .await
+            .unwrap();
+        assert!(
+            a.engine
+                .dead_letters("wallets", "balance")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(balance_of(&w.get("w1").await.unwrap()), 5e28 + 10.0);
+    }
 }

@@ -195,19 +195,9 @@ fn multi_process_worker() {
         ));
         wallets(&inst).await;
         if !sync {
-            let bg = inst.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-                    let _ = bg.engine.run_pass().await;
-                }
-            });
+            spawn_background(inst.clone(), 400, None);
         }
-        let mut ack = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&ack_path)
-            .unwrap();
+        let mut ack = append_to(&ack_path);
         for step in start..PER_WORKER {
             use tally_core::clock::IdSource;
             // Each step is a function of (worker, step), so a restarted worker redoes the step

@@ -99,7 +99,11 @@ class EventualConsistencyPlugin extends EventEmitter {
         return current;
       });
     });
-    this._native.onEvent((event) => this._dispatch(event.name, event.payload));
+    this._received = 0;
+    this._native.onEvent((event) => {
+      this._received += 1;
+      this._dispatch(event.name, event.payload);
+    });
   }
 
   setInstanceName(name) {
@@ -130,9 +134,18 @@ class EventualConsistencyPlugin extends EventEmitter {
 
   _track(promise) {
     // Events the native work emitted travel on their own channel, which never keeps the
-    // process alive. Settling one event-loop turn later delivers them first, so a caller
-    // awaiting an event after `await plugin.consolidateAll()` cannot find the loop drained.
-    const turn = (settle) => (x) => new Promise((ok, no) => setImmediate(() => (settle ? ok : no)(x)));
+    // process alive. Settling only once every event emitted so far was delivered (a few
+    // event-loop turns at most) means a caller awaiting an event after
+    // `await plugin.consolidateAll()` cannot find the loop drained.
+    const turn = (settle) => (x) =>
+      new Promise((ok, no) => {
+        let turns = 0;
+        const check = () => {
+          if (this._received >= this._native.eventsEmitted() || ++turns > 1000) (settle ? ok : no)(x);
+          else setImmediate(check);
+        };
+        setImmediate(check);
+      });
     const p = wrap(promise).then(turn(true), turn(false));
     this._inflight.add(p);
     const done = () => this._inflight.delete(p);
@@ -323,6 +336,22 @@ class EventualConsistencyPlugin extends EventEmitter {
 
   async getStatus() {
     return wrap(this._native.status());
+  }
+
+  /** The transactions of a field that could not be applied and were set aside. */
+  async getDeadLetters(resource, field) {
+    return wrap(this._native.deadLetters(String(resource), String(field)));
+  }
+
+  /** Puts a dead letter back as a pending transaction; resolves to that transaction. */
+  async retryDeadLetter(resource, field, recordId, name) {
+    this._now();
+    return this._track(wrap(this._native.retryDeadLetter(String(resource), String(field), String(recordId), String(name))));
+  }
+
+  /** Removes a dead letter for good: its transaction is never applied. */
+  async discardDeadLetter(resource, field, recordId, name) {
+    return this._track(wrap(this._native.discardDeadLetter(String(resource), String(field), String(recordId), String(name))));
   }
 
   async getCohortStats(resource, field) {

@@ -104,6 +104,48 @@ test('a reducer that throws fails the consolidation with a coded error and appli
   await db.disconnect();
 });
 
+test('a transaction that cannot be applied is set aside as a dead letter; later ones still apply', async () => {
+  const db = await freshDb();
+  const p = plugin({
+    resources: [
+      {
+        resource: 'scores',
+        fields: [{ field: 'total', reducer: (current, tx) => {
+          if (tx.value === 13) throw new Error('unlucky');
+          return current + tx.value;
+        } }],
+      },
+    ],
+    consolidation: { mode: 'async', auto: false },
+  });
+  await db.usePlugin(p);
+  const errors = [];
+  p.on('plg:eventual-consistency:consolidation-error', (e) => errors.push(e));
+  const scores = await db.createResource({ name: 'scores', attributes: { total: 'number|default:0' } });
+  await scores.insert({ id: 'p' });
+  await scores.add('p', 1);
+  const bad = await scores.add('p', 13);
+  await scores.add('p', 2);
+  assert.equal(await scores.consolidate('p'), 3, 'the poison is set aside, the others apply');
+  const dead = await p.getDeadLetters('scores', 'total');
+  assert.equal(dead.length, 1);
+  assert.equal(dead[0].recordId, 'p');
+  assert.equal(dead[0].transaction.id, bad.id);
+  assert.equal(dead[0].error.code, 'ERR_INVALID_ARGUMENT');
+  assert.match(dead[0].error.message, /unlucky/);
+  assert.ok(errors.some((e) => e.recordId === 'p' && e.error.message.includes(bad.id)), 'an event names it');
+  assert.deepEqual((await p.getStatus()).deadLetters, { 'scores.total': 1 });
+  // Retried, it fails again and is set aside again; discarded, it is gone for good.
+  await p.retryDeadLetter('scores', 'total', 'p', dead[0].name);
+  assert.equal(await scores.consolidate('p'), 3);
+  const again = await p.getDeadLetters('scores', 'total');
+  assert.equal(again.length, 1);
+  await p.discardDeadLetter('scores', 'total', 'p', again[0].name);
+  assert.deepEqual(await p.getDeadLetters('scores', 'total'), []);
+  await assert.rejects(p.discardDeadLetter('scores', 'total', 'p', again[0].name), (e) => e.code === 'ERR_RECORD_NOT_FOUND');
+  await db.disconnect();
+});
+
 test('the clock option fixes transaction timestamps and cohorts, in cohort.timezone', async () => {
   let now = Date.UTC(2025, 9, 9, 23, 30);
   const { db, wallets: w } = await wallets({

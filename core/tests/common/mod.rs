@@ -198,3 +198,29 @@ pub async fn assert_request_budgets(
         "idle pass: one LIST per configured field, {c:?}"
     );
 }
+
+/// A worker process's background work: a consolidation pass every `every_ms`, and GC every
+/// `gc_every` passes when given (like the plugin's timers).
+#[cfg(feature = "s3")]
+pub fn spawn_background(inst: Arc<Instance>, every_ms: u64, gc_every: Option<u64>) {
+    tokio::spawn(async move {
+        let mut n = 0u64;
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(every_ms)).await;
+            let _ = inst.engine.run_pass().await;
+            n += 1;
+            if gc_every.is_some_and(|g| n.is_multiple_of(g)) {
+                let _ = inst.engine.run_gc().await;
+            }
+        }
+    });
+}
+
+/// A file a worker appends its ledger lines to.
+pub fn append_to(path: &str) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
+}

@@ -1,0 +1,197 @@
+//! Dead letters: pending transactions that can never be applied as they are (a sum that
+//! overflows the exact decimal range, a reducer that throws or returns a non-number), set
+//! aside so that the record's later transactions still apply.
+//!
+//! Consolidation folds a batch; when the fold fails on a transaction's own account
+//! ([`is_poison`]), it folds the batch again one transaction at a time and sets aside each
+//! one that fails alone. The batch commits as usual, with those keys among the keys it
+//! consumed (so a late copy of one is stale) and named in the bookkeeping (`dead`) and the
+//! journal (`deadLetters`). After the commit, and before the keys are deleted, each is
+//! written to `P/d/<resource>/<field>/<id>/<name>` with the error; a consolidation that
+//! finds the keys of the last batch still pending writes what is missing first. Each one is
+//! reported by a `consolidation-error` event naming the transaction.
+//!
+//! [`Engine::retry_dead_letter`] writes the transaction again as a new pending key (its name
+//! derived from the dead letter's, so a retry repeated after a crash collides rather than
+//! doubling), then removes the dead letter; [`Engine::discard_dead_letter`] removes it.
+
+use crate::engine::Engine;
+use crate::error::{Error, ErrorCode, Result};
+use crate::events::Event;
+use crate::keys::check_record_id;
+use crate::store::{PutMode, StoreError, list_all};
+use crate::txn::Transaction;
+use serde_json::{Value, json};
+
+/// True when an error folding a transaction is the transaction's own (it fails however
+/// often it is tried), not the storage's or the record's.
+pub fn is_poison(e: &Error) -> bool {
+    matches!(
+        e.code(),
+        ErrorCode::InvalidAmount | ErrorCode::InvalidArgument
+    )
+}
+
+/// A transaction set aside, with why.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// The pending key name it had.
+    pub name: String,
+    /// The transaction.
+    pub transaction: Transaction,
+    /// Why it could not be applied.
+    pub error: Error,
+}
+
+impl Engine {
+    /// Writes dead letters (create-only: one already there is kept) and reports each.
+    pub(crate) async fn set_aside(
+        &self,
+        resource: &str,
+        field: &str,
+        id: &str,
+        batch: Option<&str>,
+        letters: &[DeadLetter],
+    ) -> Result<()> {
+        let prefix = self.layout().dead_letters(resource, field);
+        for d in letters {
+            let body = json!({
+                "name": d.name,
+                "recordId": id,
+                "transaction": d.transaction,
+                "error": { "code": d.error.code().as_str(), "message": d.error.message() },
+                "batch": batch,
+                "at": self.now_ms(),
+            });
+            let bytes = serde_json::to_vec(&body).map_err(|e| Error::storage(e.to_string()))?;
+            let key = format!("{prefix}{id}/{}", d.name);
+            match self.store().put(&key, bytes, PutMode::Create).await {
+                Ok(_) => self.events().emit(Event::ConsolidationError {
+                    resource: resource.into(),
+                    field: field.into(),
+                    record_id: Some(id.into()),
+                    error: Error::new(
+                        d.error.code(),
+                        format!(
+                            "transaction {} ({} {} on \"{}\") was set aside as a dead letter: {}",
+                            d.transaction.id,
+                            d.transaction.operation.as_str(),
+                            d.transaction.value,
+                            d.transaction.field_path,
+                            d.error.message()
+                        ),
+                    ),
+                }),
+                Err(StoreError::Conflict { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// The dead letters of a field: `[{ recordId, name, transaction, error: {code, message},
+    /// at }]`, in key order.
+    pub async fn dead_letters(&self, resource: &str, field: &str) -> Result<Vec<Value>> {
+        let target = self.resolve(resource, Some(field)).await?;
+        let prefix = self.layout().dead_letters(resource, &target.field.field);
+        let mut out = Vec::new();
+        for key in list_all(self.store().as_ref(), &prefix).await? {
+            let Some(obj) = self.store().get(&key).await? else {
+                continue;
+            };
+            let mut v: Value = serde_json::from_slice(&obj.bytes)
+                .map_err(|e| Error::storage(format!("unreadable dead letter {key}: {e}")))?;
+            if let Ok(tx) = serde_json::from_value::<Transaction>(v["transaction"].clone()) {
+                v["transaction"] = tx.to_json(self.zone(), false);
+            }
+            out.push(v);
+        }
+        Ok(out)
+    }
+
+    /// How many dead letters a field holds (one LIST per 1,000).
+    pub(crate) async fn dead_letter_count(&self, resource: &str, field: &str) -> Result<usize> {
+        let prefix = self.layout().dead_letters(resource, field);
+        Ok(list_all(self.store().as_ref(), &prefix).await?.len())
+    }
+
+    async fn dead_letter(
+        &self,
+        resource: &str,
+        field: &str,
+        id: &str,
+        name: &str,
+    ) -> Result<(String, Value)> {
+        check_record_id(id)?;
+        let target = self.resolve(resource, Some(field)).await?;
+        if name.is_empty() || name.contains('/') {
+            return Err(Error::invalid_argument(format!(
+                "\"{}\" is not a dead letter name",
+                crate::amount::truncate(name, 60)
+            )));
+        }
+        let key = format!(
+            "{}{id}/{name}",
+            self.layout().dead_letters(resource, &target.field.field)
+        );
+        let obj = self.store().get(&key).await?.ok_or_else(|| {
+            Error::new(
+                ErrorCode::RecordNotFound,
+                format!("no dead letter \"{name}\" for record \"{id}\" of \"{resource}.{field}\""),
+            )
+        })?;
+        let v = serde_json::from_slice(&obj.bytes)
+            .map_err(|e| Error::storage(format!("unreadable dead letter {key}: {e}")))?;
+        Ok((key, v))
+    }
+
+    /// Puts a dead letter back as a pending transaction (to be applied by the next
+    /// consolidation, or now in sync mode), then removes it; returns the transaction.
+    pub async fn retry_dead_letter(
+        &self,
+        resource: &str,
+        field: &str,
+        id: &str,
+        name: &str,
+    ) -> Result<Value> {
+        let (key, v) = self.dead_letter(resource, field, id, name).await?;
+        let mut tx: Transaction = serde_json::from_value(v["transaction"].clone())
+            .map_err(|e| Error::storage(format!("unreadable dead letter {key}: {e}")))?;
+        // A new name, derived from the old one: a retry repeated after a crash writes the
+        // same key again (and collides), never a second transaction.
+        let suffix = crate::keys::short_hash(&["retry", name], 16);
+        tx.id = format!("tx-{}-{suffix}", tx.timestamp_ms);
+        if let Some(k) = &tx.idempotency_key {
+            tx.idempotency_key = Some(format!("{k}#retry-{suffix}"));
+        }
+        let target = self.resolve(resource, Some(field)).await?;
+        let pending = format!(
+            "{}{}",
+            self.layout().pending(resource, &target.field.field, id),
+            tx.key_name()
+        );
+        let body = serde_json::to_vec(&tx).map_err(|e| Error::storage(e.to_string()))?;
+        match self.store().put(&pending, body, PutMode::Create).await {
+            Ok(_) | Err(StoreError::Conflict { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.store().delete(&key).await?;
+        if self.config().mode == crate::config::Mode::Sync {
+            self.consolidate_record(resource, &target.field, id).await?;
+        }
+        Ok(tx.to_json(self.zone(), false))
+    }
+
+    /// Removes a dead letter for good (its transaction is never applied).
+    pub async fn discard_dead_letter(
+        &self,
+        resource: &str,
+        field: &str,
+        id: &str,
+        name: &str,
+    ) -> Result<()> {
+        let (key, _) = self.dead_letter(resource, field, id, name).await?;
+        self.store().delete(&key).await?;
+        Ok(())
+    }
+}
