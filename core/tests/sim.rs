@@ -70,6 +70,7 @@ impl Executor {
 }
 
 struct Run {
+    host: bool,
     requests: i64,
     acked: usize,
     failed: usize,
@@ -106,6 +107,8 @@ fn run_seed(seed: u64, trace: bool) -> Result<Run, Vec<String>> {
 fn drive(seed: u64, world: &Arc<World>, plan: &mut sim::world::Rng) -> Result<Run, Vec<String>> {
     let world = world.clone();
     let retention = if plan.below(3) == 0 { 0.0 } else { 30.0 };
+    // One run in three keeps its records in a host database (the s3db.js seam).
+    let host = (plan.below(3) == 1).then(|| Arc::new(workload::SimHost::default()));
     let ledger = Arc::new(Ledger::default());
     // Setup without faults: the resource and its records.
     world.set_faults(false);
@@ -115,10 +118,12 @@ fn drive(seed: u64, world: &Arc<World>, plan: &mut sim::world::Rng) -> Result<Ru
         &workload::config(false, retention),
         seed,
         0,
+        None,
     ));
     let mut ex = Executor::default();
     {
         let p = setup.clone();
+        let h = host.clone();
         ex.spawn(
             "setup",
             Box::pin(async move {
@@ -127,9 +132,15 @@ fn drive(seed: u64, world: &Arc<World>, plan: &mut sim::world::Rng) -> Result<Ru
                         .await
                         .expect("resource");
                 for id in RECORDS {
-                    r.insert(&serde_json::json!({ "id": id, "balance": 0, "stats": {} }))
-                        .await
-                        .expect("insert");
+                    let data = serde_json::json!({ "id": id, "balance": 0, "stats": {} });
+                    match (&h, data) {
+                        (Some(h), serde_json::Value::Object(m)) => {
+                            h.records.lock().unwrap().insert(id.to_string(), m);
+                        }
+                        (_, data) => {
+                            r.insert(&data).await.expect("insert");
+                        }
+                    }
                 }
             }),
         );
@@ -153,6 +164,7 @@ fn drive(seed: u64, world: &Arc<World>, plan: &mut sim::world::Rng) -> Result<Ru
                 &workload::config(sync, retention),
                 seed * 1000 + spawned,
                 offset,
+                host.as_ref(),
             ));
             let f = workload::caller(
                 p.clone(),
@@ -208,6 +220,7 @@ fn drive(seed: u64, world: &Arc<World>, plan: &mut sim::world::Rng) -> Result<Ru
         &workload::config(false, retention),
         seed * 1000 + 999,
         0,
+        host.as_ref(),
     ));
     let errors = Arc::new(std::sync::Mutex::new(Vec::new()));
     {
@@ -242,12 +255,18 @@ fn drive(seed: u64, world: &Arc<World>, plan: &mut sim::world::Rng) -> Result<Ru
         return Err(vec!["the final consolidation did not finish".into()]);
     }
     let mut problems = errors.lock().unwrap().clone();
-    problems.extend(sim::check::audit(&world, &ledger, retention > 0.0));
+    problems.extend(sim::check::audit(
+        &world,
+        &ledger,
+        retention > 0.0,
+        host.as_deref(),
+    ));
     if !problems.is_empty() {
         return Err(problems);
     }
     let entries = ledger.entries.lock().unwrap();
     Ok(Run {
+        host: host.is_some(),
         requests: world.requests(),
         acked: entries
             .values()
@@ -284,7 +303,7 @@ fn main() {
         }
     };
     let mut failed = Vec::new();
-    let (mut acked, mut lost, mut crashes, mut requests) = (0, 0, 0, 0);
+    let (mut acked, mut lost, mut crashes, mut requests, mut hosted) = (0, 0, 0, 0, 0);
     for &seed in &seeds {
         let outcome = std::panic::catch_unwind(|| run_seed(seed, replay.is_some()));
         match outcome {
@@ -293,6 +312,7 @@ fn main() {
                 lost += r.failed;
                 crashes += r.crashes;
                 requests += r.requests;
+                hosted += usize::from(r.host);
             }
             Ok(Err(problems)) => {
                 println!("seed {seed} FAILED:");
@@ -308,7 +328,7 @@ fn main() {
         }
     }
     println!(
-        "mutations acknowledged {acked}, failed or cut off {lost}; {crashes} crashes; {requests} requests"
+        "mutations acknowledged {acked}, failed or cut off {lost}; {crashes} crashes; {requests} requests; {hosted} runs with records in a host database"
     );
     println!(
         "simulation: {} seeds, {} passed, {} failed{}",

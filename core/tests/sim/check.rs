@@ -1,7 +1,7 @@
 //! The checker: after a run (faults off, everything consolidated) it audits every record's
 //! committed history against the ledger of what callers were told.
 
-use super::workload::{Entry, Ledger, Outcome, PATHS, RECORDS};
+use super::workload::{Entry, Ledger, Outcome, PATHS, RECORDS, SimHost};
 use super::world::World;
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -41,11 +41,15 @@ pub fn chain(
     id: &str,
     field: &str,
     kept: bool,
+    host: bool,
     problems: &mut Vec<String>,
 ) -> (Value, Vec<Batch>) {
     let key = format!("db/r/wallets/{id}");
     let Some(obj) = block(world.direct().get(&key)).ok().flatten() else {
-        problems.push(format!("record {id} is gone"));
+        // A host record's state object exists once a batch committed.
+        if !host {
+            problems.push(format!("record {id} is gone"));
+        }
         return (Value::Null, Vec::new());
     };
     let doc: Value = serde_json::from_slice(&obj.bytes).unwrap_or(Value::Null);
@@ -98,7 +102,7 @@ fn reduce(v: Decimal, tx: &Transaction) -> Decimal {
 }
 
 /// Audits the store against the ledger; returns what is wrong.
-pub fn audit(world: &World, ledger: &Ledger, kept: bool) -> Vec<String> {
+pub fn audit(world: &World, ledger: &Ledger, kept: bool, host: Option<&SimHost>) -> Vec<String> {
     let mut problems = Vec::new();
     let pending = block(list_all(world.direct(), "db/t/")).unwrap_or_default();
     if !pending.is_empty() {
@@ -114,7 +118,7 @@ pub fn audit(world: &World, ledger: &Ledger, kept: bool) -> Vec<String> {
     let mut order: HashMap<(String, String, String), Vec<(u32, String)>> = HashMap::new();
     for id in RECORDS {
         for field in ["balance", "stats"] {
-            let (data, batches) = chain(world, id, field, kept, &mut problems);
+            let (data, batches) = chain(world, id, field, kept, host.is_some(), &mut problems);
             let mut values: BTreeMap<String, Decimal> = BTreeMap::new();
             // Per path, the value after each batch, to check sync answers.
             let mut after: HashMap<String, Vec<Decimal>> = HashMap::new();
@@ -154,6 +158,25 @@ pub fn audit(world: &World, ledger: &Ledger, kept: bool) -> Vec<String> {
             for p in PATHS.iter().filter(|p| p.split('.').next() == Some(field)) {
                 let expected = values.get(*p).copied().unwrap_or_default();
                 let stored = number(at(&data, p)).unwrap_or_default();
+                if let Some(h) = host {
+                    // After the final consolidation the host copy shows the state's values.
+                    let copy = h
+                        .records
+                        .lock()
+                        .unwrap()
+                        .get(id)
+                        .cloned()
+                        .map(Value::Object);
+                    let shown = copy
+                        .as_ref()
+                        .and_then(|c| number(at(c, p)))
+                        .unwrap_or_default();
+                    if shown != expected {
+                        problems.push(format!(
+                            "host copy of {id}.{p} shows {shown}, the state holds {expected}"
+                        ));
+                    }
+                }
                 if stored != expected {
                     problems.push(format!(
                         "{id}.{p} holds {stored}, but its applied transactions reduce to {expected}"

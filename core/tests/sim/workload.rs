@@ -2,12 +2,15 @@
 //! that drive them with a random workload, writing what each mutation answered to a ledger.
 
 use super::world::{SimStore, World};
+use async_trait::async_trait;
 use futures::future::BoxFuture;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
+use tally_core::clock::Sleeper;
 use tally_core::clock::{Clock, SplitMix, YieldSleeper};
+use tally_core::host::{Host, HostRecords};
 use tally_core::store::retry::RetryingStore;
 use tally_core::{Arg, Database, Engine, MutationOptions, Op, PluginConfig};
 
@@ -15,6 +18,45 @@ use tally_core::{Arg, Database, Engine, MutationOptions, Op, PluginConfig};
 pub const RECORDS: [&str; 2] = ["r0", "r1"];
 /// Paths written: a plain field and two nested paths of a json field.
 pub const PATHS: [&str; 3] = ["balance", "stats.a", "stats.b"];
+
+/// A host database like s3db.js (the seam of `tally_core::host`): whole-record
+/// read-modify-write with a yield between the read and the write, no conditions.
+#[derive(Default)]
+pub struct SimHost {
+    pub records: Mutex<BTreeMap<String, Map<String, Value>>>,
+}
+
+#[async_trait]
+impl Host for SimHost {
+    async fn get(
+        &self,
+        _resource: &str,
+        id: &str,
+    ) -> tally_core::Result<Option<Map<String, Value>>> {
+        YieldSleeper.sleep(0).await;
+        Ok(self.records.lock().unwrap().get(id).cloned())
+    }
+    async fn write(
+        &self,
+        _resource: &str,
+        id: &str,
+        changes: Map<String, Value>,
+    ) -> tally_core::Result<bool> {
+        let Some(mut copy) = self.records.lock().unwrap().get(id).cloned() else {
+            return Ok(false);
+        };
+        YieldSleeper.sleep(0).await;
+        for (path, v) in changes {
+            tally_core::schema::set_path(&mut copy, &path, v);
+        }
+        let mut records = self.records.lock().unwrap();
+        if !records.contains_key(id) {
+            return Ok(false);
+        }
+        records.insert(id.to_string(), copy);
+        Ok(true)
+    }
+}
 
 /// A process's clock: simulated time plus its own offset (skew, steps back).
 pub struct SimClock {
@@ -79,25 +121,44 @@ pub struct Process {
     pub clock: Arc<SimClock>,
 }
 
-pub fn process(world: &Arc<World>, name: &str, options: &Value, seed: u64, offset: i64) -> Process {
+/// A process; with `host`, its records live in that host database (the s3db.js seam) and
+/// Tally's state objects beside them, otherwise in Tally's own database.
+pub fn process(
+    world: &Arc<World>,
+    name: &str,
+    options: &Value,
+    seed: u64,
+    offset: i64,
+    host: Option<&Arc<SimHost>>,
+) -> Process {
     // What the S3 store does: one attempt per request, retried by the retrying store.
     let sim = SimStore {
         world: world.clone(),
         name: name.to_string(),
     };
     let store = Arc::new(RetryingStore::new(sim, 4, Arc::new(YieldSleeper)));
-    let db = Database::new(store, "db");
+    let db = Database::new(store.clone(), "db");
     let config = PluginConfig::parse(options).expect("valid configuration");
     let clock = Arc::new(SimClock {
         world: world.clone(),
         offset: AtomicI64::new(offset),
     });
-    let engine = Engine::standalone(config, &db)
+    let builder = match host {
+        Some(h) => {
+            let records =
+                HostRecords::new(h.clone() as Arc<dyn Host>, store.clone(), "db", &config);
+            Engine::builder(config, store, "db", records)
+        }
+        None => Engine::standalone(config, &db),
+    };
+    let engine = builder
         .ids(Arc::new(SplitMix::seeded(seed)))
         .sleeper(Arc::new(YieldSleeper))
         .clock(clock.clone() as Arc<dyn Clock>)
         .build();
-    engine.attach(&db);
+    if host.is_none() {
+        engine.attach(&db);
+    }
     Process {
         name: name.to_string(),
         db,
