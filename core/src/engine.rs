@@ -808,7 +808,7 @@ impl Engine {
     async fn take_lease(&self, key: &str) -> Result<bool> {
         let now = self.now_ms();
         let body = |now: i64| {
-            serde_json::to_vec(&json!({ "owner": base36(self.random(), 10), "expiresAt": now + (self.config.lock_timeout_s * 1000.0) as i64 }))
+            serde_json::to_vec(&json!({ "owner": base36(self.random(), 10), "expiresAt": now.saturating_add((self.config.lock_timeout_s * 1000.0) as i64) }))
                 .unwrap_or_default()
         };
         match self.store.put(key, body(now), PutMode::Create).await {

@@ -91,8 +91,19 @@ impl Engine {
         field: &str,
         id: &str,
     ) -> Result<(Vec<Journal>, Vec<String>)> {
+        let (chain, orphans, _) = self.chain_and_state(resource, field, id).await?;
+        Ok((chain, orphans))
+    }
+
+    /// [`Engine::journal_chain`], with the field's bookkeeping as read first.
+    async fn chain_and_state(
+        &self,
+        resource: &str,
+        field: &str,
+        id: &str,
+    ) -> Result<(Vec<Journal>, Vec<String>, FieldState)> {
         let Some(record) = self.records().load(resource, id).await? else {
-            return Ok((Vec::new(), Vec::new()));
+            return Ok((Vec::new(), Vec::new(), FieldState::default()));
         };
         let prefix = self.layout().journals(resource, field, id);
         let keys: std::collections::HashSet<String> = list_all(self.store().as_ref(), &prefix)
@@ -139,7 +150,7 @@ impl Engine {
         }
         let mut orphans: Vec<String> = candidates.into_iter().map(|(_, k)| k.clone()).collect();
         orphans.sort();
-        Ok((chain, orphans))
+        Ok((chain, orphans, state))
     }
 
     async fn latest_checkpoint(
@@ -198,9 +209,15 @@ impl Engine {
             let Some(record) = self.records().load(resource, id).await? else {
                 return Ok(None);
             };
-            if FieldState::of(&record.meta, &fc.field).batch
-                != chain.last().map(|j| batch_of(&j.key))
-            {
+            let state = FieldState::of(&record.meta, &fc.field);
+            let replayed_to_head = match chain.last() {
+                Some(j) => state.batch == Some(batch_of(&j.key)),
+                // Every journal collected: the checkpoint holds the head's values.
+                None => {
+                    state.batch.is_none() || checkpoint.as_ref().is_some_and(|c| c.seq == state.seq)
+                }
+            };
+            if !replayed_to_head {
                 continue; // a consolidation committed meanwhile: replay again
             }
             let mut data = record.data.clone();
@@ -321,8 +338,8 @@ impl Engine {
 
     async fn gc_field(&self, resource: &str, fc: &FieldConfig) -> Result<(u64, u64)> {
         let now = self.now_ms();
-        let cutoff = now - (self.config().gc_retention_days * 86_400_000.0) as i64;
-        let orphan_cutoff = now - (self.config().lock_timeout_s * 1000.0) as i64;
+        let cutoff = now.saturating_sub((self.config().gc_retention_days * 86_400_000.0) as i64);
+        let orphan_cutoff = now.saturating_sub((self.config().lock_timeout_s * 1000.0) as i64);
         let prefix = self.layout().journals_field(resource, &fc.field);
         let mut ids: Vec<String> = list_all(self.store().as_ref(), &prefix)
             .await?
@@ -335,7 +352,7 @@ impl Engine {
         let cutoffs = (
             cutoff,
             orphan_cutoff,
-            now - (self.config().checkpoints_retention_days * 86_400_000.0) as i64,
+            now.saturating_sub((self.config().checkpoints_retention_days * 86_400_000.0) as i64),
         );
         for id in ids {
             // One record's trouble never stops the collection of the others.
@@ -376,7 +393,7 @@ impl Engine {
         id: &str,
         (cutoff, orphan_cutoff, cp_cutoff): (i64, i64, i64),
     ) -> Result<(u64, u64)> {
-        let (chain, orphans) = self.journal_chain(resource, &fc.field, id).await?;
+        let (chain, orphans, state) = self.chain_and_state(resource, &fc.field, id).await?;
         let mut doomed: Vec<String> = Vec::new();
         for key in orphans {
             if let Some(obj) = self.store().get(&key).await? {
@@ -386,8 +403,10 @@ impl Engine {
                 }
             }
         }
-        // Never the newest journal: a consolidation may still need its key list.
-        let old: Vec<&Journal> = chain[..chain.len().saturating_sub(1)]
+        // The newest journal too, once the bookkeeping remembers its keys itself (`done`);
+        // older bookkeeping reads them from that journal.
+        let keep = usize::from(state.done.is_none());
+        let old: Vec<&Journal> = chain[..chain.len().saturating_sub(keep)]
             .iter()
             .take_while(|j| j.committed_at < cutoff)
             .collect();

@@ -520,3 +520,48 @@ async fn a_transaction_that_overflows_is_set_aside_and_the_records_later_ones_st
         assert_eq!(balance_of(&w.get("w1").await.unwrap()), 5e28 + 10.0);
     }
 }
+
+#[tokio::test]
+async fn gc_with_retention_zero_removes_every_applied_transaction_and_recalculate_stays_exact() {
+    let clock = ManualClock::new(1_764_000_000_000);
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let cfg = json!({ "resources": { "wallets": ["balance"] }, "consolidation": { "mode": "sync" },
+                      "garbageCollection": { "retention": 0 } });
+    let a = instance(store.clone(), cfg, Some(clock.clone()), 1);
+    wallets(&a)
+        .await
+        .insert(&json!({ "id": "w1", "balance": 10 }))
+        .await
+        .unwrap();
+    for v in [1.0, 2.0, 3.0] {
+        add(&a, "balance", "w1", v).await;
+        clock.advance(1000);
+    }
+    let mut events = a.engine.events().subscribe();
+    a.engine.run_gc().await.unwrap();
+    let journals = list_all(store.as_ref(), "db/j/").await.unwrap();
+    assert!(
+        journals.is_empty(),
+        "the latest batch's journal goes too: {journals:?}"
+    );
+    let mut deleted = 0;
+    while let Ok(e) = events.try_recv() {
+        if let tally_core::events::Event::GcCompleted { deleted_count, .. } = e {
+            deleted += deleted_count;
+        }
+    }
+    assert_eq!(deleted, 3, "gc-completed counts the journals removed");
+    let v = a
+        .engine
+        .recalculate("wallets", Some("balance"), "w1")
+        .await
+        .unwrap();
+    assert_eq!(num(&v), Some(16.0));
+    assert_eq!(value(add(&a, "balance", "w1", 4.0).await), Some(20.0));
+    let v = a
+        .engine
+        .recalculate("wallets", Some("balance"), "w1")
+        .await
+        .unwrap();
+    assert_eq!(num(&v), Some(20.0));
+}
