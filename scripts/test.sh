@@ -10,7 +10,7 @@ bash scripts/fmt.sh
 bash scripts/lint.sh
 bash scripts/s3-server.sh start
 trap 'bash scripts/s3-server.sh stop' EXIT
-source "$CARGO_TARGET_DIR/s3-server/env"
+source "${TALLY_S3_DIR:-$CARGO_TARGET_DIR/s3-server}/env"
 export TALLY_S3_REQUIRED=1
 bash scripts/test-rust.sh
 bash scripts/sim.sh

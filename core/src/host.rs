@@ -38,6 +38,15 @@ use std::sync::{Arc, RwLock};
 /// that is repaired by the next consolidation of the record.
 const MAX_SYNC_ROUNDS: usize = 5;
 
+/// Attempts per host call: a host's storage fails transiently like ours (s3db.js on S3:
+/// "The stream has already been transformed" under concurrent reads), so its failures are
+/// retried with backoff, as storage failures are.
+const HOST_ATTEMPTS: u32 = 4;
+
+/// Time allowed for one host call; a call that never answers fails instead of hanging the
+/// consolidation (and `disconnect()`) forever.
+const HOST_CALL_TIMEOUT_MS: u64 = 30_000;
+
 /// The host database's records, as the binding reaches them.
 #[async_trait]
 pub trait Host: Send + Sync {
@@ -55,6 +64,42 @@ pub struct HostRecords {
     layout: Layout,
     fields: HashMap<String, Vec<String>>,
     schemas: RwLock<HashMap<String, Schema>>,
+    sleeper: Arc<dyn crate::clock::Sleeper>,
+    call_timeout_ms: Option<u64>,
+}
+
+/// Runs one host call with a timeout, retrying storage failures (reads and writes of a host
+/// record are idempotent: a write sets the given values).
+async fn with_retries<T, F, Fut>(
+    sleeper: &dyn crate::clock::Sleeper,
+    timeout_ms: Option<u64>,
+    what: &str,
+    mut call: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    use futures::FutureExt;
+    let mut n = 0;
+    loop {
+        n += 1;
+        let attempt = match timeout_ms {
+            None => call().await,
+            Some(ms) => futures::select_biased! {
+                r = call().fuse() => r,
+                _ = sleeper.sleep(ms).fuse() => Err(crate::error::Error::storage(format!(
+                    "host database {what} gave no answer within {ms} ms"
+                ))),
+            },
+        };
+        match attempt {
+            Err(e) if e.code() == crate::error::ErrorCode::Storage && n < HOST_ATTEMPTS => {
+                sleeper.sleep(crate::store::retry::backoff_ms(n)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// The state object of one record.
@@ -73,6 +118,26 @@ impl HostRecords {
         prefix: &str,
         config: &PluginConfig,
     ) -> Arc<HostRecords> {
+        Self::with_timing(
+            host,
+            store,
+            prefix,
+            config,
+            crate::clock::default_sleeper(),
+            Some(HOST_CALL_TIMEOUT_MS),
+        )
+    }
+
+    /// [`HostRecords::new`] with the sleeper used for retry backoff and timeouts, and the time
+    /// allowed per host call (`None`: no limit).
+    pub fn with_timing(
+        host: Arc<dyn Host>,
+        store: SharedStore,
+        prefix: &str,
+        config: &PluginConfig,
+        sleeper: Arc<dyn crate::clock::Sleeper>,
+        call_timeout_ms: Option<u64>,
+    ) -> Arc<HostRecords> {
         let fields = config
             .resources
             .iter()
@@ -89,6 +154,8 @@ impl HostRecords {
             layout: Layout::new(prefix),
             fields,
             schemas: RwLock::new(HashMap::new()),
+            sleeper,
+            call_timeout_ms,
         })
     }
 
@@ -124,6 +191,14 @@ impl HostRecords {
         })
     }
 
+    /// Reads a host record, retrying transient failures.
+    async fn host_get(&self, resource: &str, id: &str) -> Result<Option<Map<String, Value>>> {
+        with_retries(self.sleeper.as_ref(), self.call_timeout_ms, "read", || {
+            self.host.get(resource, id)
+        })
+        .await
+    }
+
     /// Brings the host copy up to the state; `false` when the host record is gone.
     async fn sync_host(
         &self,
@@ -141,7 +216,7 @@ impl HostRecords {
             let changes: Map<String, Value> = if round == 0 && write_first {
                 values.clone()
             } else {
-                let Some(host) = self.host.get(resource, id).await? else {
+                let Some(host) = self.host_get(resource, id).await? else {
                     return Ok(false);
                 };
                 values
@@ -153,7 +228,12 @@ impl HostRecords {
             if changes.is_empty() {
                 return Ok(true);
             }
-            if !self.host.write(resource, id, changes).await? {
+            let written =
+                with_retries(self.sleeper.as_ref(), self.call_timeout_ms, "write", || {
+                    self.host.write(resource, id, changes.clone())
+                })
+                .await?;
+            if !written {
                 return Ok(false);
             }
         }
@@ -180,7 +260,7 @@ fn same_json(a: &Value, b: &Value) -> bool {
 #[async_trait]
 impl RecordAccess for HostRecords {
     async fn load(&self, resource: &str, id: &str) -> Result<Option<StoredRecord>> {
-        let Some(mut data) = self.host.get(resource, id).await? else {
+        let Some(mut data) = self.host_get(resource, id).await? else {
             return Ok(None);
         };
         let state = self.read_state(resource, id).await?;

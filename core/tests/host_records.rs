@@ -325,3 +325,91 @@ async fn carried_over_transactions_apply_once_in_their_own_order_whoever_imports
     assert_eq!(consolidate(&a, "balance", "w1").await.as_f64(), Some(107.0));
     assert_eq!(num(host.field("w1", "balance")), Some(107.0));
 }
+
+/// A host whose reads fail `failures` times first (as s3db.js's HTTP client does under load),
+/// or never answer.
+struct FlakyHost {
+    inner: Arc<FakeHost>,
+    failures: AtomicUsize,
+    hang: bool,
+}
+
+#[async_trait]
+impl Host for FlakyHost {
+    async fn get(&self, resource: &str, id: &str) -> Result<Option<Map<String, Value>>> {
+        if self.hang {
+            futures::future::pending::<()>().await;
+        }
+        if self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |f| f.checked_sub(1))
+            .is_ok()
+        {
+            return Err(tally_core::Error::storage(
+                "host database read failed: The stream has already been transformed",
+            ));
+        }
+        self.inner.get(resource, id).await
+    }
+    async fn write(&self, resource: &str, id: &str, changes: Map<String, Value>) -> Result<bool> {
+        self.inner.write(resource, id, changes).await
+    }
+}
+
+fn flaky_engine(host: Arc<FlakyHost>, store: &SharedStore) -> Arc<Engine> {
+    let config =
+        PluginConfig::parse(&json!({ "resources": { "wallets": ["balance"] }, "verbose": false }))
+            .unwrap();
+    let records = HostRecords::with_timing(
+        host,
+        store.clone(),
+        "tally",
+        &config,
+        Arc::new(tally_core::clock::TokioSleeper),
+        Some(200),
+    );
+    Engine::builder(config, store.clone(), "tally", records)
+        .ids(Arc::new(SplitMix::seeded(9)))
+        .sleeper(Arc::new(YieldSleeper))
+        .build()
+}
+
+#[tokio::test]
+async fn a_transient_host_failure_is_retried_like_a_storage_failure() {
+    let (inner, store) = setup();
+    inner.insert("w1", json!({ "id": "w1", "balance": 0 }));
+    let host = Arc::new(FlakyHost {
+        inner: inner.clone(),
+        failures: AtomicUsize::new(3),
+        hang: false,
+    });
+    let e = flaky_engine(host, &store);
+    mutate(&e, "balance", "w1", Op::Add, 5.0).await;
+    let v = e
+        .consolidate("wallets", Some("balance"), "w1")
+        .await
+        .unwrap();
+    assert_eq!(num(v), Some(5.0), "three failed reads, then it works");
+    assert_eq!(num(inner.field("w1", "balance")), Some(5.0));
+}
+
+#[tokio::test]
+async fn a_host_call_that_never_answers_fails_instead_of_hanging() {
+    let (inner, store) = setup();
+    inner.insert("w1", json!({ "id": "w1", "balance": 0 }));
+    let host = Arc::new(FlakyHost {
+        inner,
+        failures: AtomicUsize::new(0),
+        hang: true,
+    });
+    let e = flaky_engine(host, &store);
+    mutate(&e, "balance", "w1", Op::Add, 5.0).await;
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        e.consolidate("wallets", Some("balance"), "w1"),
+    )
+    .await
+    .expect("the consolidation returns");
+    let err = r.unwrap_err();
+    assert!(err.message().contains("gave no answer"), "{err:?}");
+}

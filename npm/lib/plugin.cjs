@@ -86,7 +86,7 @@ class EventualConsistencyPlugin extends EventEmitter {
     this.database = null;
     this._timers = [];
     this._inflight = new Set();
-    this._backgroundRunning = false;
+    this._running = new Set();
     this._started = false;
     this._resources = new Set(Object.keys(this.config.resources));
     functions.forEach((fn, id) => {
@@ -266,28 +266,31 @@ class EventualConsistencyPlugin extends EventEmitter {
     for (const e of wrapSync(() => this._native.lifecycleEvents(true))) this._dispatch(e.name, e.payload);
     const c = this.config;
     if (c.consolidation.mode === 'async' && c.consolidation.auto) {
-      this._every(c.consolidation.interval, () => this._native.runPass());
+      this._every('pass', c.consolidation.interval, () => this._native.runPass());
     }
     if (c.garbageCollection.enabled) {
-      this._every(c.garbageCollection.interval, () => this._native.runGc());
+      this._every('gc', c.garbageCollection.interval, () => this._native.runGc());
     }
   }
 
-  _every(seconds, work) {
+  _every(kind, seconds, work) {
     const ms = Math.min(Math.max(1, Math.round(seconds * 1000)), MAX_TIMER_MS);
-    const timer = setInterval(() => this._background(work), ms);
+    const timer = setInterval(() => this._background(kind, work), ms);
     timer.unref();
     this._timers.push(timer);
   }
 
-  _background(work) {
-    if (this._backgroundRunning) return;
-    this._backgroundRunning = true;
+  /** Runs background work of one kind unless the last run of that kind is still going (a long
+   * GC never holds consolidation passes back, and the other way round). */
+  _background(kind, work) {
+    if (this._running.has(kind)) return;
+    this._running.add(kind);
     this._now();
+    const event = kind === 'gc' ? 'plg:eventual-consistency:gc-error' : 'plg:eventual-consistency:consolidation-error';
     this._track(work())
-      .catch((error) => this._dispatch('plg:eventual-consistency:consolidation-error', { error }))
+      .catch((error) => this._dispatch(event, { error }))
       .finally(() => {
-        this._backgroundRunning = false;
+        this._running.delete(kind);
       });
   }
 
