@@ -150,7 +150,7 @@ impl Engine {
         // label, as cohorts do.
         let mut labels = Vec::new();
         for h in 0..hours {
-            let label = cohorts_of(now - h * 3_600_000, zone).hour;
+            let label = cohorts_of(now.saturating_sub(h.saturating_mul(3_600_000)), zone).hour;
             if !labels.contains(&label) {
                 counts.insert(label.clone(), (0, 0));
                 labels.push(label);
@@ -164,9 +164,9 @@ impl Engine {
         {
             if let Some(c) = counts.get_mut(&cohorts_of(tx.timestamp_ms, zone).hour) {
                 if applied {
-                    c.1 += 1;
+                    c.1 = c.1.saturating_add(1);
                 } else {
-                    c.0 += 1;
+                    c.0 = c.0.saturating_add(1);
                 }
             }
         }
@@ -175,7 +175,7 @@ impl Engine {
                 .iter()
                 .map(|l| {
                     let (p, a) = counts[l];
-                    json!({ "cohort": l, "pending": p, "applied": a, "total": p + a })
+                    json!({ "cohort": l, "pending": p, "applied": a, "total": p.saturating_add(a) })
                 })
                 .collect(),
         ))

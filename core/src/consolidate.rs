@@ -188,7 +188,7 @@ impl FieldState {
         let mut recent = self.recent.clone();
         recent.extend(self.batch.clone());
         if recent.len() > RECENT_BATCHES {
-            recent.drain(..recent.len() - RECENT_BATCHES);
+            recent.drain(..recent.len().saturating_sub(RECENT_BATCHES));
         }
         let horizon = read_at.saturating_sub(RESURRECTION_WINDOW_MS);
         let mut done: Vec<(i64, Vec<String>)> = self
@@ -201,7 +201,7 @@ impl FieldState {
         done.push((now, keys.iter().map(|k| key_token(k).to_string()).collect()));
         let mut total: usize = done.iter().map(|(_, t)| t.len()).sum();
         while total > MAX_DONE_TOKENS && done.len() > 1 {
-            total -= done.remove(0).1.len();
+            total = total.saturating_sub(done.remove(0).1.len());
         }
         FieldState {
             seq: self.seq.saturating_add(1),
@@ -517,13 +517,13 @@ impl Engine {
         let mut attempt: u32 = 0;
         let mut applied_all: Vec<Transaction> = Vec::new();
         loop {
-            attempt += 1;
+            attempt = attempt.saturating_add(1);
             if attempt > 200 {
                 return Err(Error::new(
                     ErrorCode::Conflict,
                     format!(
                         "record \"{id}\" of \"{resource}\" kept changing; consolidation gave up after {} attempts",
-                        attempt - 1
+                        attempt.saturating_sub(1)
                     ),
                 ));
             }
@@ -580,7 +580,14 @@ impl Engine {
                 }
                 Attempt::Missing => return Ok(Consolidated::Missing),
                 Attempt::Again => {
-                    let jitter = self.random() % (5 * u64::from(attempt.min(20)) + 1);
+                    let jitter = self
+                        .random()
+                        .checked_rem(
+                            u64::from(attempt.min(20))
+                                .saturating_mul(5)
+                                .saturating_add(1),
+                        )
+                        .unwrap_or(0);
                     self.sleeper().sleep(jitter).await;
                 }
             }

@@ -352,10 +352,8 @@ impl Engine {
     }
 
     pub(crate) fn note_gc_run(&self) {
-        self.status
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .gc_runs += 1;
+        let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        s.gc_runs = s.gc_runs.saturating_add(1);
     }
 
     /// Counters of past runs.
@@ -455,8 +453,8 @@ impl Engine {
         let mut s = self.stamp.lock().unwrap_or_else(|p| p.into_inner());
         if now > s.0 {
             *s = (now, 0);
-        } else if s.1 + 1 < SEQ_LIMIT {
-            s.1 += 1;
+        } else if s.1.saturating_add(1) < SEQ_LIMIT {
+            s.1 = s.1.saturating_add(1);
         } else {
             *s = (s.0.saturating_add(1), 0);
         }
@@ -722,11 +720,11 @@ impl Engine {
     ) {
         {
             let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
-            s.runs += 1;
+            s.runs = s.runs.saturating_add(1);
             s.last_run_ms = Some(started);
-            s.records_consolidated += ok;
-            s.transactions_applied += applied;
-            s.errors += errors;
+            s.records_consolidated = s.records_consolidated.saturating_add(ok);
+            s.transactions_applied = s.transactions_applied.saturating_add(applied);
+            s.errors = s.errors.saturating_add(errors);
         }
         self.events.emit(Event::Consolidated {
             resource: resource.into(),
@@ -734,7 +732,7 @@ impl Engine {
             record_count: records,
             success_count: ok,
             error_count: errors,
-            duration_ms: (self.now_ms() - started).max(0) as u64,
+            duration_ms: self.now_ms().saturating_sub(started).max(0) as u64,
         });
     }
 
@@ -854,18 +852,16 @@ impl Engine {
             .buffer_unordered(self.config.concurrency.max(1))
             .collect()
             .await;
-        let mut ok = 0;
-        let mut errors = 0;
-        let mut applied = 0;
+        let (mut ok, mut errors, mut applied) = (0u64, 0u64, 0u64);
         for (id, r) in results {
             match r {
                 Ok(Consolidated::Done { applied: a, .. }) => {
-                    ok += 1;
-                    applied += a.len() as u64;
+                    ok = ok.saturating_add(1);
+                    applied = applied.saturating_add(a.len() as u64);
                 }
                 Ok(Consolidated::Missing) => {}
                 Err(error) => {
-                    errors += 1;
+                    errors = errors.saturating_add(1);
                     self.events.emit(Event::ConsolidationError {
                         resource: resource.into(),
                         field: fc.field.clone(),

@@ -257,8 +257,11 @@ impl Engine {
         let mut values: BTreeMap<String, Decimal> =
             cp.map(|c| c.values.clone()).unwrap_or_default();
         let from = cp.map(|c| c.seq).unwrap_or(0);
-        let first_kept = chain.first().map(|j| j.seq).unwrap_or(from + 1);
-        if first_kept > from + 1 {
+        let first_kept = chain
+            .first()
+            .map(|j| j.seq)
+            .unwrap_or(from.saturating_add(1));
+        if first_kept > from.saturating_add(1) {
             return Err(Error::new(
                 ErrorCode::Storage,
                 format!(
@@ -325,13 +328,15 @@ impl Engine {
             crate::config::Period::Day
         };
         let label = |j: &Journal| cohort_label(j.committed_at, period, self.zone());
-        let last = old.len() - 1;
+        let last = old.len().saturating_sub(1);
         (0..old.len())
             .filter(|&i| {
                 i == last
                     || (self.config().checkpoints_enabled
                         && old[i].committed_at >= cp_cutoff
-                        && label(old[i]) != label(old[i + 1]))
+                        && old
+                            .get(i.saturating_add(1))
+                            .is_some_and(|n| label(old[i]) != label(n)))
             })
             .collect()
     }
@@ -358,10 +363,10 @@ impl Engine {
             // One record's trouble never stops the collection of the others.
             match self.gc_record(resource, fc, &id, cutoffs).await {
                 Ok((d, e)) => {
-                    deleted += d;
-                    errors += e;
+                    deleted = deleted.saturating_add(d);
+                    errors = errors.saturating_add(e);
                 }
-                Err(_) => errors += 1,
+                Err(_) => errors = errors.saturating_add(1),
             }
         }
         let marker_prefix = self.layout().idempotency_field(resource, &fc.field);
@@ -378,8 +383,8 @@ impl Engine {
             }
         }
         match crate::store::delete_all(self.store().as_ref(), &stale_markers).await {
-            Ok(()) => deleted += stale_markers.len() as u64,
-            Err(_) => errors += 1,
+            Ok(()) => deleted = deleted.saturating_add(stale_markers.len() as u64),
+            Err(_) => errors = errors.saturating_add(1),
         }
         Ok((deleted, errors))
     }

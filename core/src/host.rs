@@ -81,9 +81,9 @@ where
     Fut: std::future::Future<Output = Result<T>>,
 {
     use futures::FutureExt;
-    let mut n = 0;
+    let mut n: u32 = 0;
     loop {
-        n += 1;
+        n = n.saturating_add(1);
         let attempt = match timeout_ms {
             None => call().await,
             Some(ms) => futures::select_biased! {

@@ -212,12 +212,12 @@ pub fn decode_component(s: &str) -> Option<String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
+            let hex = s.get(i.checked_add(1)?..i.checked_add(3)?)?;
             out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
+            i = i.saturating_add(3);
         } else {
             out.push(bytes[i]);
-            i += 1;
+            i = i.saturating_add(1);
         }
     }
     String::from_utf8(out).ok()

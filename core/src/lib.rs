@@ -6,6 +6,18 @@
 //! protocol) → [`records`] (the record seam and the standalone database) and [`store`] (the
 //! object-store seam: memory, folder, later S3).
 
+// No panic is reachable from input or stored bytes: no unwrap, expect or panic, and no
+// arithmetic that can overflow, outside tests (the conformance suite is a test helper).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::arithmetic_side_effects
+    )
+)]
+
 pub mod admin;
 pub mod amount;
 pub mod analytics;

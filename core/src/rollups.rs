@@ -450,7 +450,7 @@ impl Engine {
         if state.seq < seq {
             return Ok(EntryStatus::Undecided);
         }
-        if state.seq - seq <= RECENT_BATCHES as u64 {
+        if state.seq.saturating_sub(seq) <= RECENT_BATCHES as u64 {
             return Ok(EntryStatus::Orphan);
         }
         let (chain, _) = self.journal_chain(resource, field, id).await?;
@@ -579,7 +579,7 @@ impl Engine {
         let mut attempt: u32 = 0;
         let mut next = scan.map(Start::Scanned);
         loop {
-            attempt += 1;
+            attempt = attempt.saturating_add(1);
             let mut scan = match next.take() {
                 Some(Start::Scanned(scan)) => scan,
                 Some(Start::Read(state)) => {
@@ -643,13 +643,13 @@ impl Engine {
             let trimmed = state.keys.iter().any(|k| !keys.contains(k));
             let points: usize = plan.values().map(BTreeMap::len).sum();
             let flush = points > FLUSH_POINTS || keys.len() > FLUSH_KEYS;
-            let seq = state.seq + 1;
+            let seq = state.seq.saturating_add(1);
             let written = Arc::new(FoldBody {
                 seq,
                 keys,
                 plan,
                 flush,
-                trim: state.trim + u64::from(trimmed),
+                trim: state.trim.saturating_add(u64::from(trimmed)),
             });
             let body = serde_json::to_vec(&written.to_json())
                 .map_err(|e| Error::storage(e.to_string()))?;
@@ -669,7 +669,14 @@ impl Engine {
                             format!("analytics of {resource}.{field} kept changing; fold gave up"),
                         ));
                     }
-                    let jitter = self.random() % (5 * u64::from(attempt.min(20)) + 1);
+                    let jitter = self
+                        .random()
+                        .checked_rem(
+                            u64::from(attempt.min(20))
+                                .saturating_mul(5)
+                                .saturating_add(1),
+                        )
+                        .unwrap_or(0);
                     self.sleeper().sleep(jitter).await;
                     next = Some(Start::Scanned(scan));
                     continue;

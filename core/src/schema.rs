@@ -104,11 +104,11 @@ impl Schema {
                 parts[0]
             ));
         };
-        let mut levels_after_json = 0;
+        let mut levels_after_json: usize = 0;
         for i in 1..parts.len() {
             let prefix = parts[..i].join(".");
             if levels_after_json > 0 {
-                levels_after_json += 1;
+                levels_after_json = levels_after_json.saturating_add(1);
                 if levels_after_json > 1 {
                     return bad(format!(
                         "Path \"{path}\" exceeds 1 level after 'json' field. Maximum nesting after 'json' is 1 level."
@@ -302,7 +302,7 @@ pub fn get_path<'a>(data: &'a Map<String, Value>, path: &str) -> Option<&'a Valu
 pub fn set_path(data: &mut Map<String, Value>, path: &str, value: Value) {
     let parts: Vec<&str> = path.split('.').collect();
     let mut cur = data;
-    for p in &parts[..parts.len() - 1] {
+    for p in &parts[..parts.len().saturating_sub(1)] {
         let slot = cur
             .entry(p.to_string())
             .or_insert_with(|| Value::Object(Map::new()));

@@ -87,6 +87,8 @@ impl Transaction {
     /// The signed contribution used by analytics: `sub` counts as `-value`.
     pub fn signed_value(&self) -> Decimal {
         match self.operation {
+            // Negating a decimal flips its sign; it cannot overflow.
+            #[allow(clippy::arithmetic_side_effects)]
             Op::Sub => -self.value,
             _ => self.value,
         }

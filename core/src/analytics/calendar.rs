@@ -230,7 +230,11 @@ pub fn range(period: Period, start: &str, end: &str, zone: Tz) -> Result<Vec<Lab
             let mut out = Vec::new();
             while (y, m) <= end {
                 out.push(month_label(y, m));
-                (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+                (y, m) = if m == 12 {
+                    (y.saturating_add(1), 1)
+                } else {
+                    (y, m.saturating_add(1))
+                };
             }
             out
         }
@@ -256,7 +260,10 @@ pub fn breakdown(unit: &str, period: Period, zone: Tz) -> Result<Vec<Label>> {
     } else if unit.contains("-W") {
         let (y, w) = parse_week(unit)?;
         let monday = week_monday(y, w)?;
-        (monday, monday + Days::new(6))
+        (
+            monday,
+            monday.checked_add_days(Days::new(6)).unwrap_or(monday),
+        )
     } else if unit.len() == 7 {
         let (y, m) = parse_month(unit)?;
         month_days(y, m)?
@@ -290,8 +297,10 @@ pub fn last_n(period: Period, n: usize, now_ms: i64, zone: Tz) -> Vec<Label> {
                 if out.last() != Some(&l) {
                     out.push(l);
                 }
-                ms -= 1_800_000;
-                if now_ms - ms > (n as i64 + 2) * 3_600_000 * 2 {
+                ms = ms.saturating_sub(1_800_000);
+                if now_ms.saturating_sub(ms)
+                    > (n as i64).saturating_add(2).saturating_mul(7_200_000)
+                {
                     break;
                 }
             }
@@ -305,7 +314,7 @@ pub fn last_n(period: Period, n: usize, now_ms: i64, zone: Tz) -> Vec<Label> {
         }
         Period::Week => {
             for i in 0..n {
-                if let Some(d) = today.checked_sub_days(Days::new(7 * i as u64)) {
+                if let Some(d) = today.checked_sub_days(Days::new((i as u64).saturating_mul(7))) {
                     out.push(week_label(d));
                 }
             }

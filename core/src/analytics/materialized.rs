@@ -109,7 +109,7 @@ impl Seen {
         for (i, keep) in REMEMBERED.iter().enumerate() {
             let v = &mut self.by_period[i];
             if v.len() > *keep {
-                v.drain(..v.len() - keep);
+                v.drain(..v.len().saturating_sub(*keep));
             }
         }
     }
@@ -134,7 +134,7 @@ pub fn batch_delta<'a>(
                 .or_default();
             p.add_value(f);
             if first {
-                p.distinct += 1;
+                p.distinct = p.distinct.saturating_add(1);
             }
         }
     }
@@ -184,7 +184,7 @@ pub fn point_to_stored(p: &Point) -> Value {
         p.sum.to_string(),
         p.min.to_string(),
         p.max.to_string(),
-        p.records.len() as u64 + p.distinct,
+        (p.records.len() as u64).saturating_add(p.distinct),
         ops
     ])
 }

@@ -30,6 +30,8 @@ impl Fact {
     /// Signed contribution: `sub` counts as `-value`, `add` and `set` as `+value`.
     pub fn signed(&self) -> Decimal {
         match self.operation {
+            // Negating a decimal flips its sign; it cannot overflow.
+            #[allow(clippy::arithmetic_side_effects)]
             Op::Sub => -self.value,
             _ => self.value,
         }
@@ -230,7 +232,7 @@ impl Point {
         }
         o.insert(
             "recordCount".into(),
-            json!(self.records.len() as u64 + self.distinct),
+            json!((self.records.len() as u64).saturating_add(self.distinct)),
         );
         let mut ops = Map::new();
         for name in ["add", "sub", "set"] {
@@ -368,7 +370,7 @@ pub fn aggregate<'a>(
                 if s == next {
                     slots.push(Default::default());
                 }
-                if uniform_offset(q * QUARTER, QUARTER, zone) {
+                if uniform_offset(q.saturating_mul(QUARTER), QUARTER, zone) {
                     by_quarter.insert(q, s);
                 }
                 s
@@ -399,7 +401,10 @@ fn uniform_offset(start: i64, len: i64, zone: Tz) -> bool {
                 .local_minus_utc()
         })
     };
-    match (offset(start), offset(start + len - 1)) {
+    match (
+        offset(start),
+        offset(start.saturating_add(len).saturating_sub(1)),
+    ) {
         (Some(a), Some(b)) => a == b && a % 900 == 0,
         _ => false,
     }

@@ -23,20 +23,24 @@ pub struct Counts {
 impl Counts {
     /// Every request.
     pub fn total(&self) -> u64 {
-        self.get + self.put + self.list + self.delete + self.delete_many
+        [self.get, self.put, self.list, self.delete, self.delete_many]
+            .iter()
+            .fold(0u64, |a, b| a.saturating_add(*b))
     }
     /// Requests that write (PUT, DELETE, delete-many).
     pub fn writes(&self) -> u64 {
-        self.put + self.delete + self.delete_many
+        [self.put, self.delete, self.delete_many]
+            .iter()
+            .fold(0u64, |a, b| a.saturating_add(*b))
     }
     /// The difference `self - earlier`.
     pub fn since(&self, earlier: &Counts) -> Counts {
         Counts {
-            get: self.get - earlier.get,
-            put: self.put - earlier.put,
-            list: self.list - earlier.list,
-            delete: self.delete - earlier.delete,
-            delete_many: self.delete_many - earlier.delete_many,
+            get: self.get.saturating_sub(earlier.get),
+            put: self.put.saturating_sub(earlier.put),
+            list: self.list.saturating_sub(earlier.list),
+            delete: self.delete.saturating_sub(earlier.delete),
+            delete_many: self.delete_many.saturating_sub(earlier.delete_many),
         }
     }
 }

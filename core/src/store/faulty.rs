@@ -79,7 +79,7 @@ impl FaultyStore {
         if let Some((ms, sleep)) = &self.latency {
             sleep(*ms).await;
         }
-        let n = self.seen.fetch_add(1, Ordering::SeqCst) + 1;
+        let n = self.seen.fetch_add(1, Ordering::SeqCst).saturating_add(1);
         if self.sticky && self.crashed.load(Ordering::SeqCst) {
             return Err(injected(n));
         }

@@ -77,7 +77,7 @@ impl Store for MemoryStore {
             }
             _ => {}
         }
-        inner.next_version += 1;
+        inner.next_version = inner.next_version.saturating_add(1);
         let version = Version(format!("m{}", inner.next_version));
         inner.objects.insert(
             key.to_string(),

@@ -52,9 +52,9 @@ impl<S: Store> RetryingStore<S> {
         Fut: std::future::Future<Output = Result<T, StoreError>>,
     {
         let mut ambiguous_before = false;
-        let mut n = 0;
+        let mut n: u32 = 0;
         loop {
-            n += 1;
+            n = n.saturating_add(1);
             match attempt().await {
                 Err(StoreError::Transient { message, ambiguous }) => {
                     ambiguous_before |= ambiguous;
@@ -93,7 +93,11 @@ pub fn backoff_ms(attempt: u32) -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    base / 2 + u64::from(nanos) % (base / 2 + 1)
+    (base / 2).saturating_add(
+        u64::from(nanos)
+            .checked_rem((base / 2).saturating_add(1))
+            .unwrap_or(0),
+    )
 }
 
 #[async_trait]
@@ -109,9 +113,9 @@ impl<S: Store> Store for RetryingStore<S> {
                 .await
                 .1;
         }
-        let mut n = 0;
+        let mut n: u32 = 0;
         loop {
-            n += 1;
+            n = n.saturating_add(1);
             match self.inner.put(key, bytes.clone(), mode.clone()).await {
                 Err(StoreError::Transient {
                     ambiguous: false,

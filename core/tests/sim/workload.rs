@@ -145,8 +145,14 @@ pub fn process(
     });
     let builder = match host {
         Some(h) => {
-            let records =
-                HostRecords::new(h.clone() as Arc<dyn Host>, store.clone(), "db", &config);
+            let records = HostRecords::with_timing(
+                h.clone() as Arc<dyn Host>,
+                store.clone(),
+                "db",
+                &config,
+                Arc::new(YieldSleeper),
+                None,
+            );
             Engine::builder(config, store, "db", records)
         }
         None => Engine::standalone(config, &db),
