@@ -35,8 +35,12 @@ function tallyConnectionString(db) {
   const cfg = client?.config ?? {};
   const kind = client?.constructor?.name;
   const prefix = joinKey(db.keyPrefix ?? cfg.keyPrefix, TALLY_FOLDER);
+  // In a URL, a `?` or `#` in the prefix would cut it (and two tenants `t?1`, `t?2` would
+  // share Tally's data): those two are percent-encoded, and Tally keeps the prefix as written
+  // (every other prefix, `plugin=tally` included, stays where it always was).
+  const urlPrefix = prefix.replace(/[?#]/g, (c) => encodeURIComponent(c));
   if (kind === 'MemoryClient') {
-    return `memory://${encodeURIComponent(client.bucket ?? cfg.bucket ?? 's3db')}/${prefix}`;
+    return `memory://${encodeURIComponent(client.bucket ?? cfg.bucket ?? 's3db')}/${urlPrefix}`;
   }
   if (kind === 'FileSystemClient') {
     return pathToFileURL(join(client.basePath ?? cfg.basePath, prefix)).href;
@@ -46,8 +50,9 @@ function tallyConnectionString(db) {
     const creds = cfg.accessKeyId ? `${enc(cfg.accessKeyId)}:${enc(cfg.secretAccessKey ?? '')}@` : '';
     const region = `?region=${enc(cfg.region || 'us-east-1')}`;
     const endpoint = new URL(cfg.endpoint || 'https://s3.amazonaws.com');
-    if (endpoint.hostname.endsWith('amazonaws.com')) return `s3://${creds}${cfg.bucket}/${prefix}${region}`;
-    return `${endpoint.protocol}//${creds}${endpoint.host}/${cfg.bucket}/${prefix}${region}`;
+    const bucket = enc(cfg.bucket);
+    if (endpoint.hostname.endsWith('amazonaws.com')) return `s3://${creds}${bucket}/${urlPrefix}${region}`;
+    return `${endpoint.protocol}//${creds}${endpoint.host}/${bucket}/${urlPrefix}${region}`;
   }
   throw new TallyError(
     'ERR_INVALID_CONFIG',

@@ -238,3 +238,29 @@ test('side by side with s3db.js 21.6.2: every difference is one SPEC.md decides,
   assert.equal(tally['balance right after add and sub'], 750, 'sync mode applies at once');
   assert.equal(tally['add 10 then two consolidations'], 10, 'exactly once');
 });
+
+test("two s3db.js databases whose keyPrefix differs after a '?' or '#' never share Tally's data", async () => {
+  const { createRequire } = await import('node:module');
+  const { tallyConnectionString } = createRequire(import.meta.url)('../lib/s3db-host.cjs');
+  class MemoryClient {
+    constructor(bucket) {
+      this.bucket = bucket;
+      this.config = {};
+    }
+  }
+  class S3Client {
+    constructor(bucket) {
+      this.config = { bucket, endpoint: 'http://127.0.0.1:9000', accessKeyId: 'k', secretAccessKey: 's', region: 'eu-west-1' };
+    }
+  }
+  for (const Client of [MemoryClient, S3Client]) {
+    const urls = ['t?1', 't?2', 't#1', 't'].map((keyPrefix) => tallyConnectionString({ client: new Client('b'), keyPrefix }));
+    // What Tally takes as its prefix is the URL's path: it must differ for every tenant.
+    const paths = urls.map((u) => new URL(u).pathname);
+    assert.equal(new Set(paths).size, 4, paths.join(' '));
+    for (const u of urls) {
+      assert.ok(new URL(u).pathname.endsWith('/plugin=tally'), u);
+      if (Client === S3Client) assert.equal(new URL(u).searchParams.get('region'), 'eu-west-1', `${u}: the region survives`);
+    }
+  }
+});
