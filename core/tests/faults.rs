@@ -565,3 +565,27 @@ async fn gc_with_retention_zero_removes_every_applied_transaction_and_recalculat
         .unwrap();
     assert_eq!(num(&v), Some(20.0));
 }
+
+#[tokio::test]
+async fn the_folder_store_syncs_every_folder_it_changes() {
+    use tally_core::store::fs::{FsStore, directory_syncs};
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStore::open(dir.path()).unwrap();
+    let before = directory_syncs();
+    store
+        .put("a/b/c", b"x".to_vec(), PutMode::Create)
+        .await
+        .unwrap();
+    // Two folders created (their parents synced), then the link (its folder synced).
+    assert!(
+        directory_syncs() - before >= 3,
+        "a resolved create survives a power loss"
+    );
+    let before = directory_syncs();
+    store
+        .put("a/b/c", b"y".to_vec(), PutMode::Overwrite)
+        .await
+        .unwrap();
+    store.delete("a/b/c").await.unwrap();
+    assert!(directory_syncs() - before >= 2, "renames and removals too");
+}

@@ -91,13 +91,13 @@ impl FsStore {
     ) -> Result<Version, StoreError> {
         let path = self.path_of(key)?;
         if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(|e| io_err(parent, e))?;
+            ensure_dir(parent)?;
         }
         let version = content_version(&bytes);
         let tmp = self.write_temp(&bytes)?;
         let result = match mode {
             PutMode::Create => match fs::hard_link(&tmp, &path) {
-                Ok(()) => Ok(version),
+                Ok(()) => sync_parent(&path).map(|_| version),
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {
                     Err(StoreError::Conflict { key: key.into() })
                 }
@@ -105,9 +105,8 @@ impl FsStore {
             },
             PutMode::Overwrite => {
                 let _lock = self.lock_for(key)?;
-                fs::rename(&tmp, &path)
-                    .map(|_| version)
-                    .map_err(|e| io_err(&path, e))
+                fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
+                sync_parent(&path).map(|_| version)
             }
             PutMode::Update(expected) => {
                 let _lock = self.lock_for(key)?;
@@ -116,9 +115,10 @@ impl FsStore {
                     Some(cur) if content_version(&cur) != expected => {
                         Err(StoreError::Conflict { key: key.into() })
                     }
-                    Some(_) => fs::rename(&tmp, &path)
-                        .map(|_| version)
-                        .map_err(|e| io_err(&path, e)),
+                    Some(_) => {
+                        fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
+                        sync_parent(&path).map(|_| version)
+                    }
                 }
             }
         };
@@ -165,10 +165,52 @@ impl FsStore {
         let path = self.path_of(key)?;
         let _lock = self.lock_for(key)?;
         match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
+            Ok(()) => sync_parent(&path),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_err(&path, e)),
         }
+    }
+}
+
+/// Directory syncs made by this process (diagnostics, and the durability tests).
+static DIR_SYNCS: AtomicU64 = AtomicU64::new(0);
+
+/// How many times this process synced a directory of a folder store: every link, rename and
+/// removal is followed by a sync of its folder, and every folder created by a sync of its
+/// parent, so a resolved write survives a power loss (the file's own data is synced first).
+pub fn directory_syncs() -> u64 {
+    DIR_SYNCS.load(Ordering::Relaxed)
+}
+
+/// Syncs a directory (on Unix; elsewhere renames are durable without it).
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    DIR_SYNCS.fetch_add(1, Ordering::Relaxed);
+    #[cfg(unix)]
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err(dir, e))?;
+    Ok(())
+}
+
+fn sync_parent(path: &Path) -> Result<(), StoreError> {
+    match path.parent() {
+        Some(dir) => sync_dir(dir),
+        None => Ok(()),
+    }
+}
+
+/// Creates `dir` and its missing parents, syncing the parent of each folder created.
+fn ensure_dir(dir: &Path) -> Result<(), StoreError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        ensure_dir(parent)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => sync_parent(dir),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io_err(dir, e)),
     }
 }
 
