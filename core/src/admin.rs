@@ -53,9 +53,9 @@ impl Engine {
             let Some((id, name)) = split_record_key(&prefix, &key) else {
                 continue;
             };
-            let record_prefix = self.layout().pending(resource, &fc.field, id);
+            let record_prefix = self.layout().pending(resource, &fc.field, &id);
             if let Some(tx) = self
-                .read_pending(resource, &fc, id, &record_prefix, name)
+                .read_pending(resource, &fc, &id, &record_prefix, name)
                 .await?
             {
                 out.push(tx);

@@ -640,7 +640,7 @@ impl Engine {
         let body = serde_json::to_vec(&journal).map_err(|e| Error::storage(e.to_string()))?;
         // Analytics: the batch's contribution goes to the inbox before the commit, written
         // alongside the journal (one round trip for both).
-        let entry = format!("{id}/{batch}");
+        let entry = format!("{}/{batch}", crate::keys::id_segment(id));
         let analytics = self.config().analytics_enabled.then(|| {
             let mut seen = Seen::from_json(plan.state.seen.as_ref());
             let facts: Vec<Fact> = plan.fresh.iter().map(|(_, t)| Fact::from(t)).collect();

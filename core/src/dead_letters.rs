@@ -64,7 +64,7 @@ impl Engine {
                 "at": self.now_ms(),
             });
             let bytes = serde_json::to_vec(&body).map_err(|e| Error::storage(e.to_string()))?;
-            let key = format!("{prefix}{id}/{}", d.name);
+            let key = format!("{prefix}{}/{}", crate::keys::id_segment(id), d.name);
             match self.store().put(&key, bytes, PutMode::Create).await {
                 Ok(_) => self.events().emit(Event::ConsolidationError {
                     resource: resource.into(),
@@ -131,8 +131,9 @@ impl Engine {
             )));
         }
         let key = format!(
-            "{}{id}/{name}",
-            self.layout().dead_letters(resource, &target.field.field)
+            "{}{}/{name}",
+            self.layout().dead_letters(resource, &target.field.field),
+            crate::keys::id_segment(id)
         );
         let obj = self.store().get(&key).await?.ok_or_else(|| {
             Error::new(

@@ -768,7 +768,7 @@ impl Engine {
         let mut ids: Vec<String> = crate::store::list_all(self.store.as_ref(), &prefix)
             .await?
             .iter()
-            .filter_map(|k| crate::keys::split_record_key(&prefix, k).map(|(id, _)| id.to_string()))
+            .filter_map(|k| crate::keys::split_record_key(&prefix, k).map(|(id, _)| id))
             .collect();
         ids.dedup();
         Ok(ids)

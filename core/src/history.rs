@@ -349,7 +349,7 @@ impl Engine {
         let mut ids: Vec<String> = list_all(self.store().as_ref(), &prefix)
             .await?
             .iter()
-            .filter_map(|k| crate::keys::split_record_key(&prefix, k).map(|(id, _)| id.to_string()))
+            .filter_map(|k| crate::keys::split_record_key(&prefix, k).map(|(id, _)| id))
             .collect();
         ids.dedup();
         let mut deleted = 0u64;

@@ -15,15 +15,16 @@
 
 use crate::error::{Error, ErrorCode, Result};
 
-/// Longest record id accepted.
+/// Longest record id accepted, in bytes of UTF-8.
 pub const MAX_ID_LEN: usize = 128;
 /// Longest `source` string accepted.
 pub const MAX_SOURCE_LEN: usize = 64;
 /// Longest field path accepted.
 pub const MAX_PATH_LEN: usize = 128;
 
-/// Checks a record id: 1–128 characters from `A–Z a–z 0–9 _ - . : @ + = ~`, and not `.`/`..`.
-/// Ids therefore never contain `/` or `\` and can never name a key outside their prefix.
+/// Checks a record id: any non-empty string of at most 128 bytes of UTF-8, as s3db.js allows
+/// (unicode, spaces, `.hidden`, `Alice` and `alice` as two records). In keys an id is written
+/// through [`id_segment`], so it can never name a key outside its prefix or folder.
 pub fn check_record_id(id: &str) -> Result<()> {
     let bad = |why: &str| {
         Err(Error::invalid_argument(format!(
@@ -35,18 +36,37 @@ pub fn check_record_id(id: &str) -> Result<()> {
         return bad("it is empty");
     }
     if id.len() > MAX_ID_LEN {
-        return bad("it is longer than 128 characters");
-    }
-    if id == "." || id == ".." {
-        return bad("'.' and '..' are not ids");
-    }
-    if !id
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"_-.:@+=~".contains(&b))
-    {
-        return bad("use only A-Z a-z 0-9 and _ - . : @ + = ~");
+        return bad("it is longer than 128 bytes");
     }
     Ok(())
+}
+
+/// Bytes an id keeps as they are in a key segment; every other byte (and a leading `.`) is
+/// percent-encoded. Ids made only of these were written unchanged by earlier versions.
+fn id_byte_is_plain(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"_-.:@+=~".contains(&b)
+}
+
+/// The key segment of a record id: the id itself when it is plain (see above), otherwise
+/// percent-encoded, so no id holds a `/`, starts with `.`, or is `.`/`..` in a key.
+pub fn id_segment(id: &str) -> std::borrow::Cow<'_, str> {
+    if id.bytes().all(id_byte_is_plain) && !id.starts_with('.') {
+        return std::borrow::Cow::Borrowed(id);
+    }
+    let mut out = String::with_capacity(id.len().saturating_mul(3));
+    for (i, b) in id.bytes().enumerate() {
+        if id_byte_is_plain(b) && !(i == 0 && b == b'.') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// The record id of a key segment written by [`id_segment`].
+pub fn id_of_segment(segment: &str) -> Option<String> {
+    decode_component(segment)
 }
 
 /// Checks a resource name: 1–64 characters, a letter or `_` first, then letters, digits, `_`, `-`.
@@ -128,7 +148,7 @@ impl Layout {
     }
     /// A record.
     pub fn record(&self, resource: &str, id: &str) -> String {
-        format!("{}r/{resource}/{id}", self.prefix)
+        format!("{}r/{resource}/{}", self.prefix, id_segment(id))
     }
     /// Prefix of a resource's records.
     pub fn records(&self, resource: &str) -> String {
@@ -140,11 +160,11 @@ impl Layout {
     }
     /// Prefix of one record's pending transactions of a field.
     pub fn pending(&self, resource: &str, field: &str, id: &str) -> String {
-        format!("{}t/{resource}/{field}/{id}/", self.prefix)
+        format!("{}t/{resource}/{field}/{}/", self.prefix, id_segment(id))
     }
     /// Prefix of one record's journals of a field.
     pub fn journals(&self, resource: &str, field: &str, id: &str) -> String {
-        format!("{}j/{resource}/{field}/{id}/", self.prefix)
+        format!("{}j/{resource}/{field}/{}/", self.prefix, id_segment(id))
     }
     /// Prefix of every journal of a field.
     pub fn journals_field(&self, resource: &str, field: &str) -> String {
@@ -152,11 +172,15 @@ impl Layout {
     }
     /// Prefix of one record's checkpoints of a field.
     pub fn checkpoints(&self, resource: &str, field: &str, id: &str) -> String {
-        format!("{}c/{resource}/{field}/{id}/", self.prefix)
+        format!("{}c/{resource}/{field}/{}/", self.prefix, id_segment(id))
     }
     /// An applied idempotency key.
     pub fn idempotency(&self, resource: &str, field: &str, id: &str, hash: &str) -> String {
-        format!("{}i/{resource}/{field}/{id}/{hash}", self.prefix)
+        format!(
+            "{}i/{resource}/{field}/{}/{hash}",
+            self.prefix,
+            id_segment(id)
+        )
     }
     /// Prefix of every idempotency marker of a field.
     pub fn idempotency_field(&self, resource: &str, field: &str) -> String {
@@ -184,12 +208,12 @@ impl Layout {
     }
 }
 
-/// Splits `<prefix><id>/<name>` (a key under a field's pending or journal prefix) into the id
-/// and the last segment.
-pub fn split_record_key<'a>(field_prefix: &str, key: &'a str) -> Option<(&'a str, &'a str)> {
+/// Splits `<prefix><id>/<name>` (a key under a field's pending or journal prefix) into the
+/// record id (decoded from its [`id_segment`]) and the last segment.
+pub fn split_record_key<'a>(field_prefix: &str, key: &'a str) -> Option<(String, &'a str)> {
     let rest = key.strip_prefix(field_prefix)?;
     let (id, name) = rest.split_once('/')?;
-    Some((id, name))
+    Some((id_of_segment(id)?, name))
 }
 
 /// Percent-encodes everything outside `A–Z a–z 0–9 _ . -`.

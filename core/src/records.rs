@@ -439,7 +439,7 @@ impl Resource {
         Ok(list_all(self.db.store.as_ref(), &prefix)
             .await?
             .into_iter()
-            .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string))
+            .filter_map(|k| k.strip_prefix(&prefix).and_then(crate::keys::id_of_segment))
             .collect())
     }
 

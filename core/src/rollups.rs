@@ -435,6 +435,10 @@ impl Engine {
         let Some((id, batch)) = entry.split_once('/') else {
             return Ok(EntryStatus::Orphan);
         };
+        let Some(id) = crate::keys::id_of_segment(id) else {
+            return Ok(EntryStatus::Orphan);
+        };
+        let id = id.as_str();
         let Some(seq) = batch_seq(batch) else {
             return Ok(EntryStatus::Orphan);
         };

@@ -2,7 +2,7 @@
 // is written (the store folder is byte-for-byte unchanged).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { EventualConsistencyPlugin, TallyError } from '../index.js';
+import { EventualConsistencyPlugin, S3db, TallyError } from '../index.js';
 import { folderDb, plugin, snapshot, WALLET_ATTRIBUTES } from './helpers.mjs';
 
 async function setup(mode) {
@@ -28,7 +28,7 @@ const CASES = [
   ['missing id', (r) => r.wallets.add(undefined, 'balance', 1), 'ERR_INVALID_ARGUMENT'],
   ['numeric id', (r) => r.wallets.add(42, 'balance', 1), 'ERR_INVALID_ARGUMENT'],
   ['empty id', (r) => r.wallets.increment(''), 'ERR_INVALID_ARGUMENT'],
-  ['id escaping the folder', (r) => r.wallets.add('../../etc', 'balance', 1), 'ERR_INVALID_ARGUMENT'],
+  ['id longer than 128 bytes', (r) => r.wallets.add('é'.repeat(65), 'balance', 1), 'ERR_INVALID_ARGUMENT'],
   ['unknown field', (r) => r.wallets.add('w1', 'nope', 5), 'ERR_UNKNOWN_FIELD'],
   ['field omitted on a resource with several fields', (r) => r.users.add('u1', 5), 'ERR_UNKNOWN_FIELD'],
   ['options that are not an object', (r) => r.wallets.add('w1', 'balance', 1, 'fast'), 'ERR_INVALID_ARGUMENT'],
@@ -78,4 +78,24 @@ test('a bad connection string is ERR_INVALID_CONFIG and never shows the secret',
   const { S3db } = await import('../index.js');
   const db = new S3db({ connectionString: 'ftp://KEY:supersecret@host/bucket' });
   await assert.rejects(db.connect(), (e) => e.code === 'ERR_INVALID_CONFIG' && !e.message.includes('supersecret'));
+});
+
+test('ids as s3db.js allows them are records of their own and stay inside the folder', async () => {
+  const { mkdtempSync, readdirSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { pathToFileURL } = await import('node:url');
+  const outer = mkdtempSync(join(tmpdir(), 'tally-ids-'));
+  const db = new S3db({ connectionString: pathToFileURL(join(outer, 'base')).href });
+  await db.connect();
+  await db.usePlugin(plugin({ resources: { wallets: ['balance'] }, consolidation: { mode: 'sync' } }));
+  const wallets = await db.createResource({ name: 'wallets', attributes: WALLET_ATTRIBUTES });
+  const ids = ['../../etc', '..', 'a/b', '.hidden', 'user 1', 'José', '日本', 'Alice', 'alice'];
+  for (const [k, id] of ids.entries()) {
+    await wallets.insert({ id, balance: 0 });
+    assert.equal(await wallets.add(id, 'balance', k + 1), k + 1, id);
+  }
+  for (const [k, id] of ids.entries()) assert.equal((await wallets.get(id)).balance, k + 1, id);
+  assert.deepEqual(readdirSync(outer), ['base'], 'nothing written beside the folder');
+  await db.disconnect();
 });
