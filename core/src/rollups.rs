@@ -93,6 +93,58 @@ pub(crate) struct FoldBody {
     /// How many folds left out of their `keys` some of their base state's (entries a LIST
     /// showed deleted). While it stays the same, `keys` only grows.
     trim: u64,
+    /// Per record (its key segment), the highest batch folded and when (this engine's
+    /// clock), for [`FOLDED_WINDOW_MS`]: an entry of a batch at or below it is a late or
+    /// duplicated create of one already folded and deleted, never folded again.
+    folded: BTreeMap<String, (u64, i64)>,
+}
+
+/// How long a fold state remembers the last batch it folded per record (as
+/// [`crate::consolidate::RESURRECTION_WINDOW_MS`] for pending keys).
+const FOLDED_WINDOW_MS: i64 = crate::consolidate::RESURRECTION_WINDOW_MS;
+/// Most records a fold state remembers (the oldest are forgotten first).
+const MAX_FOLDED_RECORDS: usize = 20_000;
+
+impl FoldBody {
+    /// True when entry `<id>/<batch>` belongs to a batch of its record at or below one folded.
+    fn folded_already(&self, name: &str) -> bool {
+        let Some((id, batch)) = name.split_once('/') else {
+            return false;
+        };
+        match (self.folded.get(id), batch_seq(batch)) {
+            (Some((done, _)), Some(seq)) => seq <= *done,
+            _ => false,
+        }
+    }
+
+    /// `folded` after folding `chosen` at `now`.
+    fn folded_after(&self, chosen: &[String], now: i64) -> BTreeMap<String, (u64, i64)> {
+        let horizon = now.saturating_sub(FOLDED_WINDOW_MS);
+        let mut folded: BTreeMap<String, (u64, i64)> = self
+            .folded
+            .iter()
+            .filter(|(_, (_, at))| *at >= horizon)
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        for name in chosen {
+            if let Some((id, batch)) = name.split_once('/')
+                && let Some(seq) = batch_seq(batch)
+            {
+                let e = folded.entry(id.to_string()).or_insert((seq, now));
+                *e = (e.0.max(seq), now);
+            }
+        }
+        if folded.len() > MAX_FOLDED_RECORDS {
+            let mut by_age: Vec<(i64, String)> =
+                folded.iter().map(|(k, (_, at))| (*at, k.clone())).collect();
+            by_age.sort();
+            let excess = folded.len().saturating_sub(MAX_FOLDED_RECORDS);
+            for (_, k) in by_age.into_iter().take(excess) {
+                folded.remove(&k);
+            }
+        }
+        folded
+    }
 }
 
 impl FoldBody {
@@ -110,6 +162,16 @@ impl FoldBody {
             plan: delta_from_json(&v["plan"])?,
             flush: v["flush"].as_bool().unwrap_or(true),
             trim: v["trim"].as_u64().unwrap_or(0),
+            folded: v["folded"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, x)| {
+                            Some((k.clone(), (x.get(0)?.as_u64()?, x.get(1)?.as_i64()?)))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
     }
 
@@ -120,6 +182,7 @@ impl FoldBody {
             "plan": delta_to_json(&self.plan),
             "flush": self.flush,
             "trim": self.trim,
+            "folded": self.folded.iter().map(|(k, (s, at))| (k.clone(), json!([s, at]))).collect::<serde_json::Map<String, Value>>(),
         })
     }
 }
@@ -536,16 +599,16 @@ impl Engine {
             .collect();
         let listed: BTreeSet<String> = listed.into_iter().collect();
         let gone = state.keys.difference(&listed).cloned().collect();
-        let new: Vec<String> = listed
+        let (resurrected, new): (Vec<String>, Vec<String>) = listed
             .into_iter()
             .filter(|n| !state.keys.contains(n))
-            .collect();
+            .partition(|n| state.folded_already(n));
         let own_listed = own.is_some_and(|o| new.iter().any(|n| n == o));
         Ok(FoldScan {
             state,
             gone,
             foreign: Vec::new(),
-            orphans: Vec::new(),
+            orphans: resurrected.iter().map(|n| format!("{inbox}{n}")).collect(),
             pending: new
                 .into_iter()
                 .filter(|n| Some(n.as_str()) != own)
@@ -612,8 +675,10 @@ impl Engine {
                 continue;
             }
             scan.sort(&inbox, checked)?;
-            scan.foreign.retain(|(n, _)| !state.keys.contains(n));
-            scan.pending.retain(|n| !state.keys.contains(n));
+            scan.foreign
+                .retain(|(n, _)| !state.keys.contains(n) && !state.folded_already(n));
+            scan.pending
+                .retain(|n| !state.keys.contains(n) && !state.folded_already(n));
             scan.state = state;
             let state = &scan.state;
             let mut plan = Delta::new();
@@ -654,6 +719,7 @@ impl Engine {
                 plan,
                 flush,
                 trim: state.trim.saturating_add(u64::from(trimmed)),
+                folded: state.folded_after(&chosen, self.now_ms()),
             });
             let body = serde_json::to_vec(&written.to_json())
                 .map_err(|e| Error::storage(e.to_string()))?;

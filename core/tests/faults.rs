@@ -21,8 +21,10 @@ type Hook = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
 #[derive(Default)]
 struct Scripted {
     inner: Arc<MemoryStore>,
-    /// Deliver the first create-only put under `/t/` again after this many record commits.
+    /// Deliver the first create-only put under `replay_under` (`/t/` when empty) again after
+    /// this many record commits.
     replay_after_commits: Option<usize>,
+    replay_under: &'static str,
     first_create: Mutex<Option<(String, Vec<u8>)>>,
     commits: AtomicUsize,
     /// The first compare-and-swap of this key lands, another writer swaps on top, and the
@@ -39,7 +41,12 @@ impl Store for Scripted {
         self.inner.get(key).await
     }
     async fn put(&self, key: &str, bytes: Vec<u8>, mode: PutMode) -> Result<Version, StoreError> {
-        if mode == PutMode::Create && key.contains("/t/") && self.replay_after_commits.is_some() {
+        let under = if self.replay_under.is_empty() {
+            "/t/"
+        } else {
+            self.replay_under
+        };
+        if mode == PutMode::Create && key.contains(under) && self.replay_after_commits.is_some() {
             let mut first = self.first_create.lock().unwrap();
             if first.is_none() {
                 *first = Some((key.to_string(), bytes.clone()));
@@ -52,8 +59,11 @@ impl Store for Scripted {
             if Some(n) == self.replay_after_commits {
                 let replay = self.first_create.lock().unwrap().clone();
                 if let Some((k, b)) = replay {
-                    // The late copy: the consolidation that applied it deleted it already.
-                    assert!(self.inner.get(&k).await.unwrap().is_none());
+                    // The late copy: what consumed it deleted it already.
+                    assert!(
+                        self.inner.get(&k).await.unwrap().is_none(),
+                        "{k} still there"
+                    );
                     self.inner.put(&k, b, PutMode::Create).await.unwrap();
                 }
             }
@@ -588,4 +598,38 @@ async fn the_folder_store_syncs_every_folder_it_changes() {
         .unwrap();
     store.delete("a/b/c").await.unwrap();
     assert!(directory_syncs() - before >= 2, "renames and removals too");
+}
+
+#[tokio::test]
+async fn an_analytics_inbox_entry_delivered_again_after_it_was_folded_is_not_counted_twice() {
+    let scripted = Arc::new(Scripted {
+        replay_after_commits: Some(69),
+        replay_under: "/a/wallets/balance/in/",
+        ..Default::default()
+    });
+    let store: Arc<dyn Store> = scripted.clone();
+    let clock = ManualClock::new(1_764_000_000_000);
+    let cfg = json!({ "resources": { "wallets": ["balance"] }, "consolidation": { "mode": "sync" },
+                      "analytics": { "enabled": true } });
+    let a = instance(store.clone(), cfg, Some(clock.clone()), 1);
+    let w = wallets(&a).await;
+    w.insert(&json!({ "id": "w1" })).await.unwrap();
+    // A plan of more than 64 entries is flushed and its entries deleted: fold enough.
+    for _ in 0..70 {
+        add(&a, "balance", "w1", 1.0).await;
+    }
+    a.engine.consolidate_all().await.unwrap();
+    add(&a, "balance", "w1", 1.0).await;
+    let day = a
+        .engine
+        .query(
+            "getDayByHour",
+            "wallets",
+            "balance",
+            &[Arg::String("2025-11-24".into())],
+        )
+        .await
+        .unwrap();
+    assert_eq!(day[0]["count"], json!(71), "{day}");
+    assert_eq!(balance_of(&w.get("w1").await.unwrap()), 71.0);
 }

@@ -107,6 +107,8 @@ fn run_seed(seed: u64, trace: bool) -> Result<Run, Vec<String>> {
 fn drive(seed: u64, world: &Arc<World>, plan: &mut sim::world::Rng) -> Result<Run, Vec<String>> {
     let world = world.clone();
     let retention = if plan.below(3) == 0 { 0.0 } else { 30.0 };
+    // Half the runs materialize analytics (inbox entries, folds, packed objects).
+    let analytics = plan.below(2) == 0;
     // One run in three keeps its records in a host database (the s3db.js seam).
     let host = (plan.below(3) == 1).then(|| Arc::new(workload::SimHost::default()));
     let ledger = Arc::new(Ledger::default());
@@ -115,7 +117,7 @@ fn drive(seed: u64, world: &Arc<World>, plan: &mut sim::world::Rng) -> Result<Ru
     let setup = Arc::new(workload::process(
         &world,
         "setup",
-        &workload::config(false, retention),
+        &workload::config(false, retention, analytics),
         seed,
         0,
         None,
@@ -161,7 +163,7 @@ fn drive(seed: u64, world: &Arc<World>, plan: &mut sim::world::Rng) -> Result<Ru
             let p = Arc::new(workload::process(
                 world,
                 &name,
-                &workload::config(sync, retention),
+                &workload::config(sync, retention, analytics),
                 seed * 1000 + spawned,
                 offset,
                 host.as_ref(),
@@ -217,14 +219,15 @@ fn drive(seed: u64, world: &Arc<World>, plan: &mut sim::world::Rng) -> Result<Ru
     let fin = Arc::new(workload::process(
         &world,
         "final",
-        &workload::config(false, retention),
+        &workload::config(false, retention, analytics),
         seed * 1000 + 999,
         0,
         host.as_ref(),
     ));
     let errors = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let answers = Arc::new(std::sync::Mutex::new(Vec::new()));
     {
-        let (p, errors) = (fin.clone(), errors.clone());
+        let (p, errors, answers) = (fin.clone(), errors.clone(), answers.clone());
         ex.spawn(
             "final",
             Box::pin(async move {
@@ -248,6 +251,14 @@ fn drive(seed: u64, world: &Arc<World>, plan: &mut sim::world::Rng) -> Result<Ru
                         }
                     }
                 }
+                if analytics {
+                    for field in ["balance", "stats"] {
+                        for (f, args) in sim::check::analytics_queries() {
+                            let r = p.engine.query(f, "wallets", field, &args).await;
+                            answers.lock().unwrap().push((field, f, args, r));
+                        }
+                    }
+                }
             }),
         );
     }
@@ -255,6 +266,18 @@ fn drive(seed: u64, world: &Arc<World>, plan: &mut sim::world::Rng) -> Result<Ru
         return Err(vec!["the final consolidation did not finish".into()]);
     }
     let mut problems = errors.lock().unwrap().clone();
+    let env = fin.engine.query_env();
+    for (field, f, args, answer) in answers.lock().unwrap().iter() {
+        let facts = sim::check::applied_facts(&world, field);
+        let expected =
+            tally_core::queries::Plan::parse(f, args, &env).map(|p| p.execute(&facts, &env));
+        match (answer, expected) {
+            (Ok(a), Ok(e)) if *a == e => {}
+            (a, e) => problems.push(format!(
+                "analytics {f} of {field}: materialized {a:?}, from the applied transactions {e:?}"
+            )),
+        }
+    }
     problems.extend(sim::check::audit(
         &world,
         &ledger,

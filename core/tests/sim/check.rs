@@ -243,3 +243,29 @@ fn check_entry(e: &Entry, id: &str, tx: &Transaction, problems: &mut Vec<String>
         ));
     }
 }
+
+/// The analytics queries compared with the transaction-based (pure) computation.
+pub fn analytics_queries() -> Vec<(&'static str, Vec<tally_core::Arg>)> {
+    use tally_core::Arg;
+    vec![
+        ("getDayByHour", vec![Arg::String("2025-11-24".into())]),
+        ("getMonthByDay", vec![Arg::String("2025-11".into())]),
+        ("getYearByWeek", vec![Arg::String("2025".into())]),
+        ("getYearByMonth", vec![Arg::String("2025".into())]),
+        (
+            "getAnalytics",
+            vec![Arg::Json(serde_json::json!({ "period": "hour" }))],
+        ),
+    ]
+}
+
+/// Every transaction applied to `field` on any record, as analytics facts.
+pub fn applied_facts(world: &World, field: &str) -> Vec<tally_core::analytics::points::Fact> {
+    let mut ignored = Vec::new();
+    RECORDS
+        .iter()
+        .flat_map(|id| chain(world, id, field, false, true, &mut ignored).1)
+        .flat_map(|b| b.transactions)
+        .map(|t| tally_core::analytics::points::Fact::from(&t))
+        .collect()
+}

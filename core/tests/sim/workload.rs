@@ -102,14 +102,14 @@ pub struct Ledger {
 }
 
 /// The plugin configuration of a run.
-pub fn config(sync: bool, retention_days: f64) -> Value {
+pub fn config(sync: bool, retention_days: f64, analytics: bool) -> Value {
     json!({
         "resources": { "wallets": ["balance", "stats"] },
         "consolidation": { "mode": if sync { "sync" } else { "async" }, "auto": false },
         "garbageCollection": { "retention": retention_days },
         "checkpoints": { "enabled": true },
         "locks": { "timeout": 5 },
-        "analytics": { "enabled": false },
+        "analytics": { "enabled": analytics },
     })
 }
 
