@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Chaos on the local S3 server: core/tests/chaos.rs through tests/chaos/fault_proxy.py (six
-# processes, SIGKILLs, the five faults), then the audit. Needs the server (scripts/test.sh
+# processes, SIGKILLs, the five faults), then the audit; then the same inside s3db.js
+# databases (npm/test/support/chaos-s3db.mjs: three Node processes, host records). Needs the server (scripts/test.sh
 # starts it; alone, this script starts one). TALLY_CHAOS_ADDS sets the number of adds
 # (default 5,000), TALLY_CHAOS_RATE the per-mille rate of each fault (default 25).
 set -euo pipefail
@@ -29,3 +30,9 @@ if ! TALLY_CHAOS_PROXY="http://127.0.0.1:$port" TALLY_S3_REQUIRED=1 \
   exit 1
 fi
 grep -q "^chaos: applied twice 0;" "$out" || { echo "the chaos audit did not run" >&2; exit 1; }
+echo "== chaos inside s3db.js: 3 Node processes with s3db.js 21.6.2 databases through the same proxy"
+bash scripts/node-install.sh >/dev/null
+if ! (cd npm && TALLY_CHAOS_PROXY="http://127.0.0.1:$port" node test/support/chaos-s3db.mjs); then
+  tail -n 30 "$dir/proxy.log"
+  exit 1
+fi

@@ -18,9 +18,9 @@ export TALLY_S3_REQUIRED=1
 bash scripts/test-rust.sh
 bash scripts/sim.sh
 bash scripts/test-s3.sh
-bash scripts/chaos.sh
 bash scripts/build-wasm.sh
 bash scripts/test-node.sh
+bash scripts/chaos.sh
 echo "== demos: Rust example and Node quickstart"
 cargo run --quiet -p tally-core --example demo -- "$CARGO_TARGET_DIR/demo-data" >/dev/null
 bash scripts/demo.sh "$CARGO_TARGET_DIR/demo-node" >/dev/null

@@ -14,7 +14,8 @@ real network and a real S3 produce:
 
 Only writes (PUT, POST, DELETE) get the faults that hide an effect; reads get before and
 delay. Control, on the proxy itself: GET /__chaos/stats (counts as JSON),
-POST /__chaos/quiesce (faults off, then waits until every late request has landed).
+POST /__chaos/quiesce (faults off, then waits until every late request has landed),
+POST /__chaos/resume (faults on again, counts reset).
 """
 import asyncio
 import json
@@ -33,8 +34,9 @@ late_tasks = set()
 stats = {"requests": 0, "before": 0, "after": 0, "reset": 0, "late": 0, "delay": 0}
 
 
-async def read_message(reader, is_response=False):
-    """Reads one HTTP/1.1 message: (start line, header list, body), or None at EOF."""
+async def read_message(reader, is_response=False, writer=None, head_only=False):
+    """Reads one HTTP/1.1 message: (start line, header list, body). A request that expects
+    `100 Continue` (the AWS SDK for JavaScript sends its bodies so) gets it from the proxy."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     start, headers = lines[0], []
@@ -43,7 +45,14 @@ async def read_message(reader, is_response=False):
             k, _, v = line.partition(":")
             headers.append((k.strip(), v.strip()))
     lower = {k.lower(): v for k, v in headers}
-    if "chunked" in lower.get("transfer-encoding", "").lower():
+    if writer is not None and lower.get("expect", "").lower() == "100-continue":
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        await writer.drain()
+        headers = [(k, v) for k, v in headers if k.lower() != "expect"]
+    if head_only:
+        # The answer to a HEAD carries the headers of a body, never the body.
+        body = b""
+    elif "chunked" in lower.get("transfer-encoding", "").lower():
         body = b""
         while True:
             size_line = await reader.readuntil(b"\r\n")
@@ -65,10 +74,10 @@ async def read_message(reader, is_response=False):
     return start, headers, body
 
 
-def encode(start, headers, body, close=False):
+def encode(start, headers, body, close=False, length=None):
     skip = {"content-length", "connection", "transfer-encoding", "keep-alive"}
     out = [start] + [f"{k}: {v}" for k, v in headers if k.lower() not in skip]
-    out.append(f"Content-Length: {len(body)}")
+    out.append(f"Content-Length: {len(body) if length is None else length}")
     out.append("Connection: close" if close else "Connection: keep-alive")
     return ("\r\n".join(out) + "\r\n\r\n").encode("latin-1") + body
 
@@ -77,7 +86,8 @@ async def forward(start, headers, body):
     reader, writer = await asyncio.open_connection("127.0.0.1", upstream_port)
     writer.write(encode(start, headers, body, close=True))
     await writer.drain()
-    response = await read_message(reader, is_response=True)
+    head_only = start.split(" ")[0] == "HEAD"
+    response = await read_message(reader, is_response=True, head_only=head_only)
     writer.close()
     return response
 
@@ -108,6 +118,10 @@ async def control(path, writer):
         faults_on = False
         while late_tasks:
             await asyncio.gather(*list(late_tasks), return_exceptions=True)
+    elif path.startswith("/__chaos/resume"):
+        faults_on = True
+        for k in stats:
+            stats[k] = 0
     body = json.dumps(stats).encode()
     writer.write(encode("HTTP/1.1 200 OK", [("Content-Type", "application/json")], body, True))
     await writer.drain()
@@ -118,7 +132,7 @@ async def handle(reader, writer):
     try:
         while True:
             try:
-                start, headers, body = await read_message(reader)
+                start, headers, body = await read_message(reader, writer=writer)
             except (asyncio.IncompleteReadError, ConnectionError):
                 break
             method, path = start.split(" ")[0], start.split(" ")[1]
@@ -136,6 +150,8 @@ async def handle(reader, writer):
                         break
             if fault:
                 stats[fault] += 1
+            if os.environ.get("TALLY_CHAOS_TRACE"):
+                print(f"proxy: {start} -> {fault or 'ok'}", file=sys.stderr, flush=True)
             if fault == "before":
                 response = canned(503, "Slow Down", "SlowDown", "injected: refused")
             elif fault == "late":
@@ -152,7 +168,13 @@ async def handle(reader, writer):
                 elif fault == "reset":
                     reset(writer)
                     return
-            writer.write(encode(*response))
+            if method == "HEAD":
+                # Keep the Content-Length the server gave (of the object), with no body.
+                status, hdrs, _ = response
+                length = next((v for k, v in hdrs if k.lower() == "content-length"), "0")
+                writer.write(encode(status, hdrs, b"", length=length))
+            else:
+                writer.write(encode(*response))
             await writer.drain()
     except Exception as e:  # a broken client connection ends its handler only
         print(f"proxy: {type(e).__name__}: {e}", file=sys.stderr)
