@@ -97,10 +97,15 @@ impl Reducer for JsReducer {
             "transactions": txs.iter().map(|t| t.to_json(zone, false)).collect::<Vec<_>>(),
         });
         let out = self.0.call_async_catch(payload).await.map_err(|e| {
-            Error::new(
-                ErrorCode::InvalidArgument,
-                format!("reducer failed: {}", e.reason),
-            )
+            // A reducer that threw fails the same way however often it is tried (a poison
+            // transaction); a call that could not reach JS (the runtime closing) may work later.
+            let code = match e.status {
+                napi::Status::GenericFailure | napi::Status::PendingException => {
+                    ErrorCode::InvalidArgument
+                }
+                _ => ErrorCode::Storage,
+            };
+            Error::new(code, format!("reducer failed: {}", e.reason))
         })?;
         decimal_from_f64(out).map_err(|why| {
             Error::new(

@@ -293,12 +293,15 @@ pub enum Consolidated {
 }
 
 impl Engine {
-    /// Reads the record and its pending transactions and computes the result, writing nothing.
+    /// Reads the record and its pending transactions and computes the result, writing nothing;
+    /// with `all`, every pending transaction (a read-only view), otherwise at most
+    /// [`MAX_BATCH`] of them (a batch to commit).
     pub(crate) async fn plan(
         &self,
         resource: &str,
         fc: &FieldConfig,
         id: &str,
+        all: bool,
     ) -> Result<Option<Plan>> {
         let read_at = self.now_ms();
         let Some(record) = self.records().load(resource, id).await? else {
@@ -338,8 +341,9 @@ impl Engine {
         }
         fresh.sort_by(|a, b| a.1.order_key().cmp(&b.1.order_key()));
         let pending: HashSet<String> = fresh.iter().map(|(n, _)| n.clone()).collect();
-        let more = fresh.len() > MAX_BATCH;
-        fresh.truncate(MAX_BATCH);
+        let limit = if all { usize::MAX } else { MAX_BATCH };
+        let more = fresh.len() > limit;
+        fresh.truncate(limit);
         let (new_data, values, set_aside) =
             self.fold(resource, fc, id, &record.data, &fresh).await?;
         let mut poison = Vec::new();
@@ -527,7 +531,7 @@ impl Engine {
                     ),
                 ));
             }
-            let Some(plan) = self.plan(resource, fc, id).await? else {
+            let Some(plan) = self.plan(resource, fc, id, false).await? else {
                 return Ok(Consolidated::Missing);
             };
             if let Some(own) = own
@@ -725,22 +729,24 @@ impl Engine {
             ),
             scan
         );
+        let names_batch = |r: &StoredRecord| {
+            let seen_now = FieldState::of(&r.meta, &fc.field);
+            seen_now.batch.as_deref() == Some(batch.as_str()) || seen_now.recent.contains(&batch)
+        };
         let outcome = match outcome {
+            // A conflict can hide our own write landing (a proxy that sent it twice answers
+            // with the second copy's 412): the record decides.
+            Ok(CommitOutcome::Conflict) => match self.records().load(resource, id).await {
+                Ok(Some(now)) if names_batch(&now) => CommitOutcome::Committed,
+                _ => CommitOutcome::Conflict,
+            },
             Ok(o) => o,
             // The write may have landed, or may still land: the record decides.
             Err(e) => match self.records().load(resource, id).await {
-                Ok(Some(now)) => {
-                    let seen_now = FieldState::of(&now.meta, &fc.field);
-                    if seen_now.batch.as_deref() == Some(batch.as_str())
-                        || seen_now.recent.contains(&batch)
-                    {
-                        CommitOutcome::Committed
-                    } else {
-                        // Not committed yet: keep the journal and inbox entry a late landing
-                        // would need (an orphan otherwise, collected later), and start again.
-                        return Ok(Attempt::Again);
-                    }
-                }
+                Ok(Some(now)) if names_batch(&now) => CommitOutcome::Committed,
+                // Not committed yet: keep the journal and inbox entry a late landing would
+                // need (an orphan otherwise, collected later), and start again.
+                Ok(Some(_)) => return Ok(Attempt::Again),
                 Ok(None) => return Ok(Attempt::Missing),
                 Err(_) => return Err(e),
             },

@@ -11,9 +11,10 @@
 //! finds the keys of the last batch still pending writes what is missing first. Each one is
 //! reported by a `consolidation-error` event naming the transaction.
 //!
-//! [`Engine::retry_dead_letter`] writes the transaction again as a new pending key (its name
-//! derived from the dead letter's, so a retry repeated after a crash collides rather than
-//! doubling), then removes the dead letter; [`Engine::discard_dead_letter`] removes it.
+//! [`Engine::retry_dead_letter`] writes the transaction again as a new pending key with an
+//! idempotency key derived from the dead letter's name (a retry repeated after a crash is
+//! answered by the first one's marker rather than applied twice), then removes the dead
+//! letter; [`Engine::discard_dead_letter`] removes it.
 
 use crate::engine::Engine;
 use crate::error::{Error, ErrorCode, Result};
@@ -158,13 +159,15 @@ impl Engine {
         let (key, v) = self.dead_letter(resource, field, id, name).await?;
         let mut tx: Transaction = serde_json::from_value(v["transaction"].clone())
             .map_err(|e| Error::storage(format!("unreadable dead letter {key}: {e}")))?;
-        // A new name, derived from the old one: a retry repeated after a crash writes the
-        // same key again (and collides), never a second transaction.
+        // A new id, derived from the old name.
         let suffix = crate::keys::short_hash(&["retry", name], 16);
         tx.id = format!("tx-{}-{suffix}", tx.timestamp_ms);
-        if let Some(k) = &tx.idempotency_key {
-            tx.idempotency_key = Some(format!("{k}#retry-{suffix}"));
-        }
+        // An idempotency key derived from the dead letter: a retry repeated after a crash, even
+        // much later, is recognised by its applied marker rather than applied again.
+        tx.idempotency_key = Some(format!(
+            "{}#dead-letter-retry-{suffix}",
+            tx.idempotency_key.as_deref().unwrap_or("")
+        ));
         let target = self.resolve(resource, Some(field)).await?;
         let pending = format!(
             "{}{}",

@@ -524,7 +524,7 @@ impl Engine {
             .pending(&target.resource, &target.field.field, id);
         let key = format!("{prefix}{}", tx.key_name());
         let body = serde_json::to_vec(&tx).map_err(|e| Error::storage(e.to_string()))?;
-        let stored = match self.store.put(&key, body, PutMode::Create).await {
+        let stored = match self.store.put(&key, body.clone(), PutMode::Create).await {
             Ok(_) => match tx.idempotency_hash() {
                 Some(h) => match self.applied_idempotent(target, id, &h).await? {
                     // Our write duplicated an applied transaction: undo it, answer like the first.
@@ -536,6 +536,20 @@ impl Engine {
                 },
                 None => tx,
             },
+            // A create that landed can still be answered 412 (a proxy that sent it twice): it
+            // is ours when the key holds our bytes.
+            Err(StoreError::Conflict { .. })
+                if tx.idempotency_key.is_none()
+                    && self
+                        .store
+                        .get(&key)
+                        .await
+                        .ok()
+                        .flatten()
+                        .is_some_and(|o| o.bytes == body) =>
+            {
+                tx
+            }
             Err(StoreError::Conflict { .. }) if tx.idempotency_key.is_some() => {
                 match self.store.get(&key).await? {
                     Some(obj) => {
@@ -689,7 +703,7 @@ impl Engine {
         // keys the read does not show yet. Only a plan whose record is unchanged after the
         // listing is a value the record can have.
         for _ in 0..10 {
-            let Some(plan) = self.plan(resource, &target.field, id).await? else {
+            let Some(plan) = self.plan(resource, &target.field, id, true).await? else {
                 return Ok(None);
             };
             let unchanged = match self.records.load(resource, id).await? {

@@ -93,10 +93,11 @@ pub(crate) struct FoldBody {
     /// How many folds left out of their `keys` some of their base state's (entries a LIST
     /// showed deleted). While it stays the same, `keys` only grows.
     trim: u64,
-    /// Per record (its key segment), the highest batch folded and when (this engine's
-    /// clock), for [`FOLDED_WINDOW_MS`]: an entry of a batch at or below it is a late or
-    /// duplicated create of one already folded and deleted, never folded again.
-    folded: BTreeMap<String, (u64, i64)>,
+    /// Per record (its key segment), for [`FOLDED_WINDOW_MS`], which batches were folded: all
+    /// up to `low`, and those in `above`; and when (this engine's clock). An entry of such a
+    /// batch is a late or duplicated create of one already folded and deleted, never folded
+    /// again.
+    folded: BTreeMap<String, Folded>,
 }
 
 /// How long a fold state remembers the last batch it folded per record (as
@@ -105,38 +106,80 @@ const FOLDED_WINDOW_MS: i64 = crate::consolidate::RESURRECTION_WINDOW_MS;
 /// Most records a fold state remembers (the oldest are forgotten first).
 const MAX_FOLDED_RECORDS: usize = 20_000;
 
+/// The batches of one record a fold state knows folded (see [`FoldBody::folded`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Folded {
+    low: u64,
+    above: BTreeSet<u64>,
+    at: i64,
+}
+
+fn entry_parts(name: &str) -> Option<(&str, u64)> {
+    let (id, batch) = name.split_once('/')?;
+    Some((id, batch_seq(batch)?))
+}
+
 impl FoldBody {
-    /// True when entry `<id>/<batch>` belongs to a batch of its record at or below one folded.
+    /// True when entry `<id>/<batch>` belongs to a batch of its record known folded.
     fn folded_already(&self, name: &str) -> bool {
-        let Some((id, batch)) = name.split_once('/') else {
-            return false;
-        };
-        match (self.folded.get(id), batch_seq(batch)) {
-            (Some((done, _)), Some(seq)) => seq <= *done,
-            _ => false,
+        match entry_parts(name) {
+            Some((id, seq)) => self
+                .folded
+                .get(id)
+                .is_some_and(|f| seq <= f.low || f.above.contains(&seq)),
+            None => false,
         }
     }
 
-    /// `folded` after folding `chosen` at `now`.
-    fn folded_after(&self, chosen: &[String], now: i64) -> BTreeMap<String, (u64, i64)> {
+    /// `folded` after folding `chosen` at `now`, with `unfolded` the entries still waiting
+    /// (undecided, or a consolidation's own under way): a record's `low` never passes one.
+    fn folded_after(
+        &self,
+        chosen: &[String],
+        unfolded: &[String],
+        now: i64,
+    ) -> BTreeMap<String, Folded> {
         let horizon = now.saturating_sub(FOLDED_WINDOW_MS);
-        let mut folded: BTreeMap<String, (u64, i64)> = self
+        let mut folded: BTreeMap<String, Folded> = self
             .folded
             .iter()
-            .filter(|(_, (_, at))| *at >= horizon)
-            .map(|(k, v)| (k.clone(), *v))
+            .filter(|(_, f)| f.at >= horizon)
+            .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        for name in chosen {
-            if let Some((id, batch)) = name.split_once('/')
-                && let Some(seq) = batch_seq(batch)
+        let mut waiting: BTreeMap<&str, u64> = BTreeMap::new();
+        for (id, seq) in unfolded.iter().filter_map(|n| entry_parts(n)) {
+            let w = waiting.entry(id).or_insert(seq);
+            *w = (*w).min(seq);
+        }
+        let mut lowest: BTreeMap<&str, u64> = BTreeMap::new();
+        for (id, seq) in chosen.iter().filter_map(|n| entry_parts(n)) {
+            let l = lowest.entry(id).or_insert(seq);
+            *l = (*l).min(seq);
+        }
+        for (id, seq) in chosen.iter().filter_map(|n| entry_parts(n)) {
+            let first = lowest.get(id).copied().unwrap_or(seq);
+            let start = waiting.get(id).map_or(first, |w| (*w).min(first));
+            let f = folded.entry(id.to_string()).or_insert_with(|| Folded {
+                // Batches below the first one seen were folded before (or never had an entry).
+                low: start.saturating_sub(1),
+                ..Folded::default()
+            });
+            f.above.insert(seq);
+            f.at = now;
+        }
+        for (id, f) in folded.iter_mut() {
+            let stop = waiting.get(id.as_str()).copied();
+            while f.above.contains(&f.low.saturating_add(1))
+                && stop.is_none_or(|w| f.low.saturating_add(1) < w)
             {
-                let e = folded.entry(id.to_string()).or_insert((seq, now));
-                *e = (e.0.max(seq), now);
+                f.low = f.low.saturating_add(1);
             }
+            let low = f.low;
+            f.above.retain(|s| *s > low);
         }
         if folded.len() > MAX_FOLDED_RECORDS {
             let mut by_age: Vec<(i64, String)> =
-                folded.iter().map(|(k, (_, at))| (*at, k.clone())).collect();
+                folded.iter().map(|(k, f)| (f.at, k.clone())).collect();
             by_age.sort();
             let excess = folded.len().saturating_sub(MAX_FOLDED_RECORDS);
             for (_, k) in by_age.into_iter().take(excess) {
@@ -167,7 +210,18 @@ impl FoldBody {
                 .map(|m| {
                     m.iter()
                         .filter_map(|(k, x)| {
-                            Some((k.clone(), (x.get(0)?.as_u64()?, x.get(1)?.as_i64()?)))
+                            let above = x
+                                .get(1)?
+                                .as_array()?
+                                .iter()
+                                .filter_map(Value::as_u64)
+                                .collect();
+                            let f = Folded {
+                                low: x.get(0)?.as_u64()?,
+                                above,
+                                at: x.get(2)?.as_i64()?,
+                            };
+                            Some((k.clone(), f))
                         })
                         .collect()
                 })
@@ -182,7 +236,7 @@ impl FoldBody {
             "plan": delta_to_json(&self.plan),
             "flush": self.flush,
             "trim": self.trim,
-            "folded": self.folded.iter().map(|(k, (s, at))| (k.clone(), json!([s, at]))).collect::<serde_json::Map<String, Value>>(),
+            "folded": self.folded.iter().map(|(k, f)| (k.clone(), json!([f.low, f.above, f.at]))).collect::<serde_json::Map<String, Value>>(),
         })
     }
 }
@@ -371,8 +425,22 @@ impl Engine {
         let key = format!("{}{entry}", self.layout().analytics_inbox(resource, field));
         let body = serde_json::to_vec(&json!({ "delta": delta_to_json(delta) }))
             .map_err(|e| Error::storage(e.to_string()))?;
-        self.store().put(&key, body, PutMode::Create).await?;
-        Ok(())
+        match self.store().put(&key, body.clone(), PutMode::Create).await {
+            Ok(_) => Ok(()),
+            // The name is this batch's alone: a 412 means our own write landed (sent twice).
+            Err(StoreError::Conflict { .. })
+                if self
+                    .store()
+                    .get(&key)
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some_and(|o| o.bytes == body) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Marks an inbox entry as this engine's own until the guard is dropped: its scans then
@@ -719,7 +787,7 @@ impl Engine {
                 plan,
                 flush,
                 trim: state.trim.saturating_add(u64::from(trimmed)),
-                folded: state.folded_after(&chosen, self.now_ms()),
+                folded: state.folded_after(&chosen, &scan.pending, self.now_ms()),
             });
             let body = serde_json::to_vec(&written.to_json())
                 .map_err(|e| Error::storage(e.to_string()))?;

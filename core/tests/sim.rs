@@ -92,6 +92,7 @@ fn run_seed(seed: u64, trace: bool) -> Result<Run, Vec<String>> {
         fail_after: rate("after", 15),
         late: rate("late", 10),
         duplicate: rate("dup", 10),
+        replayed: rate("replay", 10),
         read_fail: rate("read", 10),
     };
     let world = World::new(seed, 1_764_000_000_000, faults, trace);
@@ -304,7 +305,8 @@ fn drive(seed: u64, world: &Arc<World>, plan: &mut sim::world::Rng) -> Result<Ru
 }
 
 /// Whether a kind of fault is injected: `TALLY_SIM_FAULTS` lists them (before, after, late,
-/// dup, read, crash, clock, and gc for garbage collection in the workload); all by default.
+/// dup, replay, read, crash, clock, and gc for garbage collection in the workload); all by
+/// default.
 fn enabled(kind: &str) -> bool {
     match std::env::var("TALLY_SIM_FAULTS") {
         Ok(list) => list.split(',').any(|k| k.trim() == kind),

@@ -3,7 +3,8 @@
 //!
 //! Faults (writes): failed before taking effect; failed after taking effect; answered with an
 //! error now and landing later ("late"); taking effect now and once more later ("duplicate",
-//! what a client retry or a proxy replay does). Reads fail before taking effect. Every late or
+//! what a client retry or a proxy replay does); taking effect and delivered again at once,
+//! answered by the second copy ("replayed"). Reads fail before taking effect. Every late or
 //! duplicate write lands within [`LATE_HORIZON_MS`] of simulated time. Every journal ever
 //! written is archived, so the checker can audit history that GC has since removed.
 
@@ -50,6 +51,9 @@ pub struct Faults {
     pub fail_after: u64,
     pub late: u64,
     pub duplicate: u64,
+    /// Taking effect, then delivered again at once, the caller hearing the second copy's
+    /// answer (a retrying proxy: a create or compare-and-swap that landed answers 412).
+    pub replayed: u64,
     pub read_fail: u64,
 }
 
@@ -284,6 +288,13 @@ impl World {
                     op: w.op.clone(),
                 });
                 Self::failure(&w.op, "timed out")
+            } else if pick < {
+                edge += f.replayed;
+                edge
+            } {
+                self.note(|| format!("{}: replayed at once: {}", w.from, w.op.describe()));
+                let _ = self.execute(&w.op);
+                self.execute(&w.op)
             } else if pick < {
                 edge += f.duplicate;
                 edge
