@@ -37,7 +37,7 @@ use crate::amount::{decimal_from_json, decimal_to_json};
 use crate::analytics::materialized::{Seen, batch_delta};
 use crate::analytics::points::Fact;
 use crate::config::FieldConfig;
-use crate::dead_letters::{DeadLetter, is_poison};
+use crate::dead_letters::{DeadLetter, is_poison, poison_code};
 use crate::engine::Engine;
 use crate::error::{Error, ErrorCode, Result};
 use crate::records::{CommitOutcome, StoredRecord};
@@ -541,6 +541,17 @@ impl Engine {
                 // Our key was applied by a commit after this read: read again.
                 continue;
             }
+            // Our key was set aside by the last batch (another consolidator's, or ours whose
+            // answer was lost): a sync caller hears why.
+            if let Some(own) = own
+                && !plan.pending.contains(own)
+                && let Some((_, code, message)) = plan.state.dead.iter().find(|(n, ..)| n == own)
+            {
+                return Err(Error::new(
+                    poison_code(code),
+                    format!("{message} (the transaction was set aside as a dead letter)"),
+                ));
+            }
             if plan.fresh.is_empty() && plan.poison.is_empty() {
                 if !plan.stale.is_empty() {
                     self.retire(resource, fc, id, &plan.stale, &plan.state)
@@ -846,15 +857,10 @@ impl Engine {
                 },
             };
             if let Some(transaction) = transaction {
-                let code = if code == ErrorCode::InvalidArgument.as_str() {
-                    ErrorCode::InvalidArgument
-                } else {
-                    ErrorCode::InvalidAmount
-                };
                 dead.push(DeadLetter {
                     name: name.clone(),
                     transaction,
-                    error: Error::new(code, message.clone()),
+                    error: Error::new(poison_code(code), message.clone()),
                 });
             }
         }

@@ -33,6 +33,16 @@ pub fn is_poison(e: &Error) -> bool {
     )
 }
 
+/// The code of a poison error as kept in the bookkeeping (`ERR_INVALID_ARGUMENT` or
+/// `ERR_INVALID_AMOUNT`).
+pub(crate) fn poison_code(code: &str) -> ErrorCode {
+    if code == ErrorCode::InvalidArgument.as_str() {
+        ErrorCode::InvalidArgument
+    } else {
+        ErrorCode::InvalidAmount
+    }
+}
+
 /// A transaction set aside, with why.
 #[derive(Debug, Clone)]
 pub struct DeadLetter {

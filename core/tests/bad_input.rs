@@ -313,6 +313,23 @@ async fn bad_mutations_fail_with_a_code_and_write_nothing() {
             json!({ "source": "s".repeat(65) }),
             ErrorCode::InvalidArgument,
         ),
+        // Within 64 characters, but too long for a file name once percent-encoded.
+        (
+            "wallets",
+            Some("balance"),
+            "w1",
+            n(1.0),
+            json!({ "source": "Ж".repeat(40) }),
+            ErrorCode::InvalidArgument,
+        ),
+        (
+            "wallets",
+            Some("balance"),
+            "w1",
+            n(1.0),
+            json!({ "source": "😀".repeat(20) }),
+            ErrorCode::InvalidArgument,
+        ),
         (
             "wallets",
             Some("balance"),

@@ -633,3 +633,41 @@ async fn an_analytics_inbox_entry_delivered_again_after_it_was_folded_is_not_cou
     assert_eq!(day[0]["count"], json!(71), "{day}");
     assert_eq!(balance_of(&w.get("w1").await.unwrap()), 71.0);
 }
+
+#[tokio::test]
+async fn a_sync_mutation_set_aside_by_another_consolidator_rejects_with_why() {
+    let scripted = Arc::new(Scripted::default());
+    let store: Arc<dyn Store> = scripted.clone();
+    let s = setup(
+        store.clone(),
+        json!({ "resources": { "wallets": ["balance"] }, "consolidation": { "mode": "sync" } }),
+        1,
+    )
+    .await;
+    let o = Arc::new(setup(store.clone(), json!({ "resources": { "wallets": ["balance"] } }), 2).await);
+    o.engine
+        .mutate("wallets", Some("balance"), "w1", Op::Set, &n(7e28), MutationOptions::default())
+        .await
+        .unwrap();
+    o.engine.consolidate("wallets", Some("balance"), "w1").await.unwrap();
+    let other = o.clone();
+    // The other consolidator finds S's overflowing add first and sets it aside.
+    *scripted.list_hook.lock().unwrap() = Some((
+        "db/t/wallets/balance/w1/".into(),
+        true,
+        Box::new(move || {
+            Box::pin(async move {
+                other.engine.consolidate("wallets", Some("balance"), "w1").await.unwrap();
+            })
+        }),
+    ));
+    let r = s
+        .engine
+        .mutate("wallets", Some("balance"), "w1", Op::Add, &n(5e28), MutationOptions::default())
+        .await;
+    assert!(
+        matches!(&r, Err(e) if e.code() == tally_core::ErrorCode::InvalidAmount && e.message().contains("dead letter")),
+        "{r:?}"
+    );
+    assert_eq!(o.engine.dead_letters("wallets", "balance").await.unwrap().len(), 1);
+}
