@@ -370,6 +370,11 @@ impl Engine {
             }
         }
         let marker_prefix = self.layout().idempotency_field(resource, &fc.field);
+        // A marker outlives the window in which a record's bookkeeping still remembers its
+        // key as applied (`done`), whatever the retention: a key reused meanwhile is then
+        // answered as a duplicate rather than taken as new and dropped as stale.
+        let marker_cutoff =
+            cutoff.min(now.saturating_sub(crate::consolidate::RESURRECTION_WINDOW_MS));
         let mut stale_markers = Vec::new();
         for key in list_all(self.store().as_ref(), &marker_prefix).await? {
             if let Some(obj) = self.store().get(&key).await? {
@@ -377,7 +382,7 @@ impl Engine {
                     .ok()
                     .and_then(|v| v["at"].as_i64())
                     .unwrap_or(0);
-                if at < cutoff {
+                if at < marker_cutoff {
                     stale_markers.push(key);
                 }
             }

@@ -644,12 +644,29 @@ async fn a_sync_mutation_set_aside_by_another_consolidator_rejects_with_why() {
         1,
     )
     .await;
-    let o = Arc::new(setup(store.clone(), json!({ "resources": { "wallets": ["balance"] } }), 2).await);
+    let o = Arc::new(
+        setup(
+            store.clone(),
+            json!({ "resources": { "wallets": ["balance"] } }),
+            2,
+        )
+        .await,
+    );
     o.engine
-        .mutate("wallets", Some("balance"), "w1", Op::Set, &n(7e28), MutationOptions::default())
+        .mutate(
+            "wallets",
+            Some("balance"),
+            "w1",
+            Op::Set,
+            &n(7e28),
+            MutationOptions::default(),
+        )
         .await
         .unwrap();
-    o.engine.consolidate("wallets", Some("balance"), "w1").await.unwrap();
+    o.engine
+        .consolidate("wallets", Some("balance"), "w1")
+        .await
+        .unwrap();
     let other = o.clone();
     // The other consolidator finds S's overflowing add first and sets it aside.
     *scripted.list_hook.lock().unwrap() = Some((
@@ -657,17 +674,75 @@ async fn a_sync_mutation_set_aside_by_another_consolidator_rejects_with_why() {
         true,
         Box::new(move || {
             Box::pin(async move {
-                other.engine.consolidate("wallets", Some("balance"), "w1").await.unwrap();
+                other
+                    .engine
+                    .consolidate("wallets", Some("balance"), "w1")
+                    .await
+                    .unwrap();
             })
         }),
     ));
     let r = s
         .engine
-        .mutate("wallets", Some("balance"), "w1", Op::Add, &n(5e28), MutationOptions::default())
+        .mutate(
+            "wallets",
+            Some("balance"),
+            "w1",
+            Op::Add,
+            &n(5e28),
+            MutationOptions::default(),
+        )
         .await;
     assert!(
         matches!(&r, Err(e) if e.code() == tally_core::ErrorCode::InvalidAmount && e.message().contains("dead letter")),
         "{r:?}"
     );
-    assert_eq!(o.engine.dead_letters("wallets", "balance").await.unwrap().len(), 1);
+    assert_eq!(
+        o.engine
+            .dead_letters("wallets", "balance")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_idempotency_key_reused_right_after_gc_is_still_a_duplicate_not_a_lost_mutation() {
+    let clock = ManualClock::new(1_764_000_000_000);
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let cfg =
+        json!({ "resources": { "wallets": ["balance"] }, "garbageCollection": { "retention": 0 } });
+    let a = instance(store, cfg, Some(clock.clone()), 1);
+    let w = wallets(&a).await;
+    w.insert(&json!({ "id": "w1" })).await.unwrap();
+    let keyed = || MutationOptions {
+        idempotency_key: Some("pay-1".into()),
+        ..Default::default()
+    };
+    let first = a
+        .engine
+        .mutate("wallets", Some("balance"), "w1", Op::Add, &n(5.0), keyed())
+        .await
+        .unwrap();
+    a.engine
+        .consolidate("wallets", Some("balance"), "w1")
+        .await
+        .unwrap();
+    clock.advance(1000);
+    a.engine.run_gc().await.unwrap();
+    let again = a
+        .engine
+        .mutate("wallets", Some("balance"), "w1", Op::Add, &n(5.0), keyed())
+        .await
+        .unwrap();
+    let (MutationResult::Transaction(t1), MutationResult::Transaction(t2)) = (first, again) else {
+        panic!("async mode answers transactions")
+    };
+    assert_eq!(
+        t2["id"], t1["id"],
+        "answered like the first, not stored anew and dropped"
+    );
+    a.engine.consolidate_all().await.unwrap();
+    assert_eq!(balance_of(&w.get("w1").await.unwrap()), 5.0);
 }
