@@ -595,15 +595,7 @@ impl Engine {
                 }
                 Attempt::Missing => return Ok(Consolidated::Missing),
                 Attempt::Again => {
-                    let jitter = self
-                        .random()
-                        .checked_rem(
-                            u64::from(attempt.min(20))
-                                .saturating_mul(5)
-                                .saturating_add(1),
-                        )
-                        .unwrap_or(0);
-                    self.sleeper().sleep(jitter).await;
+                    self.backoff_after_conflict(attempt).await;
                 }
             }
         }

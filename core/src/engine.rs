@@ -318,8 +318,14 @@ impl Engine {
         &self.fold_local
     }
 
-    pub(crate) fn sleeper(&self) -> &Arc<dyn Sleeper> {
-        &self.sleeper
+    /// Waits a random few milliseconds, growing with `attempt` (up to 100 ms), before a
+    /// compare-and-swap that lost is tried again.
+    pub(crate) async fn backoff_after_conflict(&self, attempt: u32) {
+        let bound = u64::from(attempt.min(20))
+            .saturating_mul(5)
+            .saturating_add(1);
+        let jitter = self.random().checked_rem(bound).unwrap_or(0);
+        self.sleeper.sleep(jitter).await;
     }
     pub(crate) fn zone(&self) -> Tz {
         self.config.timezone

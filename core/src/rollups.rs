@@ -807,15 +807,7 @@ impl Engine {
                             format!("analytics of {resource}.{field} kept changing; fold gave up"),
                         ));
                     }
-                    let jitter = self
-                        .random()
-                        .checked_rem(
-                            u64::from(attempt.min(20))
-                                .saturating_mul(5)
-                                .saturating_add(1),
-                        )
-                        .unwrap_or(0);
-                    self.sleeper().sleep(jitter).await;
+                    self.backoff_after_conflict(attempt).await;
                     next = Some(Start::Scanned(scan));
                     continue;
                 }

@@ -125,6 +125,20 @@ fn balance_of(v: &serde_json::Value) -> f64 {
     v["balance"].as_f64().unwrap()
 }
 
+/// A sync-mode process and an async-mode one on `store`, with record `w1`.
+async fn sync_and_async(store: &Arc<dyn Store>) -> (Instance, Arc<Instance>) {
+    let sync =
+        json!({ "resources": { "wallets": ["balance"] }, "consolidation": { "mode": "sync" } });
+    let s = setup(store.clone(), sync, 1).await;
+    let o = setup(
+        store.clone(),
+        json!({ "resources": { "wallets": ["balance"] } }),
+        2,
+    )
+    .await;
+    (s, Arc::new(o))
+}
+
 async fn setup(store: Arc<dyn Store>, options: serde_json::Value, seed: u64) -> Instance {
     let i = instance(store, options, None, seed);
     let w = wallets(&i).await;
@@ -260,20 +274,7 @@ async fn gc_racing_a_commit_keeps_committed_history() {
 async fn a_sync_mutation_resolves_to_a_value_that_includes_itself() {
     let scripted = Arc::new(Scripted::default());
     let store: Arc<dyn Store> = scripted.clone();
-    let s = setup(
-        store.clone(),
-        json!({ "resources": { "wallets": ["balance"] }, "consolidation": { "mode": "sync" } }),
-        1,
-    )
-    .await;
-    let o = Arc::new(
-        setup(
-            store.clone(),
-            json!({ "resources": { "wallets": ["balance"] } }),
-            2,
-        )
-        .await,
-    );
+    let (s, o) = sync_and_async(&store).await;
     let other = o.clone();
     // The other consolidator commits after S read the record and before S lists.
     *scripted.list_hook.lock().unwrap() = Some((
@@ -638,20 +639,7 @@ async fn an_analytics_inbox_entry_delivered_again_after_it_was_folded_is_not_cou
 async fn a_sync_mutation_set_aside_by_another_consolidator_rejects_with_why() {
     let scripted = Arc::new(Scripted::default());
     let store: Arc<dyn Store> = scripted.clone();
-    let s = setup(
-        store.clone(),
-        json!({ "resources": { "wallets": ["balance"] }, "consolidation": { "mode": "sync" } }),
-        1,
-    )
-    .await;
-    let o = Arc::new(
-        setup(
-            store.clone(),
-            json!({ "resources": { "wallets": ["balance"] } }),
-            2,
-        )
-        .await,
-    );
+    let (s, o) = sync_and_async(&store).await;
     o.engine
         .mutate(
             "wallets",
