@@ -82,6 +82,9 @@ pub const RECENT_BATCHES: usize = 16;
 pub struct FieldState {
     /// Number of committed batches.
     pub seq: u64,
+    /// Batches of earlier incarnations of the id (deleted records, see [`crate::records`]):
+    /// this incarnation's history starts after batch `base`.
+    pub base: u64,
     /// `<seq>-<hash>` of the last batch, naming its journal.
     pub batch: Option<String>,
     /// Key names of the last batch, when few (written by versions before `done`).
@@ -105,6 +108,7 @@ impl FieldState {
         };
         FieldState {
             seq: s.get("seq").and_then(Value::as_u64).unwrap_or(0),
+            base: s.get("base").and_then(Value::as_u64).unwrap_or(0),
             batch: s.get("batch").and_then(Value::as_str).map(str::to_string),
             keys: s.get("keys").and_then(Value::as_array).map(|a| {
                 a.iter()
@@ -156,6 +160,9 @@ impl FieldState {
 
     fn to_json(&self) -> Value {
         let mut v = json!({ "seq": self.seq, "batch": self.batch, "recent": self.recent });
+        if self.base > 0 {
+            v["base"] = json!(self.base);
+        }
         if let Some(keys) = &self.keys {
             v["keys"] = json!(keys);
         }
@@ -205,6 +212,7 @@ impl FieldState {
         }
         FieldState {
             seq: self.seq.saturating_add(1),
+            base: self.base,
             batch: Some(batch),
             keys: None,
             done: Some(done),
@@ -637,6 +645,11 @@ impl Engine {
             "values": plan.values.iter().map(|(p, (b, a))| (p.clone(), json!({"before": b.to_string(), "after": a.to_string()}))).collect::<Map<String, Value>>(),
         });
         let mut journal = journal;
+        if plan.state.base > 0 {
+            // The id was deleted and created again: this incarnation's history starts after
+            // batch `base` (see `crate::records`).
+            journal["base"] = json!(plan.state.base);
+        }
         if !plan.poison.is_empty() {
             journal["deadLetters"] = plan
                 .poison

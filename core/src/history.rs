@@ -102,7 +102,8 @@ impl Engine {
         field: &str,
         id: &str,
     ) -> Result<(Vec<Journal>, Vec<String>, FieldState)> {
-        let Some(record) = self.records().load(resource, id).await? else {
+        // Also a deleted record's: its tombstone names its history (see `crate::records`).
+        let Some(meta) = self.records().bookkeeping(resource, id).await? else {
             return Ok((Vec::new(), Vec::new(), FieldState::default()));
         };
         let prefix = self.layout().journals(resource, field, id);
@@ -110,7 +111,7 @@ impl Engine {
             .await?
             .into_iter()
             .collect();
-        let state = FieldState::of(&record.meta, field);
+        let state = FieldState::of(&meta, field);
         let mut chain = Vec::new();
         let mut next = state.batch.clone();
         // The batch number below the walk's last journal (0 when it reached the first batch).
@@ -141,7 +142,7 @@ impl Engine {
             .collect();
         if candidates.iter().any(|(s, _)| *s <= stop) {
             let covered = self
-                .latest_checkpoint(resource, field, id)
+                .latest_checkpoint(resource, field, id, 0)
                 .await?
                 .is_some_and(|cp| cp.seq >= stop);
             if !covered {
@@ -153,16 +154,21 @@ impl Engine {
         Ok((chain, orphans, state))
     }
 
+    /// The newest checkpoint of the incarnation whose history starts after batch `base`.
     async fn latest_checkpoint(
         &self,
         resource: &str,
         field: &str,
         id: &str,
+        base: u64,
     ) -> Result<Option<Checkpoint>> {
         let prefix = self.layout().checkpoints(resource, field, id);
         let Some(last) = list_all(self.store().as_ref(), &prefix).await?.pop() else {
             return Ok(None);
         };
+        if checkpoint_seq(&last).is_none_or(|s| s <= base) {
+            return Ok(None);
+        }
         let Some(obj) = self.store().get(&last).await? else {
             return Ok(None);
         };
@@ -203,20 +209,29 @@ impl Engine {
             {
                 return Ok(None);
             }
-            let (chain, _) = self.journal_chain(resource, &fc.field, id).await?;
-            let checkpoint = self.latest_checkpoint(resource, &fc.field, id).await?;
-            let values = self.replay(&fc, &chain, checkpoint.as_ref()).await?;
+            let (chain, _, read) = self.chain_and_state(resource, &fc.field, id).await?;
+            // This incarnation's history only (see `crate::records`).
+            let chain: Vec<Journal> = chain.into_iter().filter(|j| j.seq > read.base).collect();
+            let checkpoint = self
+                .latest_checkpoint(resource, &fc.field, id, read.base)
+                .await?;
+            let values = self
+                .replay(&fc, &chain, checkpoint.as_ref(), read.base)
+                .await?;
             let Some(record) = self.records().load(resource, id).await? else {
                 return Ok(None);
             };
             let state = FieldState::of(&record.meta, &fc.field);
             let replayed_to_head = match chain.last() {
                 Some(j) => state.batch == Some(batch_of(&j.key)),
-                // Every journal collected: the checkpoint holds the head's values.
+                // Every journal collected: the checkpoint holds the head's values; or no batch
+                // in this incarnation yet.
                 None => {
-                    state.batch.is_none() || checkpoint.as_ref().is_some_and(|c| c.seq == state.seq)
+                    state.batch.is_none()
+                        || state.seq == read.base
+                        || checkpoint.as_ref().is_some_and(|c| c.seq == state.seq)
                 }
-            };
+            } && state.base == read.base;
             if !replayed_to_head {
                 continue; // a consolidation committed meanwhile: replay again
             }
@@ -253,10 +268,11 @@ impl Engine {
         fc: &FieldConfig,
         chain: &[Journal],
         cp: Option<&Checkpoint>,
+        base: u64,
     ) -> Result<BTreeMap<String, Decimal>> {
         let mut values: BTreeMap<String, Decimal> =
             cp.map(|c| c.values.clone()).unwrap_or_default();
-        let from = cp.map(|c| c.seq).unwrap_or(0);
+        let from = cp.map(|c| c.seq).unwrap_or(base);
         let first_kept = chain
             .first()
             .map(|j| j.seq)
@@ -413,6 +429,15 @@ impl Engine {
                 }
             }
         }
+        // Earlier incarnations' history (a deleted record's, see `crate::records`) needs no
+        // checkpoint: nothing replays it any more.
+        let (retired, chain) = chain.split_at(chain.partition_point(|j| j.seq <= state.base));
+        doomed.extend(
+            retired
+                .iter()
+                .filter(|j| j.committed_at < cutoff)
+                .map(|j| j.key.clone()),
+        );
         // The newest journal too, once the bookkeeping remembers its keys itself (`done`);
         // older bookkeeping reads them from that journal.
         let keep = usize::from(state.done.is_none());
@@ -421,10 +446,14 @@ impl Engine {
             .take_while(|j| j.committed_at < cutoff)
             .collect();
         if !old.is_empty() {
-            let cp = self.latest_checkpoint(resource, &fc.field, id).await?;
+            let cp = self
+                .latest_checkpoint(resource, &fc.field, id, state.base)
+                .await?;
             for end in self.checkpoint_ends(&old, cp_cutoff) {
                 let j = old[end];
-                let values = self.replay(fc, &chain[..=end], cp.as_ref()).await?;
+                let values = self
+                    .replay(fc, &chain[..=end], cp.as_ref(), state.base)
+                    .await?;
                 let body = json!({
                     "seq": j.seq,
                     "at": j.committed_at,
@@ -445,10 +474,15 @@ impl Engine {
             }
             doomed.extend(old.iter().map(|j| j.key.clone()));
         }
-        // Checkpoints past their retention, keeping the newest.
+        // Checkpoints past their retention, keeping the newest of this incarnation.
         let cp_prefix = self.layout().checkpoints(resource, &fc.field, id);
         let cps = list_all(self.store().as_ref(), &cp_prefix).await?;
-        for key in cps.iter().rev().skip(1) {
+        let keep_newest = usize::from(
+            cps.last()
+                .and_then(|k| checkpoint_seq(k))
+                .is_some_and(|s| s > state.base),
+        );
+        for key in cps.iter().rev().skip(keep_newest) {
             if let Some(obj) = self.store().get(key).await? {
                 let at = serde_json::from_slice::<Value>(&obj.bytes)
                     .ok()
@@ -464,6 +498,11 @@ impl Engine {
             Err(_) => Ok((0, 1)),
         }
     }
+}
+
+/// The batch number of a checkpoint key `…/<seq>`.
+fn checkpoint_seq(key: &str) -> Option<u64> {
+    key.rsplit('/').next()?.parse().ok()
 }
 
 /// The batch number of a journal name `<seq>-<nonce>`.

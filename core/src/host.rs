@@ -25,7 +25,8 @@ use crate::config::PluginConfig;
 use crate::error::Result;
 use crate::keys::Layout;
 use crate::records::{
-    CommitOutcome, RecordAccess, StoredRecord, decode_document, encode_document, put_document,
+    CommitOutcome, RecordAccess, StoredRecord, decode_document, encode_document, encode_tombstone,
+    put_document, retired_meta,
 };
 use crate::schema::{Schema, get_path, set_path};
 use crate::store::{PutMode, SharedStore, Version};
@@ -107,6 +108,8 @@ struct State {
     values: Map<String, Value>,
     meta: Map<String, Value>,
     version: Option<Version>,
+    /// A tombstone: the host record was deleted (and may have been created again since).
+    deleted: bool,
 }
 
 impl HostRecords {
@@ -167,12 +170,34 @@ impl HostRecords {
             .insert(resource.to_string(), schema);
     }
 
-    /// Forgets a record's state (the host record was deleted), so an id created again starts
-    /// from its own values.
+    /// The host record was deleted: its state becomes a tombstone (see [`crate::records`]), so
+    /// an id created again starts from its own values, and a consolidation that read the
+    /// state before cannot commit any more.
     pub async fn forget(&self, resource: &str, id: &str) -> Result<()> {
         crate::keys::check_record_id(id)?;
-        self.store.delete(&self.layout.record(resource, id)).await?;
-        Ok(())
+        loop {
+            let state = self.read_state(resource, id).await?;
+            if state.deleted {
+                return Ok(());
+            }
+            if self.retire(resource, id, &state).await? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Replaces a live (or absent) state by its tombstone; `false` when it changed meanwhile.
+    async fn retire(&self, resource: &str, id: &str, state: &State) -> Result<bool> {
+        let body = encode_tombstone(&state.meta, {
+            use crate::clock::Clock;
+            crate::clock::SystemClock.now_ms()
+        })?;
+        let mode = match &state.version {
+            Some(v) => PutMode::Update(v.clone()),
+            None => PutMode::Create,
+        };
+        let key = self.layout.record(resource, id);
+        Ok(put_document(&self.store, &key, body, mode).await? == CommitOutcome::Committed)
     }
 
     async fn read_state(&self, resource: &str, id: &str) -> Result<State> {
@@ -181,13 +206,15 @@ impl HostRecords {
                 values: Map::new(),
                 meta: Map::new(),
                 version: None,
+                deleted: false,
             });
         };
-        let (values, meta) = decode_document(&obj.bytes, resource, id)?;
+        let doc = decode_document(&obj.bytes, resource, id)?;
         Ok(State {
-            values,
-            meta,
+            values: doc.data,
+            meta: doc.meta,
             version: Some(obj.version),
+            deleted: doc.deleted,
         })
     }
 
@@ -260,12 +287,16 @@ fn same_json(a: &Value, b: &Value) -> bool {
 #[async_trait]
 impl RecordAccess for HostRecords {
     async fn load(&self, resource: &str, id: &str) -> Result<Option<StoredRecord>> {
+        // The state first: a tombstone read before the host record means the host record, if
+        // there, was created after the deletion (a new incarnation, with nothing to overlay).
+        let state = self.read_state(resource, id).await?;
         let Some(mut data) = self.host_get(resource, id).await? else {
             return Ok(None);
         };
-        let state = self.read_state(resource, id).await?;
-        for (path, v) in state.values {
-            set_path(&mut data, &path, v);
+        if !state.deleted {
+            for (path, v) in state.values {
+                set_path(&mut data, &path, v);
+            }
         }
         Ok(Some(StoredRecord {
             data,
@@ -273,6 +304,23 @@ impl RecordAccess for HostRecords {
             // An empty token stands for "no state yet": every store's versions are non-empty.
             version: state.version.unwrap_or(Version(String::new())),
         }))
+    }
+
+    async fn bookkeeping(&self, resource: &str, id: &str) -> Result<Option<Map<String, Value>>> {
+        loop {
+            let state = self.read_state(resource, id).await?;
+            if state.version.is_none() {
+                return Ok(None);
+            }
+            if state.deleted || self.host_get(resource, id).await?.is_some() {
+                return Ok(Some(state.meta));
+            }
+            // A live state whose host record is gone: deleted without `forget` (a crash between
+            // the two, a hook that failed, a deletion that bypassed hooks). Retire it now.
+            if self.retire(resource, id, &state).await? {
+                return Ok(Some(retired_meta(&state.meta)));
+            }
+        }
     }
 
     async fn commit(

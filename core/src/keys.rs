@@ -150,6 +150,15 @@ impl Layout {
     pub fn record(&self, resource: &str, id: &str) -> String {
         format!("{}r/{resource}/{}", self.prefix, id_segment(id))
     }
+    /// The mark of an id that was deleted once (see [`crate::records`]): its record's key may
+    /// hold a tombstone.
+    pub fn deleted(&self, resource: &str, id: &str) -> String {
+        format!("{}x/{resource}/{}", self.prefix, id_segment(id))
+    }
+    /// Prefix of the marks of a resource's deleted ids.
+    pub fn deleted_ids(&self, resource: &str) -> String {
+        format!("{}x/{resource}/", self.prefix)
+    }
     /// Prefix of a resource's records.
     pub fn records(&self, resource: &str) -> String {
         format!("{}r/{resource}/", self.prefix)

@@ -4,6 +4,21 @@
 //! A record is stored at `P/r/<resource>/<id>` as `{"d": data, "m": bookkeeping}`; `m` holds
 //! Tally's per-field consolidation state and is never shown to users. Every write is a
 //! compare-and-swap, so user updates and consolidations never overwrite each other.
+//!
+//! # Delete and re-create
+//!
+//! An id can be deleted and inserted again; the new record is a new *incarnation* and inherits
+//! nothing of the old one's values or history, while transactions that were still pending at
+//! the deletion apply to it (SPEC §3: they wait for the record to exist). A deletion therefore
+//! never removes the record's key: it marks the id at `P/x/<resource>/<id>`, then
+//! compare-and-swaps the record into a *tombstone* `{"t": deleted at, "m": bookkeeping}`,
+//! each field's `base` set to its batch count (see [`crate::consolidate::FieldState::base`]).
+//! A consolidation that read the record before cannot commit any more, one that committed
+//! meanwhile is in the bookkeeping, and no DELETE exists that could land late on a record
+//! created again. An insert that finds a tombstone replaces it (compare-and-swap) and keeps its
+//! bookkeeping, so the keys the last batches applied stay known as applied, `recalculate` and
+//! the audit trail start at `base`, and analytics keep counting the id once per cohort.
+//! Listing reads the record of each marked id to leave tombstones out.
 
 use crate::clock::{IdSource, SplitMix, base36};
 use crate::error::{Error, ErrorCode, Result};
@@ -53,6 +68,11 @@ pub trait RecordAccess: Send + Sync {
     ) -> Result<CommitOutcome>;
     /// The resource's attributes, when known.
     async fn schema(&self, resource: &str) -> Result<Option<Schema>>;
+    /// The record's bookkeeping, also when it was deleted (then from its tombstone); `None`
+    /// when no bookkeeping of the id is known.
+    async fn bookkeeping(&self, resource: &str, id: &str) -> Result<Option<Map<String, Value>>> {
+        Ok(self.load(resource, id).await?.map(|r| r.meta))
+    }
     /// Called when a consolidation of the record found nothing to apply: where records have a
     /// derived copy (a host database), bring it up to date. Nothing to do by default.
     async fn settle(&self, _resource: &str, _id: &str) -> Result<()> {
@@ -76,19 +96,51 @@ pub(crate) fn encode_document(
     serde_json::to_vec(&json!({ "d": data, "m": meta })).map_err(|e| Error::storage(e.to_string()))
 }
 
-/// Decodes a document written by [`encode_document`] into `(data, bookkeeping)`.
-pub(crate) fn decode_document(
-    bytes: &[u8],
-    resource: &str,
-    id: &str,
-) -> Result<(Map<String, Value>, Map<String, Value>)> {
+/// A stored document, decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Document {
+    /// The data (empty for a tombstone).
+    pub data: Map<String, Value>,
+    /// The bookkeeping.
+    pub meta: Map<String, Value>,
+    /// Whether it is the tombstone of a deleted record (see the module docs).
+    pub deleted: bool,
+}
+
+/// Decodes a document written by [`encode_document`] or [`encode_tombstone`].
+pub(crate) fn decode_document(bytes: &[u8], resource: &str, id: &str) -> Result<Document> {
     let doc: Value = serde_json::from_slice(bytes)
         .map_err(|e| Error::storage(format!("unreadable record \"{resource}/{id}\": {e}")))?;
     let take = |k: &str| match doc.get(k) {
         Some(Value::Object(m)) => m.clone(),
         _ => Map::new(),
     };
-    Ok((take("d"), take("m")))
+    Ok(Document {
+        data: take("d"),
+        meta: take("m"),
+        deleted: doc.get("t").is_some(),
+    })
+}
+
+/// The bookkeeping of a deleted incarnation: each field's `base` becomes its batch count, so
+/// a later incarnation starts after them.
+pub(crate) fn retired_meta(meta: &Map<String, Value>) -> Map<String, Value> {
+    meta.iter()
+        .map(|(field, state)| {
+            let mut state = state.clone();
+            if let Value::Object(s) = &mut state {
+                let seq = s.get("seq").cloned().unwrap_or(json!(0));
+                s.insert("base".into(), seq);
+            }
+            (field.clone(), state)
+        })
+        .collect()
+}
+
+/// Encodes the tombstone of a record deleted at `at` whose bookkeeping was `meta`.
+pub(crate) fn encode_tombstone(meta: &Map<String, Value>, at: i64) -> Result<Vec<u8>> {
+    serde_json::to_vec(&json!({ "t": at, "m": retired_meta(meta) }))
+        .map_err(|e| Error::storage(e.to_string()))
 }
 
 /// Writes a document conditionally; a conflict or a vanished object is an outcome, not an error.
@@ -227,16 +279,34 @@ impl Database {
         Ok(Some(schema))
     }
 
-    async fn read(&self, resource: &str, id: &str) -> Result<Option<StoredRecord>> {
+    /// The document at a record's key (a live record, or the tombstone of a deleted one) with
+    /// its version.
+    async fn read_document(&self, resource: &str, id: &str) -> Result<Option<(Document, Version)>> {
         let Some(obj) = self.store.get(&self.layout.record(resource, id)).await? else {
             return Ok(None);
         };
-        let (data, meta) = decode_document(&obj.bytes, resource, id)?;
-        Ok(Some(StoredRecord {
-            data,
-            meta,
-            version: obj.version,
-        }))
+        Ok(Some((
+            decode_document(&obj.bytes, resource, id)?,
+            obj.version,
+        )))
+    }
+
+    async fn read(&self, resource: &str, id: &str) -> Result<Option<StoredRecord>> {
+        Ok(match self.read_document(resource, id).await? {
+            Some((doc, version)) if !doc.deleted => Some(StoredRecord {
+                data: doc.data,
+                meta: doc.meta,
+                version,
+            }),
+            _ => None,
+        })
+    }
+
+    fn now_ms() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0)
     }
 
     fn encode(data: &Map<String, Value>, meta: &Map<String, Value>) -> Result<Vec<u8>> {
@@ -273,6 +343,13 @@ impl RecordAccess for Database {
 
     async fn schema(&self, resource: &str) -> Result<Option<Schema>> {
         self.schema_of(resource).await
+    }
+
+    async fn bookkeeping(&self, resource: &str, id: &str) -> Result<Option<Map<String, Value>>> {
+        Ok(self
+            .read_document(resource, id)
+            .await?
+            .map(|(doc, _)| doc.meta))
     }
 }
 
@@ -335,28 +412,36 @@ impl Resource {
         };
         check_record_id(&id)?;
         self.schema().await?.validate(&self.name, &mut data)?;
-        let body = Database::encode(&data, &Map::new())?;
-        match self
-            .db
-            .store
-            .put(
-                &self.db.layout.record(&self.name, &id),
-                body,
-                PutMode::Create,
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(StoreError::Conflict { .. }) => {
-                return Err(Error::new(
-                    ErrorCode::Conflict,
-                    format!(
-                        "record \"{id}\" already exists in resource \"{}\"",
-                        self.name
-                    ),
-                ));
+        let db = &self.db;
+        let key = db.layout.record(&self.name, &id);
+        let mut mode = PutMode::Create;
+        let mut meta = Map::new();
+        loop {
+            let body = Database::encode(&data, &meta)?;
+            match db.store.put(&key, body, mode.clone()).await {
+                Ok(_) => break,
+                Err(StoreError::Conflict { .. }) => {
+                    match db.read_document(&self.name, &id).await? {
+                        // A deleted record: the new one keeps its bookkeeping (see the module docs).
+                        Some((doc, version)) if doc.deleted => {
+                            meta = doc.meta;
+                            mode = PutMode::Update(version);
+                        }
+                        Some(_) => {
+                            return Err(Error::new(
+                                ErrorCode::Conflict,
+                                format!(
+                                    "record \"{id}\" already exists in resource \"{}\"",
+                                    self.name
+                                ),
+                            ));
+                        }
+                        None => (meta, mode) = (Map::new(), PutMode::Create),
+                    }
+                }
+                Err(StoreError::NotFound { .. }) => (meta, mode) = (Map::new(), PutMode::Create),
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => return Err(e.into()),
         }
         let listeners: Vec<_> = self
             .db
@@ -420,27 +505,58 @@ impl Resource {
         self.update(id, changes).await
     }
 
-    /// Deletes a record; `ERR_RECORD_NOT_FOUND` when missing. Its transaction history stays.
+    /// Deletes a record; `ERR_RECORD_NOT_FOUND` when missing. Its transactions stay (pending
+    /// ones apply if the id is inserted again) and the record becomes a tombstone, so a new
+    /// record of the same id starts afresh (see the module docs).
     pub async fn delete(&self, id: &str) -> Result<()> {
         check_record_id(id)?;
-        if self.db.read(&self.name, id).await?.is_none() {
-            return Err(not_found(&self.name, id));
+        let db = &self.db;
+        let key = db.layout.record(&self.name, id);
+        let mut marked = false;
+        loop {
+            let Some((doc, version)) = db.read_document(&self.name, id).await? else {
+                return Err(not_found(&self.name, id));
+            };
+            if doc.deleted {
+                return Err(not_found(&self.name, id));
+            }
+            if !marked {
+                // First the mark, so listings never show a tombstone as a record.
+                let mark = db.layout.deleted(&self.name, id);
+                db.store
+                    .put(&mark, b"{}".to_vec(), PutMode::Overwrite)
+                    .await?;
+                marked = true;
+            }
+            let tombstone = encode_tombstone(&doc.meta, Database::now_ms())?;
+            match put_document(&db.store, &key, tombstone, PutMode::Update(version)).await? {
+                CommitOutcome::Committed => return Ok(()),
+                CommitOutcome::Conflict => continue,
+                CommitOutcome::Missing => return Err(not_found(&self.name, id)),
+            }
         }
-        self.db
-            .store
-            .delete(&self.db.layout.record(&self.name, id))
-            .await?;
-        Ok(())
     }
 
     /// Ids of every record, in key order.
     pub async fn list_ids(&self) -> Result<Vec<String>> {
+        let ids = |prefix: String, keys: Vec<String>| -> Vec<String> {
+            keys.into_iter()
+                .filter_map(|k| k.strip_prefix(&prefix).and_then(crate::keys::id_of_segment))
+                .collect()
+        };
+        let store = self.db.store.as_ref();
         let prefix = self.db.layout.records(&self.name);
-        Ok(list_all(self.db.store.as_ref(), &prefix)
-            .await?
-            .into_iter()
-            .filter_map(|k| k.strip_prefix(&prefix).and_then(crate::keys::id_of_segment))
-            .collect())
+        let marks = self.db.layout.deleted_ids(&self.name);
+        let (all, deleted) = futures::try_join!(list_all(store, &prefix), list_all(store, &marks))?;
+        let deleted: std::collections::HashSet<String> = ids(marks, deleted).into_iter().collect();
+        let mut out = Vec::new();
+        for id in ids(prefix, all) {
+            // An id deleted once: its key holds a tombstone unless it was inserted again.
+            if !deleted.contains(&id) || self.db.read(&self.name, &id).await?.is_some() {
+                out.push(id);
+            }
+        }
+        Ok(out)
     }
 
     /// Records in id order, paged by `offset`/`limit`.

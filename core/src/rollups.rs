@@ -573,12 +573,13 @@ impl Engine {
         let Some(seq) = batch_seq(batch) else {
             return Ok(EntryStatus::Orphan);
         };
-        // A record deleted after its commit still counts; one deleted during its consolidation
-        // is the owner's to clean up, which it does unless it crashes right then.
-        let Some(record) = self.records().load(resource, id).await? else {
-            return Ok(EntryStatus::Committed);
+        // A deleted record's tombstone still names its batches (see `crate::records`): a batch
+        // committed before the deletion counts, one cut short by it does not. With no
+        // bookkeeping at all, nothing is known yet.
+        let Some(meta) = self.records().bookkeeping(resource, id).await? else {
+            return Ok(EntryStatus::Undecided);
         };
-        let state = FieldState::of(&record.meta, field);
+        let state = FieldState::of(&meta, field);
         if state.batch.as_deref() == Some(batch) || state.recent.iter().any(|b| b == batch) {
             return Ok(EntryStatus::Committed);
         }

@@ -24,6 +24,8 @@ struct FakeHost {
     records: Mutex<HashMap<String, Map<String, Value>>>,
     drop_writes: AtomicUsize,
     writes: AtomicUsize,
+    /// Runs once after a read of this id returned: the user deletes the record meanwhile.
+    after_get: Mutex<Option<(String, futures::future::BoxFuture<'static, ()>)>>,
 }
 
 impl FakeHost {
@@ -41,7 +43,18 @@ impl FakeHost {
 impl Host for FakeHost {
     async fn get(&self, _resource: &str, id: &str) -> Result<Option<Map<String, Value>>> {
         tokio::task::yield_now().await;
-        Ok(self.records.lock().unwrap().get(id).cloned())
+        let found = self.records.lock().unwrap().get(id).cloned();
+        let hook = {
+            let mut h = self.after_get.lock().unwrap();
+            match h.as_ref() {
+                Some((hid, _)) if hid == id => h.take(),
+                _ => None,
+            }
+        };
+        if let Some((_, then)) = hook {
+            then.await;
+        }
+        Ok(found)
     }
     async fn write(&self, _resource: &str, id: &str, changes: Map<String, Value>) -> Result<bool> {
         // Read, yield (other tasks run), write the whole record back: s3db.js's update.
@@ -412,4 +425,51 @@ async fn a_host_call_that_never_answers_fails_instead_of_hanging() {
     .expect("the consolidation returns");
     let err = r.unwrap_err();
     assert!(err.message().contains("gave no answer"), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_deletion_racing_a_consolidation_leaves_no_state_behind() {
+    let (host, store) = setup();
+    host.insert("w1", json!({ "id": "w1", "balance": 0 }));
+    let (e, records) = engine(&host, &store, "async", 9);
+    mutate(&e, "balance", "w1", Op::Add, 5.0).await;
+    // The consolidation reads the host record; the user deletes it right then, and the
+    // plugin's afterDelete hook forgets the state.
+    let (h, r) = (host.clone(), records.clone());
+    *host.after_get.lock().unwrap() = Some((
+        "w1".into(),
+        Box::pin(async move {
+            h.records.lock().unwrap().remove("w1");
+            r.forget("wallets", "w1").await.unwrap();
+        }),
+    ));
+    assert_eq!(
+        consolidate(&e, "balance", "w1").await,
+        Value::Null,
+        "a deleted record was consolidated into a ghost state"
+    );
+    // The 5 still waits for the id; a new record of it starts from its own value.
+    host.insert("w1", json!({ "id": "w1", "balance": 1 }));
+    assert_eq!(consolidate(&e, "balance", "w1").await.as_f64(), Some(6.0));
+    assert_eq!(num(host.field("w1", "balance")), Some(6.0));
+}
+
+#[tokio::test]
+async fn a_record_deleted_without_forget_is_retired_by_gc_before_it_returns() {
+    let (host, store) = setup();
+    host.insert("w1", json!({ "id": "w1", "balance": 0 }));
+    let (e, _) = engine(&host, &store, "async", 10);
+    mutate(&e, "balance", "w1", Op::Add, 5.0).await;
+    assert_eq!(consolidate(&e, "balance", "w1").await.as_f64(), Some(5.0));
+    // Deleted behind the plugin's back (a crash before its afterDelete hook ran).
+    host.records.lock().unwrap().remove("w1");
+    e.run_gc().await.unwrap();
+    host.insert("w1", json!({ "id": "w1", "balance": 0 }));
+    mutate(&e, "balance", "w1", Op::Add, 1.0).await;
+    assert_eq!(
+        consolidate(&e, "balance", "w1").await.as_f64(),
+        Some(1.0),
+        "the new record inherited the old balance"
+    );
+    assert_eq!(num(host.field("w1", "balance")), Some(1.0));
 }

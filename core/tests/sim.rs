@@ -135,8 +135,7 @@ fn drive(seed: u64, world: &Arc<World>, plan: &mut sim::world::Rng) -> Result<Ru
                         .await
                         .expect("resource");
                 for id in RECORDS {
-                    let data = serde_json::json!({ "id": id, "balance": 0, "stats": {} });
-                    match (&h, data) {
+                    match (&h, workload::initial(id)) {
                         (Some(h), serde_json::Value::Object(m)) => {
                             h.records.lock().unwrap().insert(id.to_string(), m);
                         }
@@ -176,6 +175,7 @@ fn drive(seed: u64, world: &Arc<World>, plan: &mut sim::world::Rng) -> Result<Ru
                 name.clone(),
                 steps,
                 enabled("gc"),
+                enabled("delete"),
             );
             ex.spawn(&name, f);
             p
@@ -232,6 +232,15 @@ fn drive(seed: u64, world: &Arc<World>, plan: &mut sim::world::Rng) -> Result<Ru
         ex.spawn(
             "final",
             Box::pin(async move {
+                // A caller that crashed between deleting a record and creating it again.
+                for id in RECORDS {
+                    if !workload::ensure_record(&p, id).await {
+                        errors
+                            .lock()
+                            .unwrap()
+                            .push(format!("{id} could not be created"));
+                    }
+                }
                 for _ in 0..5 {
                     if let Err(e) = p.engine.consolidate_all().await {
                         errors
@@ -305,8 +314,8 @@ fn drive(seed: u64, world: &Arc<World>, plan: &mut sim::world::Rng) -> Result<Ru
 }
 
 /// Whether a kind of fault is injected: `TALLY_SIM_FAULTS` lists them (before, after, late,
-/// dup, replay, read, crash, clock, and gc for garbage collection in the workload); all by
-/// default.
+/// dup, replay, read, crash, clock, and in the workload gc for garbage collection and delete
+/// for deleting and creating records again); all by default.
 fn enabled(kind: &str) -> bool {
     match std::env::var("TALLY_SIM_FAULTS") {
         Ok(list) => list.split(',').any(|k| k.trim() == kind),

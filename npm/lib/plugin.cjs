@@ -254,8 +254,14 @@ class EventualConsistencyPlugin extends EventEmitter {
       return out;
     });
     resource.addHook('afterDelete', async (data) => {
-      // Ids Tally rejects never had state; nothing to forget.
-      if (bound() && data && data.id !== undefined) await wrap(this._native.forget(resource.name, String(data.id))).catch(() => {});
+      // Ids Tally rejects never had state; nothing to forget. A failure is reported; the next
+      // GC retires the state of a record that is gone, before the id can come back.
+      if (bound() && data && data.id !== undefined) {
+        await wrap(this._native.forget(resource.name, String(data.id))).catch((error) => {
+          if (error?.code === 'ERR_INVALID_ARGUMENT') return;
+          this._dispatch('plg:eventual-consistency:consolidation-error', { error, resource: resource.name, recordId: data.id });
+        });
+      }
       return data;
     });
   }

@@ -119,6 +119,8 @@ pub struct Process {
     pub db: Arc<Database>,
     pub engine: Arc<Engine>,
     pub clock: Arc<SimClock>,
+    /// With records in a host database: the host and Tally's records over it.
+    pub host: Option<(Arc<SimHost>, Arc<HostRecords>)>,
 }
 
 /// A process; with `host`, its records live in that host database (the s3db.js seam) and
@@ -143,18 +145,19 @@ pub fn process(
         world: world.clone(),
         offset: AtomicI64::new(offset),
     });
-    let builder = match host {
-        Some(h) => {
-            let records = HostRecords::with_timing(
-                h.clone() as Arc<dyn Host>,
-                store.clone(),
-                "db",
-                &config,
-                Arc::new(YieldSleeper),
-                None,
-            );
-            Engine::builder(config, store, "db", records)
-        }
+    let records = host.map(|h| {
+        let records = HostRecords::with_timing(
+            h.clone() as Arc<dyn Host>,
+            store.clone(),
+            "db",
+            &config,
+            Arc::new(YieldSleeper),
+            None,
+        );
+        (h.clone(), records)
+    });
+    let builder = match &records {
+        Some((_, r)) => Engine::builder(config, store, "db", r.clone()),
         None => Engine::standalone(config, &db),
     };
     let engine = builder
@@ -170,7 +173,64 @@ pub fn process(
         db,
         engine,
         clock,
+        host: records,
     }
+}
+
+/// The data every record is inserted with (at the start, and when created again).
+pub fn initial(id: &str) -> Value {
+    json!({ "id": id, "balance": 0, "stats": {} })
+}
+
+/// Inserts `id` unless it exists; on a host, after forgetting what Tally held of an earlier
+/// record of the id (the plugin's afterDelete hook). False when it could not be done.
+pub async fn ensure_record(p: &Process, id: &str) -> bool {
+    match &p.host {
+        Some((host, records)) => {
+            if host.records.lock().unwrap().contains_key(id) {
+                return true;
+            }
+            if records.forget("wallets", id).await.is_err() {
+                return false;
+            }
+            if let Value::Object(m) = initial(id) {
+                host.records.lock().unwrap().insert(id.to_string(), m);
+            }
+            true
+        }
+        None => {
+            let Ok(r) = p.db.resource("wallets").await else {
+                return false;
+            };
+            match r.insert(&initial(id)).await {
+                Ok(_) => true,
+                Err(e) => e.code() == tally_core::ErrorCode::Conflict,
+            }
+        }
+    }
+}
+
+/// The user deletes `id` and creates it again (a new incarnation, starting from
+/// [`initial`]).
+async fn recreate(p: &Process, world: &World, caller: &str, id: &str) {
+    match &p.host {
+        Some((host, _)) => {
+            host.records.lock().unwrap().remove(id);
+        }
+        None => {
+            if let Ok(r) = p.db.resource("wallets").await {
+                let _ = r.delete(id).await;
+            }
+        }
+    }
+    let mut done = false;
+    for _ in 0..5 {
+        if ensure_record(p, id).await {
+            done = true;
+            break;
+        }
+    }
+    world.note(|| format!("{caller}: deleted and created {id} again: {done}"));
 }
 
 /// The resource every run uses.
@@ -186,6 +246,7 @@ pub fn caller(
     caller: String,
     steps: u32,
     gc: bool,
+    deletes: bool,
 ) -> BoxFuture<'static, ()> {
     Box::pin(async move {
         for step in 0..steps {
@@ -205,6 +266,8 @@ pub fn caller(
                 }
             } else if roll < 98 {
                 let _ = p.engine.recalculate("wallets", Some(field), record).await;
+            } else if roll == 99 && deletes {
+                recreate(&p, &world, &caller, record).await;
             } else {
                 let _ = p
                     .engine
