@@ -601,6 +601,71 @@ async fn the_folder_store_syncs_every_folder_it_changes() {
     assert!(directory_syncs() - before >= 2, "renames and removals too");
 }
 
+/// Every file under `dir`, relative to it.
+fn files_under(dir: &std::path::Path, rel: &str, out: &mut Vec<String>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let name = format!("{rel}{}", e.file_name().to_string_lossy());
+        if e.file_type().unwrap().is_dir() {
+            files_under(&e.path(), &format!("{name}/"), out);
+        } else {
+            out.push(name);
+        }
+    }
+}
+
+#[tokio::test]
+async fn ids_that_differ_only_in_case_never_share_a_file_on_the_folder_store() {
+    use tally_core::store::fs::FsStore;
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(FsStore::open(dir.path()).unwrap());
+    let i = instance(
+        store.clone(),
+        json!({ "resources": { "wallets": ["balance"] } }),
+        None,
+        1,
+    );
+    let w = wallets(&i).await;
+    for (id, v) in [("Alice", 1.0), ("alice", 2.0), ("ALICE^", 4.0)] {
+        w.insert(&json!({ "id": id })).await.unwrap();
+        add(&i, "balance", id, v).await;
+    }
+    let mut files = Vec::new();
+    files_under(dir.path(), "", &mut files);
+    // On APFS or NTFS two names equal but for case are one file.
+    let mut folded: Vec<String> = files.iter().map(|f| f.to_lowercase()).collect();
+    folded.sort();
+    let before = folded.len();
+    folded.dedup();
+    assert_eq!(folded.len(), before, "names equal but for case: {files:?}");
+    assert_eq!(
+        list_all(store.as_ref(), "db/t/wallets/balance/Alice/")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    i.engine.consolidate_all().await.unwrap();
+    for (id, v) in [("Alice", 1.0), ("alice", 2.0), ("ALICE^", 4.0)] {
+        assert_eq!(balance_of(&w.get(id).await.unwrap()), v);
+    }
+    let mut ids = w.list_ids().await.unwrap();
+    ids.sort();
+    assert_eq!(ids, vec!["ALICE^", "Alice", "alice"]);
+    // A folder an earlier version wrote (data, no `.tally-store`) keeps its plain names.
+    let old = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(old.path().join("db/r/wallets")).unwrap();
+    std::fs::write(
+        old.path().join("db/r/wallets/Bob"),
+        br#"{"d":{"balance":3},"m":{}}"#,
+    )
+    .unwrap();
+    let legacy = FsStore::open(old.path()).unwrap();
+    assert!(!legacy.encodes_case());
+    assert!(legacy.get("db/r/wallets/Bob").await.unwrap().is_some());
+    assert!(FsStore::open(dir.path()).unwrap().encodes_case());
+}
+
 #[tokio::test]
 async fn an_analytics_inbox_entry_delivered_again_after_it_was_folded_is_not_counted_twice() {
     let scripted = Arc::new(Scripted {

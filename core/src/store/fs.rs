@@ -8,6 +8,11 @@
 //! - Versions are content hashes (like S3 ETags).
 //! - Keys are validated ([`super::validate_key`]) so that no key can name a path outside the
 //!   base folder; hidden folders (starting with `.`) are never listed.
+//! - Case is kept in file names in a form case-insensitive file systems (APFS, NTFS) cannot
+//!   confuse: an ASCII capital `X` is stored as `^x` and `^` as `^^`, so ids `Alice` and
+//!   `alice` are two files everywhere. A folder records this in `.tally-store`; a folder
+//!   that already held data without that file (written by an earlier version) keeps plain
+//!   names, which are correct on case-sensitive file systems only.
 
 use super::{
     ListPage, Object, PAGE_SIZE, PutMode, Store, StoreError, Version, content_version, validate_key,
@@ -20,9 +25,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 const LOCK_STRIPES: u64 = 256;
 
+/// What `.tally-store` holds in a folder whose file names encode case.
+const CASE_ENCODED: &[u8] = b"{\"names\":\"case-encoded\"}\n";
+
 /// A store in a local folder.
 pub struct FsStore {
     base: PathBuf,
+    /// File names encode case (see the module docs); false for folders of earlier versions.
+    encoded: bool,
 }
 
 impl FsStore {
@@ -32,7 +42,86 @@ impl FsStore {
         for dir in [base.join(".tally-tmp"), base.join(".tally-locks")] {
             fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
         }
-        Ok(FsStore { base })
+        let marker = base.join(".tally-store");
+        let encoded = match read_file(&marker)? {
+            Some(bytes) => bytes == CASE_ENCODED,
+            None => {
+                let legacy = fs::read_dir(&base)
+                    .map_err(|e| io_err(&base, e))?
+                    .filter_map(|e| e.ok())
+                    .any(|e| !e.file_name().to_string_lossy().starts_with('.'));
+                let body = if legacy {
+                    &b"{\"names\":\"plain\"}\n"[..]
+                } else {
+                    CASE_ENCODED
+                };
+                let me = FsStore {
+                    base: base.clone(),
+                    encoded: false,
+                };
+                let tmp = me.write_temp(body)?;
+                // Create-only: processes opening a new folder at once agree on one answer.
+                let linked = fs::hard_link(&tmp, &marker);
+                let _ = fs::remove_file(&tmp);
+                match linked {
+                    Ok(()) => {
+                        sync_dir(&base)?;
+                        !legacy
+                    }
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                        read_file(&marker)?.is_some_and(|b| b == CASE_ENCODED)
+                    }
+                    Err(e) => return Err(io_err(&marker, e)),
+                }
+            }
+        };
+        Ok(FsStore { base, encoded })
+    }
+
+    /// Whether file names encode case (every folder this version creates).
+    pub fn encodes_case(&self) -> bool {
+        self.encoded
+    }
+
+    /// A key's path relative to the base folder.
+    fn relative(&self, key: &str) -> String {
+        if !self.encoded {
+            return key.to_string();
+        }
+        let mut out = String::with_capacity(key.len().saturating_add(8));
+        for c in key.chars() {
+            match c {
+                '^' => out.push_str("^^"),
+                c if c.is_ascii_uppercase() => {
+                    out.push('^');
+                    out.push(c.to_ascii_lowercase());
+                }
+                c => out.push(c),
+            }
+        }
+        out
+    }
+
+    /// The key part of a file or folder name (reverses [`FsStore::relative`]); `None` for a
+    /// name this store did not write.
+    fn key_part(&self, name: &str) -> Option<String> {
+        if !self.encoded {
+            return Some(name.to_string());
+        }
+        let mut out = String::with_capacity(name.len());
+        let mut chars = name.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '^' => match chars.next()? {
+                    '^' => out.push('^'),
+                    l if l.is_ascii_lowercase() => out.push(l.to_ascii_uppercase()),
+                    _ => return None,
+                },
+                c if c.is_ascii_uppercase() => return None,
+                c => out.push(c),
+            }
+        }
+        Some(out)
     }
 
     /// The base folder.
@@ -48,7 +137,7 @@ impl FsStore {
                 reason: "segments may not start with '.' on the folder store".into(),
             });
         }
-        Ok(self.base.join(key))
+        Ok(self.base.join(self.relative(key)))
     }
 
     fn lock_for(&self, key: &str) -> Result<File, StoreError> {
@@ -142,10 +231,10 @@ impl FsStore {
         let root = if dir_part.is_empty() {
             self.base.clone()
         } else {
-            self.base.join(dir_part)
+            self.base.join(self.relative(dir_part))
         };
         let mut keys = Vec::new();
-        walk(&root, dir_part, prefix, &mut keys)?;
+        self.walk(&root, dir_part, prefix, &mut keys)?;
         keys.sort();
         let mut page = ListPage::default();
         for key in keys {
@@ -214,36 +303,45 @@ fn ensure_dir(dir: &Path) -> Result<(), StoreError> {
     }
 }
 
-fn walk(dir: &Path, key_dir: &str, prefix: &str, out: &mut Vec<String>) -> Result<(), StoreError> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io_err(dir, e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(|e| io_err(dir, e))?;
-        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-            continue;
+impl FsStore {
+    /// Collects the keys under `dir` (whose key is `key_dir`) that start with `prefix`.
+    fn walk(
+        &self,
+        dir: &Path,
+        key_dir: &str,
+        prefix: &str,
+        out: &mut Vec<String>,
+    ) -> Result<(), StoreError> {
+        let entries = match fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err(dir, e)),
         };
-        if name.starts_with('.') {
-            continue;
-        }
-        let key = if key_dir.is_empty() {
-            name
-        } else {
-            format!("{key_dir}/{name}")
-        };
-        let file_type = entry.file_type().map_err(|e| io_err(dir, e))?;
-        if file_type.is_dir() {
-            let as_dir = format!("{key}/");
-            if as_dir.starts_with(prefix) || prefix.starts_with(&as_dir) {
-                walk(&entry.path(), &key, prefix, out)?;
+        for entry in entries {
+            let entry = entry.map_err(|e| io_err(dir, e))?;
+            let Some(name) = entry.file_name().to_str().and_then(|n| self.key_part(n)) else {
+                continue;
+            };
+            if name.starts_with('.') {
+                continue;
             }
-        } else if file_type.is_file() && key.starts_with(prefix) {
-            out.push(key);
+            let key = if key_dir.is_empty() {
+                name
+            } else {
+                format!("{key_dir}/{name}")
+            };
+            let file_type = entry.file_type().map_err(|e| io_err(dir, e))?;
+            if file_type.is_dir() {
+                let as_dir = format!("{key}/");
+                if as_dir.starts_with(prefix) || prefix.starts_with(&as_dir) {
+                    self.walk(&entry.path(), &key, prefix, out)?;
+                }
+            } else if file_type.is_file() && key.starts_with(prefix) {
+                out.push(key);
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 fn read_file(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
@@ -271,6 +369,7 @@ impl FsStore {
     fn handle(&self) -> FsStore {
         FsStore {
             base: self.base.clone(),
+            encoded: self.encoded,
         }
     }
 }
