@@ -19,8 +19,13 @@ pub struct JsHost {
 }
 
 async fn call(f: &HostFn, what: &str, arg: Value) -> Result<Value> {
-    let failed =
-        |e: napi::Error| Error::storage(format!("host database {what} failed: {}", e.reason));
+    // The host's message may quote its connection string: never pass a secret on.
+    let failed = |e: napi::Error| {
+        Error::storage(format!(
+            "host database {what} failed: {}",
+            tally_core::connection::redact_urls(&e.reason)
+        ))
+    };
     f.call_async_catch(arg)
         .await
         .map_err(failed)?

@@ -29,6 +29,40 @@ pub fn redact(connection_string: &str) -> String {
     }
 }
 
+/// `text` with the password of every URL in it replaced by `***` (`s3://KEY:***@bucket`):
+/// for messages that come from elsewhere (a host database's errors) and may quote a
+/// connection string.
+pub fn redact_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i.saturating_add(3));
+        out.push_str(head);
+        // The authority ends at the path, at white space or at a quote.
+        let end = tail
+            .find(|c: char| c == '/' || c.is_whitespace() || "\"'`<>".contains(c))
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rfind('@') {
+            Some(at) => {
+                let userinfo = &authority[..at];
+                match userinfo.find(':') {
+                    Some(colon) => {
+                        out.push_str(&userinfo[..=colon]);
+                        out.push_str("***");
+                    }
+                    None => out.push_str(userinfo),
+                }
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn invalid(msg: impl Into<String>) -> Error {
     Error::new(ErrorCode::InvalidConfig, msg.into())
 }
@@ -184,6 +218,20 @@ fn open_s3(url: &Url) -> Result<Connection> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redact_urls_hides_every_password_in_a_message() {
+        let m = redact_urls(
+            "connect s3://AKIA:s3cr%2Bt@bucket/p failed; retry http://u:p@h:9000/b, \"https://x:y@z\"",
+        );
+        assert_eq!(
+            m,
+            "connect s3://AKIA:***@bucket/p failed; retry http://u:***@h:9000/b, \"https://x:***@z\""
+        );
+        assert!(!m.contains("s3cr"));
+        assert_eq!(redact_urls("no url: a:b@c"), "no url: a:b@c");
+        assert_eq!(redact_urls("file:///tmp/x"), "file:///tmp/x");
+    }
 
     #[test]
     fn redact_hides_the_secret_but_keeps_bucket_and_endpoint() {

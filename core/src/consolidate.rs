@@ -44,6 +44,7 @@ use crate::records::{CommitOutcome, StoredRecord};
 use crate::schema::{get_path, set_path};
 use crate::store::{PutMode, StoreError, delete_all, list_all};
 use crate::txn::{NameInfo, Transaction, parse_key_name, reduce_default};
+use futures::StreamExt;
 use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashSet};
@@ -335,14 +336,22 @@ impl Engine {
                 .map(|k| key_token(k).to_string())
                 .collect(),
         };
-        let mut stale = Vec::new();
+        let (mut stale, unread): (Vec<String>, Vec<String>) = names
+            .into_iter()
+            .partition(|name| applied.contains(key_token(name)));
+        // Names that need their body (idempotent or with metadata) are read side by side,
+        // `consolidation.markAppliedConcurrency` at a time.
+        let read: Vec<(String, Result<Option<Transaction>>)> = futures::stream::iter(unread)
+            .map(|name| async {
+                let tx = self.read_pending(resource, fc, id, &prefix, &name).await;
+                (name, tx)
+            })
+            .buffered(self.config().mark_applied_concurrency.max(1))
+            .collect()
+            .await;
         let mut fresh = Vec::new();
-        for name in names {
-            if applied.contains(key_token(&name)) {
-                stale.push(name);
-                continue;
-            }
-            match self.read_pending(resource, fc, id, &prefix, &name).await? {
+        for (name, tx) in read {
+            match tx? {
                 Some(tx) => fresh.push((name, tx)),
                 None => stale.push(name),
             }
@@ -895,21 +904,34 @@ impl Engine {
         applied: &[Transaction],
         state: &FieldState,
     ) -> Result<()> {
+        let at = self.now_ms();
+        let mut markers = Vec::new();
         for tx in applied {
             if let Some(h) = tx.idempotency_hash() {
                 let marker = self.layout().idempotency(resource, &fc.field, id, &h);
                 let body = serde_json::to_vec(&json!({
                     "transaction": tx,
                     "batch": state.batch,
-                    "at": self.now_ms(),
+                    "at": at,
                 }))
                 .map_err(|e| Error::storage(e.to_string()))?;
-                match self.store().put(&marker, body, PutMode::Create).await {
-                    Ok(_) | Err(StoreError::Conflict { .. }) => {}
-                    Err(e) => return Err(e.into()),
-                }
+                markers.push((marker, body));
             }
         }
+        // `consolidation.markAppliedConcurrency` markers at a time.
+        let written: Vec<std::result::Result<(), StoreError>> = futures::stream::iter(markers)
+            .map(|(marker, body)| async move {
+                match self.store().put(&marker, body, PutMode::Create).await {
+                    Ok(_) | Err(StoreError::Conflict { .. }) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            })
+            .buffer_unordered(self.config().mark_applied_concurrency.max(1))
+            .collect()
+            .await;
+        written
+            .into_iter()
+            .collect::<std::result::Result<(), StoreError>>()?;
         let prefix = self.layout().pending(resource, &fc.field, id);
         let keys: Vec<String> = names.iter().map(|n| format!("{prefix}{n}")).collect();
         delete_all(self.store().as_ref(), &keys).await?;

@@ -799,3 +799,74 @@ async fn an_idempotency_key_reused_right_after_gc_is_still_a_duplicate_not_a_los
     a.engine.consolidate_all().await.unwrap();
     assert_eq!(balance_of(&w.get("w1").await.unwrap()), 5.0);
 }
+
+/// A memory store that records how many requests were in flight at once.
+#[derive(Default)]
+struct Overlap {
+    inner: MemoryStore,
+    now: AtomicUsize,
+    most: AtomicUsize,
+}
+
+impl Overlap {
+    async fn enter<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+        let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(n, Ordering::SeqCst);
+        tokio::task::yield_now().await;
+        let r = f.await;
+        self.now.fetch_sub(1, Ordering::SeqCst);
+        r
+    }
+}
+
+#[async_trait]
+impl Store for Overlap {
+    async fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
+        self.enter(self.inner.get(key)).await
+    }
+    async fn put(&self, key: &str, bytes: Vec<u8>, mode: PutMode) -> Result<Version, StoreError> {
+        self.enter(self.inner.put(key, bytes, mode)).await
+    }
+    async fn list(&self, prefix: &str, start_after: Option<&str>) -> Result<ListPage, StoreError> {
+        self.inner.list(prefix, start_after).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(key).await
+    }
+    async fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
+        self.inner.delete_many(keys).await
+    }
+    fn describe(&self) -> String {
+        "overlap".into()
+    }
+}
+
+#[tokio::test]
+async fn consolidation_reads_bodies_and_writes_markers_side_by_side() {
+    let store = Arc::new(Overlap::default());
+    let cfg = json!({ "resources": { "wallets": ["balance"] },
+                      "consolidation": { "markAppliedConcurrency": 8 } });
+    let a = setup(store.clone(), cfg, 1).await;
+    for k in 0..40 {
+        let opts = MutationOptions {
+            idempotency_key: Some(format!("k{k}")),
+            ..Default::default()
+        };
+        a.engine
+            .mutate("wallets", Some("balance"), "w1", Op::Add, &n(1.0), opts)
+            .await
+            .unwrap();
+    }
+    store.most.store(0, Ordering::SeqCst);
+    let v = a
+        .engine
+        .consolidate("wallets", Some("balance"), "w1")
+        .await
+        .unwrap();
+    assert_eq!(num(&v), Some(40.0));
+    let most = store.most.load(Ordering::SeqCst);
+    assert!(
+        (2..=8).contains(&most),
+        "40 bodies and 40 markers, {most} at a time (markAppliedConcurrency 8)"
+    );
+}

@@ -212,3 +212,36 @@ async fn attempts_are_bounded() {
     );
     assert_eq!(seen.lock().unwrap().len(), 4);
 }
+
+#[tokio::test]
+async fn a_body_that_stops_arriving_times_out_instead_of_hanging() {
+    // Every answer: the head and 2 of 10 promised bytes, then nothing (the socket stays open).
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut chunk = [0u8; 8192];
+            let _ = sock.read(&mut chunk).await;
+            let head = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\nETag: \"e\"\r\n\r\nab";
+            let _ = sock.write_all(head.as_bytes()).await;
+            open.push(sock);
+        }
+    });
+    let mut o = S3Options::new("fake-bucket");
+    o.endpoint = Some(format!("http://{addr}"));
+    o.path_style = true;
+    o.attempt_timeout = std::time::Duration::from_millis(300);
+    o.credentials = Some(StaticCredentials {
+        access_key: "k".into(),
+        secret_key: "fake-secret-key".into(),
+    });
+    let got = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        S3Store::new(o).get("a/b"),
+    )
+    .await
+    .expect("the GET gave up by itself");
+    let err = got.unwrap_err();
+    assert!(err.to_string().contains("body"), "{err}");
+}

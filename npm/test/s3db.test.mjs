@@ -264,3 +264,20 @@ test("two s3db.js databases whose keyPrefix differs after a '?' or '#' never sha
     }
   }
 });
+
+test('a host database error that quotes a connection string never passes its secret on', async () => {
+  const db = await s3dbDatabase(memory());
+  await db.connect();
+  const w = await db.createResource({ name: 'wallets', attributes: { balance: 'number|default:0' } });
+  await db.usePlugin(plugin({ resources: { wallets: ['balance'] }, consolidation: { mode: 'sync' } }));
+  await w.insert({ id: 'w' });
+  w.getOrNull = async () => {
+    throw new Error('cannot reach s3://AKIAEXAMPLE:wJalrXUtnFEMI%2FK7MDENG@bucket/app');
+  };
+  const error = await w.add('w', 5).then(() => null, (e) => e);
+  assert.ok(error, 'the add fails');
+  assert.equal(error.code, 'ERR_STORAGE');
+  assert.match(error.message, /AKIAEXAMPLE:\*\*\*@bucket/);
+  assert.doesNotMatch(error.message, /wJalrXUtnFEMI/);
+  await db.disconnect();
+});

@@ -14,7 +14,8 @@
 //!   error says the outcome is unknown (see [`super::retry`]).
 //! - Listing uses ListObjectsV2 with `start-after`, 1,000 keys a page; delete-many is one
 //!   DeleteObjects request of at most 1,000 keys in quiet mode.
-//! - Every request has a per-attempt timeout and a connect timeout.
+//! - Every request has a per-attempt timeout and a connect timeout; a GET's body, read after
+//!   the response head, has the attempt timeout again.
 //! - Errors name the operation, bucket, key and endpoint, and never the secret key.
 
 use super::retry::RetryingStore;
@@ -384,10 +385,23 @@ impl Store for S3Bucket {
                 }
             };
             let version = normalize_etag(out.e_tag());
-            let bytes = out.body.collect().await.map_err(|e| Failure::Transient {
-                ambiguous: false,
-                message: format!("body interrupted: {e}"),
-            })?;
+            // The attempt timeout ends with the response head; the body gets its own.
+            let limit = self.options.attempt_timeout;
+            let bytes = match tokio::time::timeout(limit, out.body.collect()).await {
+                Ok(Ok(bytes)) => bytes,
+                Ok(Err(e)) => {
+                    return Err(Failure::Transient {
+                        ambiguous: false,
+                        message: format!("body interrupted: {e}"),
+                    });
+                }
+                Err(_) => {
+                    return Err(Failure::Transient {
+                        ambiguous: false,
+                        message: format!("body not received within {} ms", limit.as_millis()),
+                    });
+                }
+            };
             Ok(Some(Object {
                 bytes: bytes.into_bytes().to_vec(),
                 version,
