@@ -21,9 +21,16 @@ use async_trait::async_trait;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 const LOCK_STRIPES: u64 = 256;
+
+/// Folder listings kept for the later pages of listings.
+const LISTINGS_KEPT: usize = 8;
+
+/// The end of the message of a publish whose folder vanished (retried).
+const VANISHED: &str = "folder vanished";
 
 /// What `.tally-store` holds in a folder whose file names encode case.
 const CASE_ENCODED: &[u8] = b"{\"names\":\"case-encoded\"}\n";
@@ -31,6 +38,10 @@ const CASE_ENCODED: &[u8] = b"{\"names\":\"case-encoded\"}\n";
 /// A store in a local folder.
 pub struct FsStore {
     base: PathBuf,
+    /// Folders this store (and its handles) read to list keys.
+    reads: Arc<AtomicU64>,
+    /// The last folder listings read, with each folder's modification time then.
+    listings: Arc<std::sync::Mutex<Vec<(PathBuf, std::time::SystemTime, Listing)>>>,
     /// File names encode case (see the module docs); false for folders of earlier versions.
     encoded: bool,
 }
@@ -57,6 +68,8 @@ impl FsStore {
                 };
                 let me = FsStore {
                     base: base.clone(),
+                    listings: Arc::default(),
+                    reads: Arc::default(),
                     encoded: false,
                 };
                 let tmp = me.write_temp(body)?;
@@ -75,7 +88,17 @@ impl FsStore {
                 }
             }
         };
-        Ok(FsStore { base, encoded })
+        Ok(FsStore {
+            base,
+            listings: Arc::default(),
+            reads: Arc::default(),
+            encoded,
+        })
+    }
+
+    /// How many folders listings have read so far (diagnostics, and the cost tests).
+    pub fn folder_reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
     }
 
     /// Whether file names encode case (every folder this version creates).
@@ -179,40 +202,65 @@ impl FsStore {
         mode: PutMode,
     ) -> Result<Version, StoreError> {
         let path = self.path_of(key)?;
-        if let Some(parent) = path.parent() {
-            ensure_dir(parent)?;
-        }
         let version = content_version(&bytes);
         let tmp = self.write_temp(&bytes)?;
-        let result = match mode {
-            PutMode::Create => match fs::hard_link(&tmp, &path) {
-                Ok(()) => sync_parent(&path).map(|_| version),
+        // A folder emptied by a concurrent delete may vanish between creating it and linking
+        // into it: create it again and retry.
+        let mut result = Err(StoreError::Backend(format!("{key}: folder kept vanishing")));
+        for _ in 0..8 {
+            if let Some(parent) = path.parent() {
+                ensure_dir(parent)?;
+            }
+            result = self.publish(key, &path, &tmp, &mode, &version);
+            if !matches!(&result, Err(StoreError::Backend(m)) if m.ends_with(VANISHED)) {
+                break;
+            }
+        }
+        let _ = fs::remove_file(&tmp);
+        result
+    }
+
+    /// Publishes the temporary file `tmp` at `path` as `mode` says.
+    fn publish(
+        &self,
+        key: &str,
+        path: &Path,
+        tmp: &Path,
+        mode: &PutMode,
+        version: &Version,
+    ) -> Result<Version, StoreError> {
+        let vanished = |e: std::io::Error| match e.kind() {
+            ErrorKind::NotFound => StoreError::Backend(format!("{}: {VANISHED}", path.display())),
+            _ => io_err(path, e),
+        };
+        match mode {
+            PutMode::Create => match fs::hard_link(tmp, path) {
+                Ok(()) => sync_parent(path).map(|_| version.clone()),
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {
                     Err(StoreError::Conflict { key: key.into() })
                 }
-                Err(e) => Err(io_err(&path, e)),
+                Err(e) => Err(vanished(e)),
             },
             PutMode::Overwrite => {
                 let _lock = self.lock_for(key)?;
-                fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
-                sync_parent(&path).map(|_| version)
+                // A rename that fails leaves `tmp` for the retry.
+                fs::rename(tmp, path).map_err(vanished)?;
+                sync_parent(path).map(|_| version.clone())
             }
             PutMode::Update(expected) => {
                 let _lock = self.lock_for(key)?;
-                match read_file(&path)? {
+                match read_file(path)? {
                     None => Err(StoreError::NotFound { key: key.into() }),
-                    Some(cur) if content_version(&cur) != expected => {
+                    Some(cur) if content_version(&cur) != *expected => {
                         Err(StoreError::Conflict { key: key.into() })
                     }
                     Some(_) => {
-                        fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
-                        sync_parent(&path).map(|_| version)
+                        fs::rename(tmp, path).map_err(vanished)?;
+                        sync_parent(path).map(|_| version.clone())
                     }
                 }
             }
-        };
-        let _ = fs::remove_file(&tmp);
-        result
+        }
     }
 
     fn list_blocking(
@@ -234,30 +282,31 @@ impl FsStore {
             self.base.join(self.relative(dir_part))
         };
         let mut keys = Vec::new();
-        self.walk(&root, dir_part, prefix, &mut keys)?;
-        keys.sort();
-        let mut page = ListPage::default();
-        for key in keys {
-            if start_after.is_some_and(|a| key.as_str() <= a) {
-                continue;
-            }
-            if page.keys.len() == PAGE_SIZE {
-                page.truncated = true;
-                break;
-            }
-            page.keys.push(key);
-        }
-        Ok(page)
+        self.walk(&root, dir_part, prefix, start_after, &mut keys)?;
+        let truncated = keys.len() > PAGE_SIZE;
+        keys.truncate(PAGE_SIZE);
+        Ok(ListPage { keys, truncated })
     }
 
     fn delete_blocking(&self, key: &str) -> Result<(), StoreError> {
         let path = self.path_of(key)?;
         let _lock = self.lock_for(key)?;
         match fs::remove_file(&path) {
-            Ok(()) => sync_parent(&path),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err(&path, e)),
+            Ok(()) => sync_parent(&path)?,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err(&path, e)),
         }
+        // Folders left empty go too, so listings never walk what was deleted (a put racing
+        // this recreates its folder).
+        let mut dir = path.parent();
+        while let Some(d) = dir {
+            if d == self.base || !d.starts_with(&self.base) || fs::remove_dir(d).is_err() {
+                break;
+            }
+            sync_parent(d)?;
+            dir = d.parent();
+        }
+        Ok(())
     }
 }
 
@@ -303,21 +352,35 @@ fn ensure_dir(dir: &Path) -> Result<(), StoreError> {
     }
 }
 
+/// A folder's entries in key order: (key, whether it is a folder, path).
+type Listing = Arc<Vec<(String, bool, PathBuf)>>;
+
 impl FsStore {
-    /// Collects the keys under `dir` (whose key is `key_dir`) that start with `prefix`.
-    fn walk(
-        &self,
-        dir: &Path,
-        key_dir: &str,
-        prefix: &str,
-        out: &mut Vec<String>,
-    ) -> Result<(), StoreError> {
-        let entries = match fs::read_dir(dir) {
+    /// The entries of `dir` (whose key is `key_dir`), sorted as their keys sort (a folder as
+    /// `<key>/`). A listing's later pages (`continued`) reuse a folder read since its first
+    /// page while the folder's modification time stays the same, so the pages of a big folder
+    /// cost one read of it, not one each; a first page always reads afresh, so a listing
+    /// shows every key written before it started.
+    fn entries(&self, dir: &Path, key_dir: &str, continued: bool) -> Result<Listing, StoreError> {
+        let stamp = match fs::metadata(dir).and_then(|m| m.modified()) {
+            Ok(t) => Some(t),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Arc::default()),
+            Err(_) => None,
+        };
+        if continued && let Some(stamp) = stamp {
+            let cache = self.listings.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((_, _, listing)) = cache.iter().find(|(d, t, _)| d == dir && *t == stamp) {
+                return Ok(listing.clone());
+            }
+        }
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        let read = match fs::read_dir(dir) {
             Ok(e) => e,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Arc::default()),
             Err(e) => return Err(io_err(dir, e)),
         };
-        for entry in entries {
+        let mut out = Vec::new();
+        for entry in read {
             let entry = entry.map_err(|e| io_err(dir, e))?;
             let Some(name) = entry.file_name().to_str().and_then(|n| self.key_part(n)) else {
                 continue;
@@ -332,12 +395,48 @@ impl FsStore {
             };
             let file_type = entry.file_type().map_err(|e| io_err(dir, e))?;
             if file_type.is_dir() {
-                let as_dir = format!("{key}/");
-                if as_dir.starts_with(prefix) || prefix.starts_with(&as_dir) {
-                    self.walk(&entry.path(), &key, prefix, out)?;
+                out.push((format!("{key}/"), true, entry.path()));
+            } else if file_type.is_file() {
+                out.push((key, false, entry.path()));
+            }
+        }
+        out.sort();
+        let listing: Listing = Arc::new(out);
+        if let Some(stamp) = stamp {
+            let mut cache = self.listings.lock().unwrap_or_else(|p| p.into_inner());
+            cache.retain(|(d, _, _)| d != dir);
+            if cache.len() >= LISTINGS_KEPT {
+                cache.remove(0);
+            }
+            cache.push((dir.to_path_buf(), stamp, listing.clone()));
+        }
+        Ok(listing)
+    }
+
+    /// Collects, in key order, the keys under `dir` (whose key is `key_dir`) that start with
+    /// `prefix` and come after `after`, until one more than a page: folders wholly before
+    /// `after` or outside `prefix` are not entered.
+    fn walk(
+        &self,
+        dir: &Path,
+        key_dir: &str,
+        prefix: &str,
+        after: Option<&str>,
+        out: &mut Vec<String>,
+    ) -> Result<(), StoreError> {
+        for (key, is_dir, path) in self.entries(dir, key_dir, after.is_some())?.iter() {
+            if out.len() > PAGE_SIZE {
+                return Ok(());
+            }
+            if *is_dir {
+                let overlaps = key.starts_with(prefix) || prefix.starts_with(key.as_str());
+                let passed =
+                    after.is_some_and(|a| a > key.as_str() && !a.starts_with(key.as_str()));
+                if overlaps && !passed {
+                    self.walk(path, key.trim_end_matches('/'), prefix, after, out)?;
                 }
-            } else if file_type.is_file() && key.starts_with(prefix) {
-                out.push(key);
+            } else if key.starts_with(prefix) && after.is_none_or(|a| key.as_str() > a) {
+                out.push(key.clone());
             }
         }
         Ok(())
@@ -369,6 +468,8 @@ impl FsStore {
     fn handle(&self) -> FsStore {
         FsStore {
             base: self.base.clone(),
+            listings: self.listings.clone(),
+            reads: self.reads.clone(),
             encoded: self.encoded,
         }
     }
