@@ -638,10 +638,12 @@ impl Engine {
             .chain(plan.poison.iter().map(|d| d.name.clone()))
             .collect();
         let seq = plan.state.seq.saturating_add(1);
-        // A fresh nonce per attempt: two consolidators never share a journal name.
-        let batch = format!("{seq:010}-{}", crate::clock::base36(self.random(), 12));
-        let journal_key = format!("{}{batch}", self.layout().journals(resource, &fc.field, id));
+        // A fresh nonce per attempt: two consolidators never share a journal name. The name
+        // carries the commit time, so GC tells its age from a listing (see `crate::gc`).
         let committed_at = self.now_ms();
+        let nonce = crate::clock::base36(self.random(), 12);
+        let batch = crate::gc::batch_name(seq, committed_at, &nonce);
+        let journal_key = format!("{}{batch}", self.layout().journals(resource, &fc.field, id));
         let journal = json!({
             "seq": seq,
             "prev": plan.state.batch,

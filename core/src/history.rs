@@ -1,10 +1,10 @@
-//! History: the committed journal chain of a record, `recalculate`, checkpoints and garbage
-//! collection.
+//! History: the committed journal chain of a record, checkpoints and `recalculate`.
 //!
 //! A record's committed journals form a chain: its bookkeeping names the last batch, and each
 //! journal names the one before (`prev`). Journals not on the chain are leftovers of lost
-//! commits and are ignored (and collected). A checkpoint `P/c/…/<id>/<seq>` holds every path's
-//! value after batch `seq`; GC writes one before it deletes the journals it covers, so
+//! commits and are ignored (and collected by [`crate::gc`]). A checkpoint
+//! `P/c/…/<id>/<seq>-<time>` holds every path's value after batch `seq`; GC writes one at each
+//! checkpoint period's last batch and before it deletes the journals it covers, so
 //! `recalculate` (last checkpoint + later journals) stays exact after any GC.
 
 use crate::amount::decimal_to_json;
@@ -12,14 +12,13 @@ use crate::config::FieldConfig;
 use crate::consolidate::FieldState;
 use crate::engine::Engine;
 use crate::error::{Error, ErrorCode, Result};
-use crate::events::Event;
 use crate::keys::check_record_id;
 use crate::records::CommitOutcome;
 use crate::schema::{get_path, set_path};
-use crate::store::{PutMode, list_all};
+use crate::store::list_all;
 use crate::txn::{Transaction, reduce_default};
 use rust_decimal::Decimal;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
@@ -40,12 +39,53 @@ pub struct Journal {
 
 /// A checkpoint: every path's value after batch `seq`.
 #[derive(Debug, Clone)]
-struct Checkpoint {
-    seq: u64,
-    values: BTreeMap<String, Decimal>,
+pub(crate) struct Checkpoint {
+    /// The batch it follows.
+    pub seq: u64,
+    /// That batch's commit time.
+    pub at: i64,
+    /// Every path's value after it.
+    pub values: BTreeMap<String, Decimal>,
+    /// Idempotency markers of collected transactions, with their batch's commit time, still
+    /// too young to go (see [`crate::gc`]).
+    pub markers: Vec<(String, i64)>,
 }
 
-fn parse_journal(key: &str, bytes: &[u8]) -> Result<(Journal, Option<String>)> {
+impl Checkpoint {
+    /// Decodes a stored checkpoint.
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Checkpoint> {
+        let v: Value = serde_json::from_slice(bytes).map_err(|e| Error::storage(e.to_string()))?;
+        Ok(Checkpoint {
+            seq: v["seq"].as_u64().unwrap_or(0),
+            at: v["at"].as_i64().unwrap_or(0),
+            values: v["values"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(p, x)| {
+                            x.as_str()
+                                .and_then(|s| Decimal::from_str(s).ok())
+                                .map(|d| (p.clone(), d))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            markers: v["markers"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|m| {
+                            Some((m.get(0)?.as_str()?.to_string(), m.get(1)?.as_i64()?))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+    }
+}
+
+/// Decodes a stored journal, with the name of the batch before it.
+pub(crate) fn parse_journal(key: &str, bytes: &[u8]) -> Result<(Journal, Option<String>)> {
     let v: Value = serde_json::from_slice(bytes)
         .map_err(|e| Error::storage(format!("unreadable journal {key}: {e}")))?;
     let dec = |x: &Value| {
@@ -91,16 +131,18 @@ impl Engine {
         field: &str,
         id: &str,
     ) -> Result<(Vec<Journal>, Vec<String>)> {
-        let (chain, orphans, _) = self.chain_and_state(resource, field, id).await?;
+        let (chain, orphans, _) = self.chain_and_state(resource, field, id, 0).await?;
         Ok((chain, orphans))
     }
 
-    /// [`Engine::journal_chain`], with the field's bookkeeping as read first.
+    /// [`Engine::journal_chain`] down to the batch after `floor` only, with the field's
+    /// bookkeeping as read first.
     async fn chain_and_state(
         &self,
         resource: &str,
         field: &str,
         id: &str,
+        floor: u64,
     ) -> Result<(Vec<Journal>, Vec<String>, FieldState)> {
         // Also a deleted record's: its tombstone names its history (see `crate::records`).
         let Some(meta) = self.records().bookkeeping(resource, id).await? else {
@@ -117,6 +159,10 @@ impl Engine {
         // The batch number below the walk's last journal (0 when it reached the first batch).
         let mut stop = 0;
         while let Some(batch) = next {
+            if seq_of(&batch).is_some_and(|s| s <= floor) {
+                stop = floor;
+                break;
+            }
             let key = format!("{prefix}{batch}");
             let found = match keys.contains(&key) {
                 true => self.store().get(&key).await?,
@@ -169,26 +215,7 @@ impl Engine {
         if checkpoint_seq(&last).is_none_or(|s| s <= base) {
             return Ok(None);
         }
-        let Some(obj) = self.store().get(&last).await? else {
-            return Ok(None);
-        };
-        let v: Value =
-            serde_json::from_slice(&obj.bytes).map_err(|e| Error::storage(e.to_string()))?;
-        Ok(Some(Checkpoint {
-            seq: v["seq"].as_u64().unwrap_or(0),
-            values: v["values"]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .filter_map(|(p, x)| {
-                            x.as_str()
-                                .and_then(|s| Decimal::from_str(s).ok())
-                                .map(|d| (p.clone(), d))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-        }))
+        self.read_checkpoint(&last).await
     }
 
     /// Rebuilds the field's values from history (last checkpoint, or the value each path had
@@ -209,12 +236,30 @@ impl Engine {
             {
                 return Ok(None);
             }
-            let (chain, _, read) = self.chain_and_state(resource, &fc.field, id).await?;
-            // This incarnation's history only (see `crate::records`).
-            let chain: Vec<Journal> = chain.into_iter().filter(|j| j.seq > read.base).collect();
+            // The newest checkpoint of this incarnation first: only later journals are read.
+            let Some(meta) = self.records().bookkeeping(resource, id).await? else {
+                return Ok(None);
+            };
+            let base = FieldState::of(&meta, &fc.field).base;
             let checkpoint = self
-                .latest_checkpoint(resource, &fc.field, id, read.base)
+                .latest_checkpoint(resource, &fc.field, id, base)
                 .await?;
+            let floor = checkpoint.as_ref().map_or(base, |c| c.seq);
+            let (chain, _, read) = self.chain_and_state(resource, &fc.field, id, floor).await?;
+            let chain: Vec<Journal> = chain.into_iter().filter(|j| j.seq > floor).collect();
+            let gap = chain
+                .first()
+                .is_some_and(|j| j.seq != floor.saturating_add(1));
+            if read.base != base
+                || (gap
+                    && self
+                        .latest_checkpoint(resource, &fc.field, id, base)
+                        .await?
+                        .map(|c| c.seq)
+                        != checkpoint.as_ref().map(|c| c.seq))
+            {
+                continue; // deleted and created again, or a GC moved the checkpoint meanwhile
+            }
             let values = self
                 .replay(&fc, &chain, checkpoint.as_ref(), read.base)
                 .await?;
@@ -263,7 +308,7 @@ impl Engine {
         ))
     }
 
-    async fn replay(
+    pub(crate) async fn replay(
         &self,
         fc: &FieldConfig,
         chain: &[Journal],
@@ -309,200 +354,11 @@ impl Engine {
         }
         Ok(values)
     }
-
-    /// Garbage collection of every configured field: journals (applied transactions) older
-    /// than `garbageCollection.retention`, after writing the checkpoint that covers them;
-    /// leftover journals of lost commits; idempotency markers past retention; checkpoints past
-    /// `checkpoints.retention` except each record's newest. Pending transactions are never
-    /// touched. Emits `gc-completed` per field.
-    pub async fn run_gc(&self) -> Result<()> {
-        self.note_gc_run();
-        let fields = self.configured_fields();
-        for (resource, fc) in fields {
-            match self.gc_field(&resource, &fc).await {
-                Ok((deleted, errors)) => self.events().emit(Event::GcCompleted {
-                    resource: resource.clone(),
-                    field: fc.field.clone(),
-                    deleted_count: deleted,
-                    error_count: errors,
-                }),
-                Err(error) => self.events().emit(Event::GcError { error }),
-            }
-        }
-        Ok(())
-    }
-
-    /// Which of the journals about to be collected get a checkpoint: with
-    /// `checkpoints.enabled`, the last batch of every hour (strategy `hourly`) or day (`daily`,
-    /// in `cohort.timezone`) they were committed in, within `checkpoints.retention`; and
-    /// always the last one, which `recalculate` needs.
-    fn checkpoint_ends(&self, old: &[&Journal], cp_cutoff: i64) -> Vec<usize> {
-        use crate::analytics::calendar::cohort_label;
-        let period = if self.config().checkpoints_hourly {
-            crate::config::Period::Hour
-        } else {
-            crate::config::Period::Day
-        };
-        let label = |j: &Journal| cohort_label(j.committed_at, period, self.zone());
-        let last = old.len().saturating_sub(1);
-        (0..old.len())
-            .filter(|&i| {
-                i == last
-                    || (self.config().checkpoints_enabled
-                        && old[i].committed_at >= cp_cutoff
-                        && old
-                            .get(i.saturating_add(1))
-                            .is_some_and(|n| label(old[i]) != label(n)))
-            })
-            .collect()
-    }
-
-    async fn gc_field(&self, resource: &str, fc: &FieldConfig) -> Result<(u64, u64)> {
-        let now = self.now_ms();
-        let cutoff = now.saturating_sub((self.config().gc_retention_days * 86_400_000.0) as i64);
-        let orphan_cutoff = now.saturating_sub((self.config().lock_timeout_s * 1000.0) as i64);
-        let prefix = self.layout().journals_field(resource, &fc.field);
-        let mut ids: Vec<String> = list_all(self.store().as_ref(), &prefix)
-            .await?
-            .iter()
-            .filter_map(|k| crate::keys::split_record_key(&prefix, k).map(|(id, _)| id))
-            .collect();
-        ids.dedup();
-        let mut deleted = 0u64;
-        let mut errors = 0u64;
-        let cutoffs = (
-            cutoff,
-            orphan_cutoff,
-            now.saturating_sub((self.config().checkpoints_retention_days * 86_400_000.0) as i64),
-        );
-        for id in ids {
-            // One record's trouble never stops the collection of the others.
-            match self.gc_record(resource, fc, &id, cutoffs).await {
-                Ok((d, e)) => {
-                    deleted = deleted.saturating_add(d);
-                    errors = errors.saturating_add(e);
-                }
-                Err(_) => errors = errors.saturating_add(1),
-            }
-        }
-        let marker_prefix = self.layout().idempotency_field(resource, &fc.field);
-        // A marker outlives the window in which a record's bookkeeping still remembers its
-        // key as applied (`done`), whatever the retention: a key reused meanwhile is then
-        // answered as a duplicate rather than taken as new and dropped as stale.
-        let marker_cutoff =
-            cutoff.min(now.saturating_sub(crate::consolidate::RESURRECTION_WINDOW_MS));
-        let mut stale_markers = Vec::new();
-        for key in list_all(self.store().as_ref(), &marker_prefix).await? {
-            if let Some(obj) = self.store().get(&key).await? {
-                let at = serde_json::from_slice::<Value>(&obj.bytes)
-                    .ok()
-                    .and_then(|v| v["at"].as_i64())
-                    .unwrap_or(0);
-                if at < marker_cutoff {
-                    stale_markers.push(key);
-                }
-            }
-        }
-        match crate::store::delete_all(self.store().as_ref(), &stale_markers).await {
-            Ok(()) => deleted = deleted.saturating_add(stale_markers.len() as u64),
-            Err(_) => errors = errors.saturating_add(1),
-        }
-        Ok((deleted, errors))
-    }
-
-    /// Collects one record's old journals (after the checkpoints that cover them), its
-    /// orphan journals and its expired checkpoints; returns (deleted, errors).
-    async fn gc_record(
-        &self,
-        resource: &str,
-        fc: &FieldConfig,
-        id: &str,
-        (cutoff, orphan_cutoff, cp_cutoff): (i64, i64, i64),
-    ) -> Result<(u64, u64)> {
-        let (chain, orphans, state) = self.chain_and_state(resource, &fc.field, id).await?;
-        let mut doomed: Vec<String> = Vec::new();
-        for key in orphans {
-            if let Some(obj) = self.store().get(&key).await? {
-                let (j, _) = parse_journal(&key, &obj.bytes)?;
-                if j.committed_at < orphan_cutoff {
-                    doomed.push(key);
-                }
-            }
-        }
-        // Earlier incarnations' history (a deleted record's, see `crate::records`) needs no
-        // checkpoint: nothing replays it any more.
-        let (retired, chain) = chain.split_at(chain.partition_point(|j| j.seq <= state.base));
-        doomed.extend(
-            retired
-                .iter()
-                .filter(|j| j.committed_at < cutoff)
-                .map(|j| j.key.clone()),
-        );
-        // The newest journal too, once the bookkeeping remembers its keys itself (`done`);
-        // older bookkeeping reads them from that journal.
-        let keep = usize::from(state.done.is_none());
-        let old: Vec<&Journal> = chain[..chain.len().saturating_sub(keep)]
-            .iter()
-            .take_while(|j| j.committed_at < cutoff)
-            .collect();
-        if !old.is_empty() {
-            let cp = self
-                .latest_checkpoint(resource, &fc.field, id, state.base)
-                .await?;
-            for end in self.checkpoint_ends(&old, cp_cutoff) {
-                let j = old[end];
-                let values = self
-                    .replay(fc, &chain[..=end], cp.as_ref(), state.base)
-                    .await?;
-                let body = json!({
-                    "seq": j.seq,
-                    "at": j.committed_at,
-                    "values": values.iter().map(|(p, v)| (p.clone(), Value::String(v.to_string()))).collect::<Map<String, Value>>(),
-                });
-                let key = format!(
-                    "{}{:010}",
-                    self.layout().checkpoints(resource, &fc.field, id),
-                    j.seq
-                );
-                self.store()
-                    .put(
-                        &key,
-                        serde_json::to_vec(&body).unwrap_or_default(),
-                        PutMode::Overwrite,
-                    )
-                    .await?;
-            }
-            doomed.extend(old.iter().map(|j| j.key.clone()));
-        }
-        // Checkpoints past their retention, keeping the newest of this incarnation.
-        let cp_prefix = self.layout().checkpoints(resource, &fc.field, id);
-        let cps = list_all(self.store().as_ref(), &cp_prefix).await?;
-        let keep_newest = usize::from(
-            cps.last()
-                .and_then(|k| checkpoint_seq(k))
-                .is_some_and(|s| s > state.base),
-        );
-        for key in cps.iter().rev().skip(keep_newest) {
-            if let Some(obj) = self.store().get(key).await? {
-                let at = serde_json::from_slice::<Value>(&obj.bytes)
-                    .ok()
-                    .and_then(|v| v["at"].as_i64())
-                    .unwrap_or(0);
-                if at < cp_cutoff {
-                    doomed.push(key.clone());
-                }
-            }
-        }
-        match crate::store::delete_all(self.store().as_ref(), &doomed).await {
-            Ok(()) => Ok((doomed.len() as u64, 0)),
-            Err(_) => Ok((0, 1)),
-        }
-    }
 }
 
-/// The batch number of a checkpoint key `…/<seq>`.
+/// The batch number of a checkpoint key `…/<seq>[-<time>]`.
 fn checkpoint_seq(key: &str) -> Option<u64> {
-    key.rsplit('/').next()?.parse().ok()
+    crate::gc::parse_batch(key.rsplit('/').next()?).map(|(seq, _)| seq)
 }
 
 /// The batch number of a journal name `<seq>-<nonce>`.

@@ -183,6 +183,10 @@ impl Layout {
     pub fn checkpoints(&self, resource: &str, field: &str, id: &str) -> String {
         format!("{}c/{resource}/{field}/{}/", self.prefix, id_segment(id))
     }
+    /// Prefix of every checkpoint of a field.
+    pub fn checkpoints_field(&self, resource: &str, field: &str) -> String {
+        format!("{}c/{resource}/{field}/", self.prefix)
+    }
     /// An applied idempotency key.
     pub fn idempotency(&self, resource: &str, field: &str, id: &str, hash: &str) -> String {
         format!(

@@ -31,6 +31,7 @@ pub mod dead_letters;
 pub mod engine;
 pub mod error;
 pub mod events;
+pub mod gc;
 pub mod history;
 pub mod host;
 pub mod keys;

@@ -410,7 +410,7 @@ fn corrupt(key: &str) -> Error {
 
 /// The sequence number a batch name `<seq:010>-<nonce>` starts with.
 fn batch_seq(batch: &str) -> Option<u64> {
-    batch.split('-').next()?.parse().ok()
+    crate::gc::parse_batch(batch).map(|(seq, _)| seq)
 }
 
 impl Engine {

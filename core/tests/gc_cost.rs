@@ -1,0 +1,130 @@
+//! GC and `recalculate` cost in proportion to the work since the last run, not to the
+//! retained history (review finding 17): journal names carry their commit time, a checkpoint
+//! is written at each hour's last batch, and the next run starts from it.
+
+mod common;
+use common::*;
+use serde_json::json;
+use std::sync::Arc;
+use tally_core::clock::ManualClock;
+use tally_core::store::counting::CountingStore;
+use tally_core::store::memory::MemoryStore;
+use tally_core::store::{Store, list_all};
+
+const HOUR: i64 = 3_600_000;
+
+#[tokio::test]
+async fn gc_and_recalculate_read_what_came_since_the_last_checkpoint() {
+    let counting = Arc::new(CountingStore::new(Arc::new(MemoryStore::new())));
+    let store: Arc<dyn Store> = counting.clone();
+    // 2026-01-01T10:00Z, a 30-day retention: nothing is old enough to go.
+    let clock = ManualClock::new(1_767_261_600_000);
+    let options =
+        json!({ "resources": { "wallets": ["balance"] }, "consolidation": { "mode": "sync" } });
+    let i = instance(store.clone(), options, Some(clock.clone()), 1);
+    let w = wallets(&i).await;
+    w.insert(&json!({ "id": "w1", "balance": 0 }))
+        .await
+        .unwrap();
+    for _ in 0..200 {
+        add(&i, "balance", "w1", 1.0).await;
+        clock.advance(1_000);
+    }
+    // Still within the hour of those batches: no checkpoint yet, and no journal read.
+    let before = counting.counts();
+    i.engine.run_gc().await.unwrap();
+    let run = counting.counts().since(&before);
+    assert_eq!(run.get, 1, "only the record's bookkeeping: {run:?}");
+    // The next hour: the 200 journals are read once, and a checkpoint of the hour written.
+    clock.advance(HOUR);
+    let before = counting.counts();
+    i.engine.run_gc().await.unwrap();
+    let run = counting.counts().since(&before);
+    assert!(run.get >= 200 && run.get <= 203, "{run:?}");
+    assert_eq!(list_all(store.as_ref(), "db/c/").await.unwrap().len(), 1);
+    // Five more batches, another hour: five journals read, not 205.
+    for _ in 0..5 {
+        add(&i, "balance", "w1", 1.0).await;
+    }
+    clock.advance(HOUR);
+    let before = counting.counts();
+    i.engine.run_gc().await.unwrap();
+    let run = counting.counts().since(&before);
+    assert!(run.get <= 8, "{run:?}");
+    // recalculate replays from the newest checkpoint: 205 is still the sum of all 205 adds.
+    add(&i, "balance", "w1", 1.0).await;
+    let before = counting.counts();
+    let v = i
+        .engine
+        .recalculate("wallets", Some("balance"), "w1")
+        .await
+        .unwrap();
+    assert_eq!(v.and_then(|v| v.as_f64()), Some(206.0));
+    let run = counting.counts().since(&before);
+    assert!(run.get <= 8, "{run:?}");
+    // Nothing was collected: the audit trail keeps all 206 journals.
+    assert_eq!(list_all(store.as_ref(), "db/j/").await.unwrap().len(), 206);
+}
+
+#[tokio::test]
+async fn markers_go_with_their_transactions_and_never_before_the_window() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let clock = ManualClock::new(1_767_261_600_000);
+    let options = json!({ "resources": { "wallets": ["balance"] }, "consolidation": { "mode": "sync" },
+                          "garbageCollection": { "retention": 0 } });
+    let i = instance(store.clone(), options, Some(clock.clone()), 1);
+    let w = wallets(&i).await;
+    w.insert(&json!({ "id": "w1", "balance": 0 }))
+        .await
+        .unwrap();
+    let keyed = |k: &str| tally_core::MutationOptions {
+        idempotency_key: Some(k.into()),
+        ..Default::default()
+    };
+    for k in ["a", "b"] {
+        i.engine
+            .mutate(
+                "wallets",
+                Some("balance"),
+                "w1",
+                tally_core::Op::Add,
+                &n(1.0),
+                keyed(k),
+            )
+            .await
+            .unwrap();
+    }
+    clock.advance(1);
+    i.engine.run_gc().await.unwrap();
+    assert!(
+        list_all(store.as_ref(), "db/j/").await.unwrap().is_empty(),
+        "retention 0"
+    );
+    assert_eq!(
+        list_all(store.as_ref(), "db/i/").await.unwrap().len(),
+        2,
+        "too young to go"
+    );
+    // A reused key within the window is still a duplicate.
+    let again = i
+        .engine
+        .mutate(
+            "wallets",
+            Some("balance"),
+            "w1",
+            tally_core::Op::Add,
+            &n(1.0),
+            keyed("a"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(value(again), Some(2.0));
+    clock.advance(16 * 60 * 1000);
+    i.engine.run_gc().await.unwrap();
+    assert!(list_all(store.as_ref(), "db/i/").await.unwrap().is_empty());
+    assert_eq!(
+        value(add(&i, "balance", "w1", 1.0).await),
+        Some(3.0),
+        "recalculate-safe after every GC"
+    );
+}
