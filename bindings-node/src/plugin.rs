@@ -141,10 +141,20 @@ impl NativePlugin {
         }
     }
 
-    /// A host record was inserted: applies its waiting transactions, every field even when
-    /// one fails; `{ values: { <field path>: value }, failed: [{ field, code, message }] }`.
+    /// A host record was inserted with `data`: starts its state when the id was deleted
+    /// before, then applies its waiting transactions, every field even when one fails;
+    /// `{ values: { <field path>: value }, failed: [{ field, code, message }] }`.
     #[napi]
-    pub async fn record_inserted(&self, resource: String, id: String) -> napi::Result<Value> {
+    pub async fn record_inserted(
+        &self,
+        resource: String,
+        id: String,
+        data: Option<Value>,
+    ) -> napi::Result<Value> {
+        let host = lock(&self.host).clone();
+        if let (Some(host), Some(Value::Object(data))) = (host, data) {
+            host.inserted(&resource, &id, &data).await.napi()?;
+        }
         let fields = self
             .engine()?
             .apply_waiting_fields(&resource, &id, false)

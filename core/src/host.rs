@@ -186,6 +186,40 @@ impl HostRecords {
         }
     }
 
+    /// The host record `id` was just inserted with `data`: when an earlier record of the id
+    /// was deleted, the new one's state starts now, from the inserted values, so a write of the
+    /// old record still in flight that lands on the new host copy never becomes its base (the
+    /// host copy is repaired by the next consolidation). Without this call (a crash before the
+    /// afterInsert hook), the new record starts from its host copy.
+    pub async fn inserted(
+        &self,
+        resource: &str,
+        id: &str,
+        data: &Map<String, Value>,
+    ) -> Result<()> {
+        crate::keys::check_record_id(id)?;
+        loop {
+            let state = self.read_state(resource, id).await?;
+            let (true, Some(version)) = (state.deleted, state.version) else {
+                return Ok(());
+            };
+            let values: Map<String, Value> = self
+                .fields
+                .get(resource)
+                .into_iter()
+                .flatten()
+                .filter_map(|p| get_path(data, p).map(|v| (p.clone(), v.clone())))
+                .collect();
+            let body = encode_document(&values, &state.meta)?;
+            let key = self.layout.record(resource, id);
+            if put_document(&self.store, &key, body, PutMode::Update(version)).await?
+                != CommitOutcome::Conflict
+            {
+                return Ok(());
+            }
+        }
+    }
+
     /// Replaces a live (or absent) state by its tombstone; `false` when it changed meanwhile.
     async fn retire(&self, resource: &str, id: &str, state: &State) -> Result<bool> {
         let body = encode_tombstone(&state.meta, {

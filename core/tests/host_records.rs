@@ -473,3 +473,33 @@ async fn a_record_deleted_without_forget_is_retired_by_gc_before_it_returns() {
     );
     assert_eq!(num(host.field("w1", "balance")), Some(1.0));
 }
+
+#[tokio::test]
+async fn a_late_write_of_a_deleted_record_never_becomes_the_base_of_the_next_one() {
+    let (host, store) = setup();
+    host.insert("w1", json!({ "id": "w1", "balance": 0 }));
+    let (e, records) = engine(&host, &store, "async", 11);
+    mutate(&e, "balance", "w1", Op::Add, 5.0).await;
+    assert_eq!(consolidate(&e, "balance", "w1").await.as_f64(), Some(5.0));
+    host.records.lock().unwrap().remove("w1");
+    records.forget("wallets", "w1").await.unwrap();
+    host.insert("w1", json!({ "id": "w1", "balance": 1 }));
+    let Value::Object(inserted) = json!({ "id": "w1", "balance": 1 }) else {
+        unreachable!()
+    };
+    records.inserted("wallets", "w1", &inserted).await.unwrap();
+    // A host write of the old record (its 5) that was in flight lands now.
+    host.records
+        .lock()
+        .unwrap()
+        .get_mut("w1")
+        .unwrap()
+        .insert("balance".into(), json!(5));
+    mutate(&e, "balance", "w1", Op::Add, 2.0).await;
+    assert_eq!(
+        consolidate(&e, "balance", "w1").await.as_f64(),
+        Some(3.0),
+        "the old record's value became the new one's base"
+    );
+    assert_eq!(num(host.field("w1", "balance")), Some(3.0));
+}

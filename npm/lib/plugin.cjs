@@ -236,7 +236,7 @@ class EventualConsistencyPlugin extends EventEmitter {
       let values;
       let failed;
       try {
-        ({ values, failed } = await this._track(this._native.recordInserted(resource.name, String(data.id))));
+        ({ values, failed } = await this._track(this._native.recordInserted(resource.name, String(data.id), data)));
       } catch (error) {
         failed = [{ error }];
         values = {};

@@ -193,8 +193,19 @@ pub async fn ensure_record(p: &Process, id: &str) -> bool {
             if records.forget("wallets", id).await.is_err() {
                 return false;
             }
-            if let Value::Object(m) = initial(id) {
-                host.records.lock().unwrap().insert(id.to_string(), m);
+            let Value::Object(m) = initial(id) else {
+                return false;
+            };
+            host.records
+                .lock()
+                .unwrap()
+                .insert(id.to_string(), m.clone());
+            // The plugin's afterInsert hook (retried here: without it a write of the old
+            // record landing late on the new host copy would become the new record's base).
+            for _ in 0..5 {
+                if records.inserted("wallets", id, &m).await.is_ok() {
+                    break;
+                }
             }
             true
         }
