@@ -64,9 +64,11 @@ impl Engine {
         Ok(out)
     }
 
-    /// Reads every stored transaction of a field. Costs one LIST page per 1,000 pending
-    /// transactions, one GET per pending transaction that needs its body, and one LIST plus
-    /// one GET per kept journal.
+    /// Reads every stored transaction of a field: applied ones from each record's committed
+    /// journals (on the chain only: a leftover of a lost commit applied nothing), pending ones
+    /// from their key names. Costs one LIST page per 1,000 pending transactions, one GET per
+    /// pending transaction that needs its body, and per record one GET of its bookkeeping, one
+    /// LIST and one GET per kept journal.
     pub async fn field_transactions(
         &self,
         resource: &str,
@@ -78,18 +80,23 @@ impl Engine {
             ..FieldTransactions::default()
         };
         let jprefix = self.layout().journals_field(resource, &fc.field);
+        let mut ids: Vec<String> = list_all(self.store().as_ref(), &jprefix)
+            .await?
+            .iter()
+            .filter_map(|k| split_record_key(&jprefix, k).map(|(id, _)| id))
+            .collect();
+        ids.dedup();
         let mut seen = std::collections::HashSet::new();
-        for key in list_all(self.store().as_ref(), &jprefix).await? {
-            let Some(obj) = self.store().get(&key).await? else {
-                continue;
-            };
-            let journal: Value = serde_json::from_slice(&obj.bytes)
-                .map_err(|e| Error::storage(format!("unreadable journal {key}: {e}")))?;
-            let txs: Vec<Transaction> = serde_json::from_value(journal["transactions"].clone())
-                .map_err(|e| Error::storage(format!("unreadable journal {key}: {e}")))?;
-            // A journal of a lost commit repeats transactions of a committed one: count once.
-            out.applied
-                .extend(txs.into_iter().filter(|t| seen.insert(t.id.clone())));
+        for id in ids {
+            let (chain, _) = self.journal_chain(resource, &fc.field, &id).await?;
+            for journal in chain {
+                out.applied.extend(
+                    journal
+                        .transactions
+                        .into_iter()
+                        .filter(|t| seen.insert(t.id.clone())),
+                );
+            }
         }
         out.pending.retain(|t| !seen.contains(&t.id));
         Ok(out)
