@@ -10,7 +10,10 @@ use crate::events::{Event, EventBus};
 use crate::keys::{Layout, check_field_path, check_record_id};
 use crate::records::{InsertListener, RecordAccess};
 use crate::schema::get_path;
-use crate::store::{PutMode, SharedStore, StoreError};
+use crate::store::{PutMode, SharedStore, StoreError, Version};
+
+/// Records a background pass consolidates between checks of its lease.
+const LEASE_CHUNK: usize = 100;
 use crate::txn::{Op, Transaction, idempotency_hash};
 use async_trait::async_trait;
 use chrono_tz::Tz;
@@ -824,45 +827,75 @@ impl Engine {
             return Ok(());
         }
         let lease = self.layout.lease(resource, &fc.field);
-        if !self.take_lease(&lease).await? {
+        let Some(mut held) = self.take_lease(&lease, None).await? else {
             return Ok(());
-        }
+        };
         let ids = self.pending_record_ids(resource, &fc.field).await;
         if let Ok(ids) = &ids {
-            self.consolidate_many(resource, fc, ids.clone()).await;
+            let timeout_ms = (self.config.lock_timeout_s * 1000.0) as i64;
+            let mut taken_at = self.now_ms();
+            for chunk in ids.chunks(LEASE_CHUNK) {
+                // A long pass renews its lease before half of it is gone, and stops when
+                // another process took it over meanwhile.
+                if self.now_ms().saturating_sub(taken_at) > timeout_ms / 2 {
+                    match self.take_lease(&lease, Some(held.clone())).await {
+                        Ok(Some(v)) => {
+                            held = v;
+                            taken_at = self.now_ms();
+                        }
+                        _ => return Ok(()),
+                    }
+                }
+                self.consolidate_many(resource, fc, chunk.to_vec()).await;
+            }
         }
-        let _ = self.store.delete(&lease).await;
+        // Released by compare-and-swap: never someone else's lease, and no DELETE that could
+        // land late on a later holder's.
+        let released =
+            serde_json::to_vec(&json!({ "owner": "", "expiresAt": 0 })).unwrap_or_default();
+        let _ = self
+            .store
+            .put(&lease, released, PutMode::Update(held))
+            .await;
         ids.map(|_| ())
     }
 
-    async fn take_lease(&self, key: &str) -> Result<bool> {
+    /// Takes the pass lease `key` (a new one, an expired one, or with `renew` the one this
+    /// process holds at that version); the version held, or `None` when another holds it.
+    async fn take_lease(&self, key: &str, renew: Option<Version>) -> Result<Option<Version>> {
         let now = self.now_ms();
         let body = |now: i64| {
             serde_json::to_vec(&json!({ "owner": base36(self.random(), 10), "expiresAt": now.saturating_add((self.config.lock_timeout_s * 1000.0) as i64) }))
                 .unwrap_or_default()
         };
-        match self.store.put(key, body(now), PutMode::Create).await {
-            Ok(_) => return Ok(true),
-            Err(StoreError::Conflict { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let Some(cur) = self.store.get(key).await? else {
-            return Ok(false);
+        let version = match renew {
+            Some(v) => v,
+            None => {
+                match self.store.put(key, body(now), PutMode::Create).await {
+                    Ok(v) => return Ok(Some(v)),
+                    Err(StoreError::Conflict { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                let Some(cur) = self.store.get(key).await? else {
+                    return Ok(None);
+                };
+                let expires = serde_json::from_slice::<Value>(&cur.bytes)
+                    .ok()
+                    .and_then(|v| v["expiresAt"].as_i64())
+                    .unwrap_or(0);
+                if expires > now {
+                    return Ok(None);
+                }
+                cur.version
+            }
         };
-        let expires = serde_json::from_slice::<Value>(&cur.bytes)
-            .ok()
-            .and_then(|v| v["expiresAt"].as_i64())
-            .unwrap_or(0);
-        if expires > now {
-            return Ok(false);
-        }
         match self
             .store
-            .put(key, body(now), PutMode::Update(cur.version))
+            .put(key, body(now), PutMode::Update(version))
             .await
         {
-            Ok(_) => Ok(true),
-            Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => Ok(false),
+            Ok(v) => Ok(Some(v)),
+            Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }

@@ -513,9 +513,92 @@ async fn a_pass_lease_left_by_a_crashed_process_is_taken_over_after_locks_timeou
     );
     clock.advance(1_001);
     assert_eq!(pass().await, (json!(5.0), vec![]), "taken over after 30 s");
+    let released: serde_json::Value =
+        serde_json::from_slice(&store.get(&lease).await.unwrap().unwrap().bytes).unwrap();
+    assert_eq!(released["expiresAt"], 0, "released after the pass");
+}
+
+/// A store whose clock moves on a second with every record written (a slow pass).
+struct Ticking {
+    inner: MemoryStore,
+    clock: Arc<ManualClock>,
+    lease_puts: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Store for Ticking {
+    async fn get(
+        &self,
+        key: &str,
+    ) -> Result<Option<tally_core::store::Object>, tally_core::store::StoreError> {
+        self.inner.get(key).await
+    }
+    async fn put(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        mode: tally_core::store::PutMode,
+    ) -> Result<tally_core::store::Version, tally_core::store::StoreError> {
+        if key.contains("/r/") {
+            self.clock.advance(1_000);
+        }
+        if key.contains("/l/") {
+            self.lease_puts
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.inner.put(key, bytes, mode).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+    ) -> Result<tally_core::store::ListPage, tally_core::store::StoreError> {
+        self.inner.list(prefix, start_after).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), tally_core::store::StoreError> {
+        self.inner.delete(key).await
+    }
+    async fn delete_many(&self, keys: &[String]) -> Result<(), tally_core::store::StoreError> {
+        self.inner.delete_many(keys).await
+    }
+    fn describe(&self) -> String {
+        "ticking".into()
+    }
+}
+
+#[tokio::test]
+async fn a_pass_longer_than_its_lease_renews_it_and_releases_only_its_own() {
+    let clock = ManualClock::new(1_760_000_000_000);
+    let ticking = Arc::new(Ticking {
+        inner: MemoryStore::new(),
+        clock: clock.clone(),
+        lease_puts: Default::default(),
+    });
+    let store: Arc<dyn Store> = ticking.clone();
+    let cfg = json!({ "resources": { "wallets": ["balance"] }, "locks": { "timeout": 30 },
+                      "consolidation": { "concurrency": 1 } });
+    let a = instance(store.clone(), cfg, Some(clock.clone()), 1);
+    let w = wallets(&a).await;
+    for r in 0..250 {
+        let id = format!("w{r:03}");
+        w.insert(&json!({ "id": id })).await.unwrap();
+        add(&a, "balance", &id, 1.0).await;
+    }
+    ticking
+        .lease_puts
+        .store(0, std::sync::atomic::Ordering::SeqCst);
+    a.engine.run_pass().await.unwrap();
     assert!(
-        store.get(&lease).await.unwrap().is_none(),
-        "released after the pass"
+        a.engine
+            .pending_record_ids("wallets", "balance")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Taken, renewed before each later chunk of 100 records (100 s > 15 s), released.
+    assert_eq!(
+        ticking.lease_puts.load(std::sync::atomic::Ordering::SeqCst),
+        4
     );
 }
 
