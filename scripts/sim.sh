@@ -2,7 +2,7 @@
 # The deterministic simulator (core/tests/sim.rs): many engines over one faulty simulated
 # store, then an audit of every mutation. TALLY_SIM_SEEDS=N seeds (default 1500, about two
 # minutes on 2 cores), TALLY_SIM_FIRST=K the first seed, TALLY_SIM_SEED=S replays one seed
-# with its trace, TALLY_SIM_FAULTS=before,after,late,dup,replay,read,crash,clock,gc,delete limits what is
+# with its trace, TALLY_SIM_FAULTS=before,after,late,dup,replay,read,crash,clock,gc,delete,carry limits what is
 # injected. Prints `simulation: N seeds, P passed, F failed` last; fails on any failure.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"

@@ -756,20 +756,22 @@ impl Engine {
             ),
             scan
         );
-        let names_batch = |r: &StoredRecord| {
-            let seen_now = FieldState::of(&r.meta, &fc.field);
+        let names_batch = |meta: &Map<String, Value>| {
+            let seen_now = FieldState::of(meta, &fc.field);
             seen_now.batch.as_deref() == Some(batch.as_str()) || seen_now.recent.contains(&batch)
         };
+        // The record's bookkeeping decides, also once it was deleted right after our commit
+        // (its tombstone keeps it; a host record may be gone while its state names the batch).
         let outcome = match outcome {
             // A conflict can hide our own write landing (a proxy that sent it twice answers
-            // with the second copy's 412): the record decides.
-            Ok(CommitOutcome::Conflict) => match self.records().load(resource, id).await {
+            // with the second copy's 412).
+            Ok(CommitOutcome::Conflict) => match self.records().bookkeeping(resource, id).await {
                 Ok(Some(now)) if names_batch(&now) => CommitOutcome::Committed,
                 _ => CommitOutcome::Conflict,
             },
             Ok(o) => o,
-            // The write may have landed, or may still land: the record decides.
-            Err(e) => match self.records().load(resource, id).await {
+            // The write may have landed, or may still land.
+            Err(e) => match self.records().bookkeeping(resource, id).await {
                 Ok(Some(now)) if names_batch(&now) => CommitOutcome::Committed,
                 // Not committed yet: keep the journal and inbox entry a late landing would
                 // need (an orphan otherwise, collected later), and start again.

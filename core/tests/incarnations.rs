@@ -203,3 +203,72 @@ async fn a_deleted_record_is_not_listed_and_its_id_can_be_inserted_again() {
     let err = w.insert(&json!({ "id": "w1" })).await.unwrap_err();
     assert_eq!(err.code().as_str(), "ERR_CONFLICT");
 }
+
+/// A memory store whose first record compare-and-swap lands, after which the record is
+/// deleted at once, and whose caller hears an error (the response was lost).
+#[derive(Default)]
+struct DeletedRightAfterCommit {
+    inner: MemoryStore,
+    done: AtomicBool,
+}
+
+#[async_trait]
+impl Store for DeletedRightAfterCommit {
+    async fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
+        self.inner.get(key).await
+    }
+    async fn put(&self, key: &str, bytes: Vec<u8>, mode: PutMode) -> Result<Version, StoreError> {
+        let update = matches!(mode, PutMode::Update(_)) && key.contains("/r/");
+        let v = self.inner.put(key, bytes, mode).await?;
+        if update && !self.done.swap(true, Ordering::SeqCst) {
+            let cur = self.inner.get(key).await?.unwrap();
+            let doc: serde_json::Value = serde_json::from_slice(&cur.bytes).unwrap();
+            let tomb = serde_json::to_vec(&json!({ "t": 1, "m": doc["m"] })).unwrap();
+            self.inner
+                .put(key, tomb, PutMode::Update(cur.version))
+                .await?;
+            return Err(StoreError::Backend(
+                "outcome unknown: connection reset".into(),
+            ));
+        }
+        Ok(v)
+    }
+    async fn list(&self, prefix: &str, start_after: Option<&str>) -> Result<ListPage, StoreError> {
+        self.inner.list(prefix, start_after).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(key).await
+    }
+    async fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
+        self.inner.delete_many(keys).await
+    }
+    fn describe(&self) -> String {
+        "deleted-right-after-commit".into()
+    }
+}
+
+#[tokio::test]
+async fn a_commit_whose_record_was_deleted_right_after_keeps_its_journal() {
+    let store = Arc::new(DeletedRightAfterCommit::default());
+    let i = instance(store.clone(), options("async"), None, 1);
+    let w = wallets(&i).await;
+    w.insert(&json!({ "id": "w1", "balance": 0 }))
+        .await
+        .unwrap();
+    add(&i, "balance", "w1", 5.0).await;
+    store.done.store(false, Ordering::SeqCst);
+    // The commit landed; the record was deleted before anyone heard back.
+    let _ = i.engine.consolidate("wallets", Some("balance"), "w1").await;
+    let journals = list_all(store.as_ref(), "db/j/").await.unwrap();
+    assert_eq!(
+        journals.len(),
+        1,
+        "the committed batch's journal was taken for a lost one"
+    );
+    assert!(list_all(store.as_ref(), "db/t/").await.unwrap().is_empty());
+    // The 5 belongs to the deleted record: a new one of the id starts from its own value.
+    w.insert(&json!({ "id": "w1", "balance": 1 }))
+        .await
+        .unwrap();
+    assert_eq!(consolidate(&i).await, Some(1.0));
+}

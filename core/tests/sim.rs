@@ -174,8 +174,11 @@ fn drive(seed: u64, world: &Arc<World>, plan: &mut sim::world::Rng) -> Result<Ru
                 ledger.clone(),
                 name.clone(),
                 steps,
-                enabled("gc"),
-                enabled("delete"),
+                workload::Mix {
+                    gc: enabled("gc"),
+                    deletes: enabled("delete"),
+                    carry: enabled("carry"),
+                },
             );
             ex.spawn(&name, f);
             p
@@ -314,8 +317,9 @@ fn drive(seed: u64, world: &Arc<World>, plan: &mut sim::world::Rng) -> Result<Ru
 }
 
 /// Whether a kind of fault is injected: `TALLY_SIM_FAULTS` lists them (before, after, late,
-/// dup, replay, read, crash, clock, and in the workload gc for garbage collection and delete
-/// for deleting and creating records again); all by default.
+/// dup, replay, read, crash, clock, and in the workload gc for garbage collection, delete for
+/// deleting and creating records again, carry for carrying over 21.6.2 transactions); all by
+/// default.
 fn enabled(kind: &str) -> bool {
     match std::env::var("TALLY_SIM_FAULTS") {
         Ok(list) => list.split(',').any(|k| k.trim() == kind),

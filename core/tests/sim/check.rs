@@ -152,7 +152,7 @@ pub fn audit(world: &World, ledger: &Ledger, kept: bool, host: Option<&SimHost>)
                         )),
                         Some(e) => {
                             check_entry(e, id, tx, &mut problems);
-                            if e.outcome == Outcome::Acked {
+                            if e.outcome == Outcome::Acked && !e.carried {
                                 order
                                     .entry((
                                         e.caller.clone(),

@@ -93,6 +93,8 @@ pub struct Entry {
     pub outcome: Outcome,
     /// Sync mode: the value the mutation resolved to.
     pub resolved: Option<f64>,
+    /// A transaction of s3db.js 21.6.2 carried over (its own timestamp; no call order).
+    pub carried: bool,
 }
 
 /// Every mutation issued in a run.
@@ -249,6 +251,17 @@ pub fn schema() -> Value {
     json!({ "id": "string|required", "balance": "number|default:0", "stats": "json|optional" })
 }
 
+/// What a caller's workload includes beyond mutations, consolidations and passes.
+#[derive(Debug, Clone, Copy)]
+pub struct Mix {
+    /// Garbage collection.
+    pub gc: bool,
+    /// Deleting a record and creating it again.
+    pub deletes: bool,
+    /// Carrying over s3db.js 21.6.2 transactions.
+    pub carry: bool,
+}
+
 /// A caller: `steps` random operations, one after another, on `p`.
 pub fn caller(
     p: Arc<Process>,
@@ -256,16 +269,18 @@ pub fn caller(
     ledger: Arc<Ledger>,
     caller: String,
     steps: u32,
-    gc: bool,
-    deletes: bool,
+    mix: Mix,
 ) -> BoxFuture<'static, ()> {
+    let Mix { gc, deletes, carry } = mix;
     Box::pin(async move {
         for step in 0..steps {
             let roll = world.random(100);
             let record = RECORDS[world.random(RECORDS.len() as u64) as usize];
             let path = PATHS[world.random(PATHS.len() as u64) as usize];
             let field = path.split('.').next().unwrap_or(path);
-            if roll < 70 {
+            if roll < 5 && carry {
+                carry_over(&p, &world, &ledger, &caller, step, record, path).await;
+            } else if roll < 70 {
                 mutate(&p, &world, &ledger, &caller, step, record, path).await;
             } else if roll < 80 {
                 let _ = p.engine.consolidate("wallets", Some(field), record).await;
@@ -318,6 +333,7 @@ async fn mutate(
             amount: amount.clone(),
             outcome: Outcome::Issued,
             resolved: None,
+            carried: false,
         },
     );
     let options = MutationOptions {
@@ -365,5 +381,62 @@ async fn mutate(
             "{caller}: {source} {:?} {amount} on {record}.{path}: {:?}",
             op, e.outcome
         )
+    });
+}
+
+/// Carries over a transaction s3db.js 21.6.2 left pending (as its resource API returns it),
+/// then, one time in three, carries it over again as a second process would.
+async fn carry_over(
+    p: &Process,
+    world: &World,
+    ledger: &Ledger,
+    caller: &str,
+    step: u32,
+    record: &str,
+    path: &str,
+) {
+    let (op, amount) = match world.random(3) {
+        0 => (Op::Sub, format!("{}.5", world.random(9))),
+        _ => (Op::Add, format!("{}.25", world.random(9))),
+    };
+    let source = format!("{caller}-{step}");
+    ledger.entries.lock().unwrap().insert(
+        source.clone(),
+        Entry {
+            caller: caller.to_string(),
+            step,
+            record: record.to_string(),
+            path: path.to_string(),
+            op,
+            amount: amount.clone(),
+            outcome: Outcome::Issued,
+            resolved: None,
+            carried: true,
+        },
+    );
+    let at = chrono::DateTime::from_timestamp_millis(p.clock.now_ms())
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let tx = json!({
+        "id": format!("tx-{}-{}", p.clock.now_ms(), world.random(1 << 40)),
+        "originalId": record,
+        "field": path.split('.').next().unwrap_or(path),
+        "fieldPath": path,
+        "operation": if op == Op::Sub { "sub" } else { "add" },
+        "value": amount.parse::<f64>().unwrap_or(0.0),
+        "timestamp": at,
+        "source": source,
+        "applied": false,
+    });
+    let times = if world.random(3) == 0 { 2 } else { 1 };
+    let mut ok = false;
+    for _ in 0..times {
+        ok |= p.engine.carry_over("wallets", &tx).await.is_ok();
+    }
+    if let Some(e) = ledger.entries.lock().unwrap().get_mut(&source) {
+        e.outcome = if ok { Outcome::Acked } else { Outcome::Failed };
+    }
+    world.note(|| {
+        format!("{caller}: {source} carried over {op:?} {amount} on {record}.{path}: {ok}")
     });
 }
