@@ -38,9 +38,10 @@ pub fn redact_urls(text: &str) -> String {
     while let Some(i) = rest.find("://") {
         let (head, tail) = rest.split_at(i.saturating_add(3));
         out.push_str(head);
-        // The authority ends at the path, at white space or at a quote.
+        // The URL ends at white space or a quote; its userinfo at the last `@` in it (a
+        // secret may hold a raw `/`, so the path cannot tell where the authority ends).
         let end = tail
-            .find(|c: char| c == '/' || c.is_whitespace() || "\"'`<>".contains(c))
+            .find(|c: char| c.is_whitespace() || "\"'`<>".contains(c))
             .unwrap_or(tail.len());
         let authority = &tail[..end];
         match authority.rfind('@') {
@@ -229,6 +230,8 @@ mod tests {
             "connect s3://AKIA:***@bucket/p failed; retry http://u:***@h:9000/b, \"https://x:***@z\""
         );
         assert!(!m.contains("s3cr"));
+        let raw = redact_urls("at s3://AKIA:wJal/rXUt+nFE@bucket/prefix: denied");
+        assert_eq!(raw, "at s3://AKIA:***@bucket/prefix: denied");
         assert_eq!(redact_urls("no url: a:b@c"), "no url: a:b@c");
         assert_eq!(redact_urls("file:///tmp/x"), "file:///tmp/x");
     }

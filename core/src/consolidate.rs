@@ -74,6 +74,21 @@ pub fn key_token(name: &str) -> &str {
     }
 }
 
+/// `owned` and `changed`, each path once (the paths a commit names, see
+/// [`crate::records::RecordAccess::commit`]).
+pub(crate) fn owned_and<'a>(
+    owned: &[String],
+    changed: impl Iterator<Item = &'a String>,
+) -> Vec<String> {
+    let mut paths = owned.to_vec();
+    for p in changed {
+        if !paths.contains(p) {
+            paths.push(p.clone());
+        }
+    }
+    paths
+}
+
 /// How many batches before the last one a record's bookkeeping names (so a fold can tell a
 /// committed analytics inbox entry from an orphan with one read).
 pub const RECENT_BATCHES: usize = 16;
@@ -746,6 +761,7 @@ impl Engine {
                 _ => None,
             }
         };
+        let paths = owned_and(&plan.record.owned, plan.values.keys());
         let (outcome, scan) = futures::join!(
             self.records().commit(
                 resource,
@@ -753,6 +769,7 @@ impl Engine {
                 plan.new_data.clone(),
                 meta,
                 &plan.record.version,
+                &paths,
             ),
             scan
         );
@@ -762,12 +779,24 @@ impl Engine {
         };
         // The record's bookkeeping decides, also once it was deleted right after our commit
         // (its tombstone keeps it; a host record may be gone while its state names the batch).
+        let our_seq = plan.state.seq.saturating_add(1);
         let outcome = match outcome {
             // A conflict can hide our own write landing (a proxy that sent it twice answers
             // with the second copy's 412).
             Ok(CommitOutcome::Conflict) => match self.records().bookkeeping(resource, id).await {
                 Ok(Some(now)) if names_batch(&now) => CommitOutcome::Committed,
-                _ => CommitOutcome::Conflict,
+                // So many commits since that the bookkeeping no longer names ours: whether it
+                // committed is unknowable here. Keep the journal and inbox entry (GC and the
+                // folds tell from the chain) and start again.
+                Ok(Some(now))
+                    if FieldState::of(&now, &fc.field).seq
+                        >= our_seq.saturating_add(RECENT_BATCHES as u64) =>
+                {
+                    return Ok(Attempt::Again);
+                }
+                Ok(_) => CommitOutcome::Conflict,
+                // Unread: nothing is dropped on a guess.
+                Err(e) => return Err(e),
             },
             Ok(o) => o,
             // The write may have landed, or may still land.

@@ -534,12 +534,13 @@ impl Engine {
         let name = tx.key_name();
         // Every store holds names of at most 255 bytes (a file name) and keys of at most 1,024:
         // a long unicode source or path, or a long id, is refused before anything is written.
-        if name.len() > 255 || prefix.len().saturating_add(name.len()) > 1024 {
+        let stored = crate::keys::stored_segment_len(&name);
+        if stored > crate::keys::MAX_SEGMENT_LEN || prefix.len().saturating_add(name.len()) > 1024 {
             return Err(Error::invalid_argument(format!(
                 "the transaction for record \"{}\" at \"{}\" does not fit a storage key once encoded ({} bytes for its name, at most 255; {} for the key, at most 1024): use a shorter source, path or id",
                 truncate(id, 40),
                 truncate(&target.path, 40),
-                name.len(),
+                stored,
                 prefix.len().saturating_add(name.len())
             )));
         }

@@ -71,6 +71,17 @@ pub(crate) fn parse_batch(name: &str) -> Option<(u64, Option<i64>)> {
     Some((seq, at))
 }
 
+/// Markers of two lists, each key once with its newest time (a key reused after its marker
+/// went has a newer marker, which must not go with the old one).
+fn merge_markers(a: Vec<(String, i64)>, b: Vec<(String, i64)>) -> Vec<(String, i64)> {
+    let mut by_key: BTreeMap<String, i64> = BTreeMap::new();
+    for (k, at) in a.into_iter().chain(b) {
+        let e = by_key.entry(k).or_insert(at);
+        *e = (*e).max(at);
+    }
+    by_key.into_iter().collect()
+}
+
 fn listed(prefix: &str, keys: Vec<String>) -> Vec<Listed> {
     keys.into_iter()
         .filter_map(|key| {
@@ -192,10 +203,24 @@ impl Engine {
         // Journals first, then checkpoints (see the module docs).
         let journals = listed(&jprefix, list_all(self.store().as_ref(), &jprefix).await?);
         let checkpoints = listed(&cprefix, list_all(self.store().as_ref(), &cprefix).await?);
-        let cp = match checkpoints.last() {
-            Some(c) if c.seq > state.base => self.read_checkpoint(&c.key).await?,
-            _ => None,
+        // The newest checkpoint: the floor when it is this incarnation's, and in any case the
+        // carrier of markers still too young to go.
+        let newest = match checkpoints.last() {
+            Some(c) => self
+                .read_checkpoint(&c.key)
+                .await?
+                .map(|cp| (c.key.clone(), cp)),
+            None => None,
         };
+        let carried: Vec<(String, i64)> = newest
+            .as_ref()
+            .map(|(_, c)| c.markers.clone())
+            .unwrap_or_default();
+        let cp = newest
+            .as_ref()
+            .map(|(_, c)| c)
+            .filter(|c| c.seq > state.base)
+            .cloned();
         let floor = cp.as_ref().map_or(0, |c| c.seq).max(state.base);
         let mut bodies: HashMap<String, Journal> = HashMap::new();
         let mut doomed: Vec<String> = Vec::new();
@@ -235,36 +260,32 @@ impl Engine {
                 None => break,
             }
         }
-        let mut young_markers: Vec<(String, i64)> =
-            cp.as_ref().map(|c| c.markers.clone()).unwrap_or_default();
         if !covered.is_empty() {
             let old: Vec<&Journal> = covered.iter().collect();
             let ends = self.checkpoint_ends(&old, cut.checkpoints);
             for j in covered.iter().filter(|j| j.committed_at < cut.journals) {
                 collected.push(j.key.clone());
             }
-            let markers = self
+            let mine = self
                 .markers_of(resource, fc, id, &collected, &mut bodies)
                 .await?;
-            let (due, young): (Vec<_>, Vec<_>) = markers
-                .into_iter()
-                .chain(young_markers.drain(..))
-                .partition(|(_, at)| *at < cut.markers);
-            doomed.extend(due.into_iter().map(|(k, _)| k));
-            young_markers = young;
+            let (due, young) = self
+                .sort_markers(merge_markers(mine, carried), cut.markers)
+                .await?;
+            doomed.extend(due);
             for (n, end) in ends.iter().enumerate() {
                 let j = &covered[*end];
                 let values = self
                     .replay(fc, &covered[..=*end], cp.as_ref(), state.base)
                     .await?;
-                let last = n.saturating_add(1) == ends.len();
                 let mut body = json!({
                     "seq": j.seq,
                     "at": j.committed_at,
                     "values": values.iter().map(|(p, v)| (p.clone(), Value::String(v.to_string()))).collect::<Map<String, Value>>(),
                 });
-                if last && !young_markers.is_empty() {
-                    body["markers"] = json!(young_markers);
+                // The newest checkpoint carries the markers too young to go.
+                if n.saturating_add(1) == ends.len() && !young.is_empty() {
+                    body["markers"] = json!(young);
                 }
                 let name = checkpoint_name(j.seq, j.committed_at);
                 let bytes = serde_json::to_vec(&body).map_err(|e| Error::storage(e.to_string()))?;
@@ -273,20 +294,42 @@ impl Engine {
                     .await?;
             }
         } else {
-            // No checkpoint to carry markers too young to go: their journals wait for them.
-            let markers = self
+            let mine = self
                 .markers_of(resource, fc, id, &collected, &mut bodies)
                 .await?;
-            if markers.iter().any(|(_, at)| *at >= cut.markers) {
-                collected.retain(|k| bodies.get(k).is_none_or(|j| j.committed_at < cut.markers));
+            let unchanged = mine.is_empty();
+            let (due, young) = self
+                .sort_markers(merge_markers(mine, carried), cut.markers)
+                .await?;
+            match &newest {
+                // The newest checkpoint carries the young ones, and stops naming the rest so
+                // no later run deletes them again.
+                Some((key, newest)) if !(unchanged && due.is_empty()) => {
+                    let mut cp = newest.clone();
+                    cp.markers = young;
+                    self.store()
+                        .put(key, cp.to_json(), PutMode::Overwrite)
+                        .await?;
+                }
+                Some(_) => {}
+                // No checkpoint to carry them: the journals of young markers wait.
+                None => {
+                    let young: std::collections::HashSet<&String> =
+                        young.iter().map(|(k, _)| k).collect();
+                    collected.retain(|k| {
+                        bodies.get(k).is_none_or(|j| {
+                            !j.transactions.iter().any(|tx| {
+                                tx.idempotency_hash().is_some_and(|h| {
+                                    young.contains(
+                                        &self.layout().idempotency(resource, &fc.field, id, &h),
+                                    )
+                                })
+                            })
+                        })
+                    });
+                }
             }
-            doomed.extend(
-                markers
-                    .into_iter()
-                    .chain(young_markers)
-                    .filter(|(_, at)| *at < cut.markers)
-                    .map(|(k, _)| k),
-            );
+            doomed.extend(due);
         }
         // Checkpoints past their retention, keeping the newest of this incarnation.
         let keep_newest = usize::from(checkpoints.last().is_some_and(|c| c.seq > state.base));
@@ -303,6 +346,8 @@ impl Engine {
             }
         }
         doomed.extend(collected);
+        doomed.sort();
+        doomed.dedup();
         match delete_all(self.store().as_ref(), &doomed).await {
             Ok(()) => Ok((doomed.len() as u64, 0)),
             Err(_) => Ok((0, 1)),
@@ -410,6 +455,41 @@ impl Engine {
                 })
             })
             .collect())
+    }
+
+    /// Splits markers into those to delete now and those still too young (with their time),
+    /// by the time each stored marker says: a key reused after its marker went has a newer
+    /// marker at the same key, which must not go with the old one. Vanished ones drop out.
+    async fn sort_markers(
+        &self,
+        candidates: Vec<(String, i64)>,
+        cutoff: i64,
+    ) -> Result<(Vec<String>, Vec<(String, i64)>)> {
+        // A marker can only be newer than its batch: those young by their batch's time are.
+        let (check, mut young): (Vec<_>, Vec<_>) =
+            candidates.into_iter().partition(|(_, at)| *at < cutoff);
+        let read: Vec<Result<Option<(String, i64)>>> = futures::stream::iter(check)
+            .map(|(key, at)| async move {
+                Ok(self.store().get(&key).await?.map(|obj| {
+                    let stored = serde_json::from_slice::<Value>(&obj.bytes)
+                        .ok()
+                        .and_then(|v| v["at"].as_i64())
+                        .unwrap_or(at);
+                    (key, stored)
+                }))
+            })
+            .buffered(self.config().mark_applied_concurrency.max(1))
+            .collect()
+            .await;
+        let mut due = Vec::new();
+        for r in read {
+            match r? {
+                Some((key, at)) if at < cutoff => due.push(key),
+                Some(marker) => young.push(marker),
+                None => {}
+            }
+        }
+        Ok((due, young))
     }
 
     /// The checkpoint period (hour or day in `cohort.timezone`) a time falls in.

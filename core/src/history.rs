@@ -52,6 +52,19 @@ pub(crate) struct Checkpoint {
 }
 
 impl Checkpoint {
+    /// Encodes it as stored.
+    pub(crate) fn to_json(&self) -> Vec<u8> {
+        let values: serde_json::Map<String, Value> = self
+            .values
+            .iter()
+            .map(|(p, v)| (p.clone(), Value::String(v.to_string())))
+            .collect();
+        serde_json::to_vec(&serde_json::json!({
+            "seq": self.seq, "at": self.at, "values": values, "markers": self.markers,
+        }))
+        .unwrap_or_default()
+    }
+
     /// Decodes a stored checkpoint.
     pub(crate) fn parse(bytes: &[u8]) -> Result<Checkpoint> {
         let v: Value = serde_json::from_slice(bytes).map_err(|e| Error::storage(e.to_string()))?;
@@ -286,7 +299,14 @@ impl Engine {
             }
             match self
                 .records()
-                .commit(resource, id, data.clone(), record.meta, &record.version)
+                .commit(
+                    resource,
+                    id,
+                    data.clone(),
+                    record.meta,
+                    &record.version,
+                    &crate::consolidate::owned_and(&record.owned, values.keys()),
+                )
                 .await?
             {
                 CommitOutcome::Committed => {

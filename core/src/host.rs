@@ -67,6 +67,9 @@ pub struct HostRecords {
     schemas: RwLock<HashMap<String, Schema>>,
     sleeper: Arc<dyn crate::clock::Sleeper>,
     call_timeout_ms: Option<u64>,
+    /// How long a host record created again waits for the afterInsert hook (`inserted`)
+    /// before its host copy is taken as its start (`locks.timeout`).
+    adopt_after_ms: i64,
 }
 
 /// Runs one host call with a timeout, retrying storage failures (reads and writes of a host
@@ -110,6 +113,8 @@ struct State {
     version: Option<Version>,
     /// A tombstone: the host record was deleted (and may have been created again since).
     deleted: bool,
+    /// When, for a tombstone.
+    deleted_at: Option<i64>,
 }
 
 impl HostRecords {
@@ -159,6 +164,7 @@ impl HostRecords {
             schemas: RwLock::new(HashMap::new()),
             sleeper,
             call_timeout_ms,
+            adopt_after_ms: (config.lock_timeout_s * 1000.0) as i64,
         })
     }
 
@@ -203,12 +209,18 @@ impl HostRecords {
             let (true, Some(version)) = (state.deleted, state.version) else {
                 return Ok(());
             };
-            let values: Map<String, Value> = self
-                .fields
-                .get(resource)
+            // The paths the old record's state owned (the configured fields for a state that
+            // never owned any): absent from the insert, they start empty.
+            let owned: Vec<String> = match state.values.is_empty() {
+                false => state.values.keys().cloned().collect(),
+                true => self.fields.get(resource).cloned().unwrap_or_default(),
+            };
+            let values: Map<String, Value> = owned
                 .into_iter()
-                .flatten()
-                .filter_map(|p| get_path(data, p).map(|v| (p.clone(), v.clone())))
+                .map(|p| {
+                    let v = get_path(data, &p).cloned().unwrap_or(Value::Null);
+                    (p, v)
+                })
                 .collect();
             let body = encode_document(&values, &state.meta)?;
             let key = self.layout.record(resource, id);
@@ -222,7 +234,7 @@ impl HostRecords {
 
     /// Replaces a live (or absent) state by its tombstone; `false` when it changed meanwhile.
     async fn retire(&self, resource: &str, id: &str, state: &State) -> Result<bool> {
-        let body = encode_tombstone(&state.meta, {
+        let body = encode_tombstone(&state.values, &state.meta, {
             use crate::clock::Clock;
             crate::clock::SystemClock.now_ms()
         })?;
@@ -241,6 +253,7 @@ impl HostRecords {
                 meta: Map::new(),
                 version: None,
                 deleted: false,
+                deleted_at: None,
             });
         };
         let doc = decode_document(&obj.bytes, resource, id)?;
@@ -249,6 +262,7 @@ impl HostRecords {
             meta: doc.meta,
             version: Some(obj.version),
             deleted: doc.deleted,
+            deleted_at: doc.deleted_at,
         })
     }
 
@@ -327,9 +341,23 @@ impl RecordAccess for HostRecords {
         let Some(mut data) = self.host_get(resource, id).await? else {
             return Ok(None);
         };
+        // Created again: its state starts with the afterInsert hook (`inserted`), from the
+        // values inserted; a host copy read before may hold a late write of the old record.
+        // Only a hook that never came (a crash) leaves the host copy to start from.
+        if state.deleted {
+            use crate::clock::Clock;
+            let age = crate::clock::SystemClock
+                .now_ms()
+                .saturating_sub(state.deleted_at.unwrap_or(0));
+            if age < self.adopt_after_ms {
+                return Ok(None);
+            }
+        }
+        let mut owned = Vec::new();
         if !state.deleted {
             for (path, v) in state.values {
                 set_path(&mut data, &path, v);
+                owned.push(path);
             }
         }
         Ok(Some(StoredRecord {
@@ -337,6 +365,7 @@ impl RecordAccess for HostRecords {
             meta: state.meta,
             // An empty token stands for "no state yet": every store's versions are non-empty.
             version: state.version.unwrap_or(Version(String::new())),
+            owned,
         }))
     }
 
@@ -364,12 +393,12 @@ impl RecordAccess for HostRecords {
         data: Map<String, Value>,
         meta: Map<String, Value>,
         version: &Version,
+        paths: &[String],
     ) -> Result<CommitOutcome> {
-        let values: Map<String, Value> = self
-            .fields
-            .get(resource)
-            .into_iter()
-            .flatten()
+        // Only the paths Tally wrote: sub-keys of a json attribute that users change through
+        // the host stay theirs.
+        let values: Map<String, Value> = paths
+            .iter()
             .filter_map(|p| get_path(&data, p).map(|v| (p.clone(), v.clone())))
             .collect();
         let body = encode_document(&values, &meta)?;

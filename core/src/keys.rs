@@ -22,9 +22,24 @@ pub const MAX_SOURCE_LEN: usize = 64;
 /// Longest field path accepted.
 pub const MAX_PATH_LEN: usize = 128;
 
+/// Longest key segment (a file name on the folder store) any store holds.
+pub const MAX_SEGMENT_LEN: usize = 255;
+
+/// The length of a key segment on the strictest store, the folder store, which writes each
+/// ASCII capital and `^` as two bytes (see [`crate::store::fs`]).
+pub fn stored_segment_len(segment: &str) -> usize {
+    segment.len().saturating_add(
+        segment
+            .bytes()
+            .filter(|b| b.is_ascii_uppercase() || *b == b'^')
+            .count(),
+    )
+}
+
 /// Checks a record id: any non-empty string of at most 128 bytes of UTF-8, as s3db.js allows
-/// (unicode, spaces, `.hidden`, `Alice` and `alice` as two records). In keys an id is written
-/// through [`id_segment`], so it can never name a key outside its prefix or folder.
+/// (unicode, spaces, `.hidden`, `Alice` and `alice` as two records), whose key segment fits
+/// [`MAX_SEGMENT_LEN`] on every store. In keys an id is written through [`id_segment`], so it
+/// can never name a key outside its prefix or folder.
 pub fn check_record_id(id: &str) -> Result<()> {
     let bad = |why: &str| {
         Err(Error::invalid_argument(format!(
@@ -37,6 +52,11 @@ pub fn check_record_id(id: &str) -> Result<()> {
     }
     if id.len() > MAX_ID_LEN {
         return bad("it is longer than 128 bytes");
+    }
+    if stored_segment_len(&id_segment(id)) > MAX_SEGMENT_LEN {
+        return bad(
+            "it is longer than 255 bytes once encoded for storage (each byte outside letters, digits and _-.:@+=~ takes three, a capital among them four)",
+        );
     }
     Ok(())
 }

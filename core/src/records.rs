@@ -39,6 +39,9 @@ pub struct StoredRecord {
     pub meta: Map<String, Value>,
     /// The version to compare against when committing.
     pub version: Version,
+    /// Paths whose values the record access keeps itself (a host record's state, see
+    /// [`crate::host`]); a commit names them again with the paths it changes.
+    pub owned: Vec<String>,
 }
 
 /// The result of a conditional record write.
@@ -57,7 +60,8 @@ pub enum CommitOutcome {
 pub trait RecordAccess: Send + Sync {
     /// Reads a record and its version.
     async fn load(&self, resource: &str, id: &str) -> Result<Option<StoredRecord>>;
-    /// Writes data and bookkeeping if the record is still at `version`.
+    /// Writes data and bookkeeping if the record is still at `version`; `paths` are the
+    /// record's [`StoredRecord::owned`] paths and the ones this commit changes.
     async fn commit(
         &self,
         resource: &str,
@@ -65,6 +69,7 @@ pub trait RecordAccess: Send + Sync {
         data: Map<String, Value>,
         meta: Map<String, Value>,
         version: &Version,
+        paths: &[String],
     ) -> Result<CommitOutcome>;
     /// The resource's attributes, when known.
     async fn schema(&self, resource: &str) -> Result<Option<Schema>>;
@@ -105,6 +110,8 @@ pub(crate) struct Document {
     pub meta: Map<String, Value>,
     /// Whether it is the tombstone of a deleted record (see the module docs).
     pub deleted: bool,
+    /// When a tombstone's record was deleted (epoch ms, the deleting machine's clock).
+    pub deleted_at: Option<i64>,
 }
 
 /// Decodes a document written by [`encode_document`] or [`encode_tombstone`].
@@ -119,6 +126,7 @@ pub(crate) fn decode_document(bytes: &[u8], resource: &str, id: &str) -> Result<
         data: take("d"),
         meta: take("m"),
         deleted: doc.get("t").is_some(),
+        deleted_at: doc.get("t").and_then(Value::as_i64),
     })
 }
 
@@ -137,9 +145,15 @@ pub(crate) fn retired_meta(meta: &Map<String, Value>) -> Map<String, Value> {
         .collect()
 }
 
-/// Encodes the tombstone of a record deleted at `at` whose bookkeeping was `meta`.
-pub(crate) fn encode_tombstone(meta: &Map<String, Value>, at: i64) -> Result<Vec<u8>> {
-    serde_json::to_vec(&json!({ "t": at, "m": retired_meta(meta) }))
+/// Encodes the tombstone of a record deleted at `at` whose bookkeeping was `meta`; `data` is
+/// kept for the record's next incarnation to know which paths were owned (never read back
+/// as values).
+pub(crate) fn encode_tombstone(
+    data: &Map<String, Value>,
+    meta: &Map<String, Value>,
+    at: i64,
+) -> Result<Vec<u8>> {
+    serde_json::to_vec(&json!({ "t": at, "d": data, "m": retired_meta(meta) }))
         .map_err(|e| Error::storage(e.to_string()))
 }
 
@@ -297,6 +311,7 @@ impl Database {
                 data: doc.data,
                 meta: doc.meta,
                 version,
+                owned: Vec::new(),
             }),
             _ => None,
         })
@@ -335,6 +350,7 @@ impl RecordAccess for Database {
         data: Map<String, Value>,
         meta: Map<String, Value>,
         version: &Version,
+        _paths: &[String],
     ) -> Result<CommitOutcome> {
         let body = Self::encode(&data, &meta)?;
         let mode = PutMode::Update(version.clone());
@@ -490,7 +506,7 @@ impl Resource {
             schema.validate(&self.name, &mut data)?;
             match self
                 .db
-                .commit(&self.name, id, data.clone(), cur.meta, &cur.version)
+                .commit(&self.name, id, data.clone(), cur.meta, &cur.version, &[])
                 .await?
             {
                 CommitOutcome::Committed => return Ok(with_id(data, id)),
@@ -528,7 +544,7 @@ impl Resource {
                     .await?;
                 marked = true;
             }
-            let tombstone = encode_tombstone(&doc.meta, Database::now_ms())?;
+            let tombstone = encode_tombstone(&Map::new(), &doc.meta, Database::now_ms())?;
             match put_document(&db.store, &key, tombstone, PutMode::Update(version)).await? {
                 CommitOutcome::Committed => return Ok(()),
                 CommitOutcome::Conflict => continue,

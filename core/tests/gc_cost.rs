@@ -66,6 +66,25 @@ async fn gc_and_recalculate_read_what_came_since_the_last_checkpoint() {
     assert_eq!(list_all(store.as_ref(), "db/j/").await.unwrap().len(), 206);
 }
 
+/// Adds 1 to `w1` with idempotency key `k`.
+async fn keyed_add(i: &Instance, k: &str) -> tally_core::MutationResult {
+    let options = tally_core::MutationOptions {
+        idempotency_key: Some(k.into()),
+        ..Default::default()
+    };
+    i.engine
+        .mutate(
+            "wallets",
+            Some("balance"),
+            "w1",
+            tally_core::Op::Add,
+            &n(1.0),
+            options,
+        )
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn markers_go_with_their_transactions_and_never_before_the_window() {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
@@ -77,22 +96,8 @@ async fn markers_go_with_their_transactions_and_never_before_the_window() {
     w.insert(&json!({ "id": "w1", "balance": 0 }))
         .await
         .unwrap();
-    let keyed = |k: &str| tally_core::MutationOptions {
-        idempotency_key: Some(k.into()),
-        ..Default::default()
-    };
     for k in ["a", "b"] {
-        i.engine
-            .mutate(
-                "wallets",
-                Some("balance"),
-                "w1",
-                tally_core::Op::Add,
-                &n(1.0),
-                keyed(k),
-            )
-            .await
-            .unwrap();
+        keyed_add(&i, k).await;
     }
     clock.advance(1);
     i.engine.run_gc().await.unwrap();
@@ -106,25 +111,30 @@ async fn markers_go_with_their_transactions_and_never_before_the_window() {
         "too young to go"
     );
     // A reused key within the window is still a duplicate.
-    let again = i
-        .engine
-        .mutate(
-            "wallets",
-            Some("balance"),
-            "w1",
-            tally_core::Op::Add,
-            &n(1.0),
-            keyed("a"),
-        )
-        .await
-        .unwrap();
+    let again = keyed_add(&i, "a").await;
     assert_eq!(value(again), Some(2.0));
     clock.advance(16 * 60 * 1000);
     i.engine.run_gc().await.unwrap();
     assert!(list_all(store.as_ref(), "db/i/").await.unwrap().is_empty());
+    // A later batch makes the bookkeeping forget the key too; reused then, it is a new
+    // transaction, with a new marker at the same key, which must outlive the old one's entry
+    // in the checkpoint.
+    assert_eq!(value(add(&i, "balance", "w1", 1.0).await), Some(3.0));
+    let reused = keyed_add(&i, "a").await;
+    assert_eq!(value(reused), Some(4.0));
+    clock.advance(1);
+    i.engine.run_gc().await.unwrap();
+    assert_eq!(
+        list_all(store.as_ref(), "db/i/").await.unwrap().len(),
+        1,
+        "the new marker went with the old one"
+    );
+    clock.advance(1);
+    i.engine.run_gc().await.unwrap();
+    assert_eq!(list_all(store.as_ref(), "db/i/").await.unwrap().len(), 1);
     assert_eq!(
         value(add(&i, "balance", "w1", 1.0).await),
-        Some(3.0),
+        Some(5.0),
         "recalculate-safe after every GC"
     );
 }

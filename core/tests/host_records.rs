@@ -266,6 +266,10 @@ async fn a_forgotten_record_created_again_starts_from_its_own_value() {
     host.records.lock().unwrap().remove("w1");
     records.forget("wallets", "w1").await.unwrap();
     host.insert("w1", json!({ "id": "w1", "balance": 1 }));
+    let Value::Object(inserted) = json!({ "id": "w1", "balance": 1 }) else {
+        unreachable!()
+    };
+    records.inserted("wallets", "w1", &inserted).await.unwrap();
     assert_eq!(
         common::value(mutate(&e, "balance", "w1", Op::Add, 1.0).await),
         Some(2.0)
@@ -448,8 +452,18 @@ async fn a_deletion_racing_a_consolidation_leaves_no_state_behind() {
         Value::Null,
         "a deleted record was consolidated into a ghost state"
     );
-    // The 5 still waits for the id; a new record of it starts from its own value.
+    // The 5 still waits for the id; a new record of it starts from its own value, once the
+    // afterInsert hook said so.
     host.insert("w1", json!({ "id": "w1", "balance": 1 }));
+    assert_eq!(
+        consolidate(&e, "balance", "w1").await,
+        Value::Null,
+        "waits for the hook"
+    );
+    let Value::Object(inserted) = json!({ "id": "w1", "balance": 1 }) else {
+        unreachable!()
+    };
+    records.inserted("wallets", "w1", &inserted).await.unwrap();
     assert_eq!(consolidate(&e, "balance", "w1").await.as_f64(), Some(6.0));
     assert_eq!(num(host.field("w1", "balance")), Some(6.0));
 }
@@ -458,13 +472,17 @@ async fn a_deletion_racing_a_consolidation_leaves_no_state_behind() {
 async fn a_record_deleted_without_forget_is_retired_by_gc_before_it_returns() {
     let (host, store) = setup();
     host.insert("w1", json!({ "id": "w1", "balance": 0 }));
-    let (e, _) = engine(&host, &store, "async", 10);
+    let (e, records) = engine(&host, &store, "async", 10);
     mutate(&e, "balance", "w1", Op::Add, 5.0).await;
     assert_eq!(consolidate(&e, "balance", "w1").await.as_f64(), Some(5.0));
     // Deleted behind the plugin's back (a crash before its afterDelete hook ran).
     host.records.lock().unwrap().remove("w1");
     e.run_gc().await.unwrap();
     host.insert("w1", json!({ "id": "w1", "balance": 0 }));
+    let Value::Object(inserted) = json!({ "id": "w1", "balance": 0 }) else {
+        unreachable!()
+    };
+    records.inserted("wallets", "w1", &inserted).await.unwrap();
     mutate(&e, "balance", "w1", Op::Add, 1.0).await;
     assert_eq!(
         consolidate(&e, "balance", "w1").await.as_f64(),
@@ -502,4 +520,41 @@ async fn a_late_write_of_a_deleted_record_never_becomes_the_base_of_the_next_one
         "the old record's value became the new one's base"
     );
     assert_eq!(num(host.field("w1", "balance")), Some(3.0));
+}
+
+#[tokio::test]
+async fn sub_keys_of_a_json_attribute_that_tally_does_not_write_stay_the_users() {
+    let (host, store) = setup();
+    host.insert(
+        "w1",
+        json!({ "id": "w1", "stats": { "clicks": 0, "label": "a" } }),
+    );
+    let (e, _) = engine(&host, &store, "async", 12);
+    mutate(&e, "stats.clicks", "w1", Op::Add, 2.0).await;
+    assert_eq!(
+        consolidate(&e, "stats.clicks", "w1").await.as_f64(),
+        Some(2.0)
+    );
+    // The user changes another sub-key through the host database.
+    let stats = json!({ "clicks": 2, "label": "b", "views": 7 });
+    host.records
+        .lock()
+        .unwrap()
+        .get_mut("w1")
+        .unwrap()
+        .insert("stats".into(), stats);
+    mutate(&e, "stats.clicks", "w1", Op::Add, 1.0).await;
+    assert_eq!(
+        consolidate(&e, "stats.clicks", "w1").await.as_f64(),
+        Some(3.0)
+    );
+    assert_eq!(num(host.field("w1", "stats.clicks")), Some(3.0));
+    assert_eq!(
+        (
+            host.field("w1", "stats.label"),
+            host.field("w1", "stats.views")
+        ),
+        (Some(json!("b")), Some(json!(7))),
+        "Tally's state reverted what the user wrote"
+    );
 }

@@ -204,32 +204,45 @@ async fn a_deleted_record_is_not_listed_and_its_id_can_be_inserted_again() {
     assert_eq!(err.code().as_str(), "ERR_CONFLICT");
 }
 
-/// A memory store whose first record compare-and-swap lands, after which the record is
-/// deleted at once, and whose caller hears an error (the response was lost).
+/// A memory store whose first record compare-and-swap lands; then, as scripted, the record
+/// is deleted at once, the caller hears a 412 (its own second copy) or an error (the
+/// response was lost), and the next read of the record fails.
 #[derive(Default)]
-struct DeletedRightAfterCommit {
+struct LandsThen {
     inner: MemoryStore,
     done: AtomicBool,
+    delete: bool,
+    answer_412: bool,
+    fail_read_after: bool,
+    fail_next_read: AtomicBool,
 }
 
 #[async_trait]
-impl Store for DeletedRightAfterCommit {
+impl Store for LandsThen {
     async fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
+        if key.contains("/r/") && self.fail_next_read.swap(false, Ordering::SeqCst) {
+            return Err(StoreError::Backend("connection reset".into()));
+        }
         self.inner.get(key).await
     }
     async fn put(&self, key: &str, bytes: Vec<u8>, mode: PutMode) -> Result<Version, StoreError> {
         let update = matches!(mode, PutMode::Update(_)) && key.contains("/r/");
         let v = self.inner.put(key, bytes, mode).await?;
         if update && !self.done.swap(true, Ordering::SeqCst) {
-            let cur = self.inner.get(key).await?.unwrap();
-            let doc: serde_json::Value = serde_json::from_slice(&cur.bytes).unwrap();
-            let tomb = serde_json::to_vec(&json!({ "t": 1, "m": doc["m"] })).unwrap();
-            self.inner
-                .put(key, tomb, PutMode::Update(cur.version))
-                .await?;
-            return Err(StoreError::Backend(
-                "outcome unknown: connection reset".into(),
-            ));
+            self.fail_next_read
+                .store(self.fail_read_after, Ordering::SeqCst);
+            if self.delete {
+                let cur = self.inner.get(key).await?.unwrap();
+                let doc: serde_json::Value = serde_json::from_slice(&cur.bytes).unwrap();
+                let tomb = serde_json::to_vec(&json!({ "t": 1, "m": doc["m"] })).unwrap();
+                self.inner
+                    .put(key, tomb, PutMode::Update(cur.version))
+                    .await?;
+            }
+            return Err(match self.answer_412 {
+                true => StoreError::Conflict { key: key.into() },
+                false => StoreError::Backend("outcome unknown: connection reset".into()),
+            });
         }
         Ok(v)
     }
@@ -243,32 +256,70 @@ impl Store for DeletedRightAfterCommit {
         self.inner.delete_many(keys).await
     }
     fn describe(&self) -> String {
-        "deleted-right-after-commit".into()
+        "lands-then".into()
     }
 }
 
-#[tokio::test]
-async fn a_commit_whose_record_was_deleted_right_after_keeps_its_journal() {
-    let store = Arc::new(DeletedRightAfterCommit::default());
+/// Record `w1` with 5 pending on `store`, then one consolidation through its script.
+async fn consolidate_through(store: Arc<LandsThen>) -> Instance {
     let i = instance(store.clone(), options("async"), None, 1);
     let w = wallets(&i).await;
     w.insert(&json!({ "id": "w1", "balance": 0 }))
         .await
         .unwrap();
     add(&i, "balance", "w1", 5.0).await;
-    store.done.store(false, Ordering::SeqCst);
-    // The commit landed; the record was deleted before anyone heard back.
     let _ = i.engine.consolidate("wallets", Some("balance"), "w1").await;
-    let journals = list_all(store.as_ref(), "db/j/").await.unwrap();
+    i
+}
+
+#[tokio::test]
+async fn a_commit_whose_record_was_deleted_right_after_keeps_its_journal() {
+    for answer_412 in [false, true] {
+        let store = Arc::new(LandsThen {
+            delete: true,
+            answer_412,
+            ..Default::default()
+        });
+        let i = consolidate_through(store.clone()).await;
+        let journals = list_all(store.as_ref(), "db/j/").await.unwrap();
+        assert_eq!(
+            journals.len(),
+            1,
+            "412: {answer_412}: the committed batch taken for lost"
+        );
+        assert!(
+            list_all(store.as_ref(), "db/t/").await.unwrap().is_empty(),
+            "412: {answer_412}: the applied key stays pending"
+        );
+        // The 5 belongs to the deleted record: a new one of the id starts from its own value.
+        let w = wallets(&i).await;
+        w.insert(&json!({ "id": "w1", "balance": 1 }))
+            .await
+            .unwrap();
+        assert_eq!(consolidate(&i).await, Some(1.0));
+    }
+}
+
+#[tokio::test]
+async fn a_412_that_cannot_be_checked_drops_nothing() {
+    // The commit lands, a 412 comes back, and the read that would tell fails.
+    let store = Arc::new(LandsThen {
+        answer_412: true,
+        fail_read_after: true,
+        ..Default::default()
+    });
+    let i = consolidate_through(store.clone()).await;
     assert_eq!(
-        journals.len(),
+        list_all(store.as_ref(), "db/j/").await.unwrap().len(),
         1,
-        "the committed batch's journal was taken for a lost one"
+        "a committed batch's journal was dropped on a guess"
     );
-    assert!(list_all(store.as_ref(), "db/t/").await.unwrap().is_empty());
-    // The 5 belongs to the deleted record: a new one of the id starts from its own value.
-    w.insert(&json!({ "id": "w1", "balance": 1 }))
-        .await
-        .unwrap();
-    assert_eq!(consolidate(&i).await, Some(1.0));
+    assert_eq!(consolidate(&i).await, Some(5.0));
+    assert_eq!(
+        i.engine
+            .recalculate("wallets", Some("balance"), "w1")
+            .await
+            .unwrap(),
+        Some(json!(5.0))
+    );
 }

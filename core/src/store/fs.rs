@@ -208,10 +208,10 @@ impl FsStore {
         // into it: create it again and retry.
         let mut result = Err(StoreError::Backend(format!("{key}: folder kept vanishing")));
         for _ in 0..8 {
-            if let Some(parent) = path.parent() {
-                ensure_dir(parent)?;
-            }
-            result = self.publish(key, &path, &tmp, &mode, &version);
+            result = match path.parent().map(ensure_dir) {
+                Some(Err(e)) => Err(e),
+                _ => self.publish(key, &path, &tmp, &mode, &version),
+            };
             if !matches!(&result, Err(StoreError::Backend(m)) if m.ends_with(VANISHED)) {
                 break;
             }
@@ -348,6 +348,11 @@ fn ensure_dir(dir: &Path) -> Result<(), StoreError> {
     match fs::create_dir(dir) {
         Ok(()) => sync_parent(dir),
         Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+        // The parent, just made, was removed by a delete that emptied it: the put retries.
+        Err(e) if e.kind() == ErrorKind::NotFound => Err(StoreError::Backend(format!(
+            "{}: {VANISHED}",
+            dir.display()
+        ))),
         Err(e) => Err(io_err(dir, e)),
     }
 }

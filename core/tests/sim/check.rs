@@ -176,7 +176,8 @@ pub fn audit(world: &World, ledger: &Ledger, kept: bool, host: Option<&SimHost>)
             }
             for p in PATHS.iter().filter(|p| p.split('.').next() == Some(field)) {
                 let expected = values.get(*p).copied().unwrap_or_default();
-                let stored = number(at(&data, p)).unwrap_or_default();
+                // A host record's state keeps each path Tally wrote under its dotted name.
+                let stored = number(data.get(*p).or_else(|| at(&data, p))).unwrap_or_default();
                 if let Some(h) = host {
                     // After the final consolidation the host copy shows the state's values.
                     let copy = h

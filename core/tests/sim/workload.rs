@@ -190,7 +190,12 @@ pub async fn ensure_record(p: &Process, id: &str) -> bool {
     match &p.host {
         Some((host, records)) => {
             if host.records.lock().unwrap().contains_key(id) {
-                return true;
+                // Created by a caller that crashed before the plugin's afterInsert hook: it
+                // runs now (it does nothing unless the id was deleted before).
+                let Value::Object(m) = initial(id) else {
+                    return false;
+                };
+                return records.inserted("wallets", id, &m).await.is_ok();
             }
             if records.forget("wallets", id).await.is_err() {
                 return false;
