@@ -45,11 +45,17 @@ impl Engine {
         &self,
         resource: &str,
         field: &str,
+        record: Option<&str>,
     ) -> Result<Vec<Transaction>> {
         let fc = self.field_config(resource, field)?;
         let mut out = Vec::new();
         let prefix = self.layout().pending_field(resource, &fc.field);
-        for key in list_all(self.store().as_ref(), &prefix).await? {
+        // One record's: only its own keys are listed (they sort under its folder).
+        let listed = match record {
+            Some(id) => self.layout().pending(resource, &fc.field, id),
+            None => prefix.clone(),
+        };
+        for key in list_all(self.store().as_ref(), &listed).await? {
             let Some((id, name)) = split_record_key(&prefix, &key) else {
                 continue;
             };
@@ -69,23 +75,33 @@ impl Engine {
     /// from their key names. Costs one LIST page per 1,000 pending transactions, one GET per
     /// pending transaction that needs its body, and per record one GET of its bookkeeping, one
     /// LIST and one GET per kept journal.
+    ///
+    /// With `record`, that record's only: its pending keys and its chain, whatever the rest of
+    /// the field holds.
     pub async fn field_transactions(
         &self,
         resource: &str,
         field: &str,
+        record: Option<&str>,
     ) -> Result<FieldTransactions> {
         let fc = self.field_config(resource, field)?;
         let mut out = FieldTransactions {
-            pending: self.pending_transactions(resource, field).await?,
+            pending: self.pending_transactions(resource, field, record).await?,
             ..FieldTransactions::default()
         };
-        let jprefix = self.layout().journals_field(resource, &fc.field);
-        let mut ids: Vec<String> = list_all(self.store().as_ref(), &jprefix)
-            .await?
-            .iter()
-            .filter_map(|k| split_record_key(&jprefix, k).map(|(id, _)| id))
-            .collect();
-        ids.dedup();
+        let ids: Vec<String> = match record {
+            Some(id) => vec![id.to_string()],
+            None => {
+                let jprefix = self.layout().journals_field(resource, &fc.field);
+                let mut ids: Vec<String> = list_all(self.store().as_ref(), &jprefix)
+                    .await?
+                    .iter()
+                    .filter_map(|k| split_record_key(&jprefix, k).map(|(id, _)| id))
+                    .collect();
+                ids.dedup();
+                ids
+            }
+        };
         let mut seen = std::collections::HashSet::new();
         for id in ids {
             let (chain, _) = self.journal_chain(resource, &fc.field, &id).await?;
@@ -148,7 +164,7 @@ impl Engine {
     /// `getCohortStats(r, f)`: per local hour of the last `consolidation.window` hours (most
     /// recent first), how many stored transactions are pending and applied.
     pub async fn cohort_stats(&self, resource: &str, field: &str) -> Result<Value> {
-        let all = self.field_transactions(resource, field).await?;
+        let all = self.field_transactions(resource, field, None).await?;
         let zone = self.zone();
         let now = self.now_ms();
         let hours = self.config().window_h.ceil().max(1.0) as i64;

@@ -14,6 +14,17 @@ use crate::store::{PutMode, SharedStore, StoreError, Version};
 
 /// Records a background pass consolidates between checks of its lease.
 const LEASE_CHUNK: usize = 100;
+
+/// How long passes leave a missing record alone after finding it missing, the first time.
+const MISSING_FIRST_WAIT_MS: i64 = 30_000;
+/// The longest they leave it alone.
+const MISSING_MAX_WAIT_MS: i64 = 600_000;
+/// Most missing records remembered.
+const MISSING_REMEMBERED: usize = 100_000;
+
+fn missing_key(resource: &str, field: &str, id: &str) -> String {
+    format!("{resource}/{field}/{}", crate::keys::id_segment(id))
+}
 use crate::txn::{Op, Transaction, idempotency_hash};
 use async_trait::async_trait;
 use chrono_tz::Tz;
@@ -115,6 +126,13 @@ pub struct Engine {
     events: EventBus,
     status: Mutex<RunStatus>,
     fold_local: crate::rollups::FoldLocal,
+    /// Records a background pass found missing (deleted, or not created yet), with when a
+    /// pass tries them again and the wait after that: their transactions wait for them, and
+    /// passes stop re-reading them every time (an insert applies them at once anyway).
+    missing: std::sync::Mutex<HashMap<String, (i64, i64)>>,
+    /// The version of each pass lease as this engine released it: the next pass takes it back
+    /// with one compare-and-swap, as long as nobody touched it since.
+    released_leases: std::sync::Mutex<HashMap<String, Version>>,
 }
 
 /// Counters reported by [`Engine::status`].
@@ -206,6 +224,8 @@ impl EngineBuilder {
             events: EventBus::default(),
             status: Mutex::new(RunStatus::default()),
             fold_local: Default::default(),
+            missing: Default::default(),
+            released_leases: Default::default(),
         })
     }
 }
@@ -831,7 +851,20 @@ impl Engine {
         let Some(mut held) = self.take_lease(&lease, None).await? else {
             return Ok(());
         };
-        let ids = self.pending_record_ids(resource, &fc.field).await;
+        let ids = self
+            .pending_record_ids(resource, &fc.field)
+            .await
+            .map(|ids| {
+                let now = self.now_ms();
+                let missing = self.missing.lock().unwrap_or_else(|p| p.into_inner());
+                ids.into_iter()
+                    .filter(|id| {
+                        missing
+                            .get(&missing_key(resource, &fc.field, id))
+                            .is_none_or(|(next, _)| *next <= now)
+                    })
+                    .collect::<Vec<_>>()
+            });
         if let Ok(ids) = &ids {
             let timeout_ms = (self.config.lock_timeout_s * 1000.0) as i64;
             let mut taken_at = self.now_ms();
@@ -854,10 +887,16 @@ impl Engine {
         // land late on a later holder's.
         let released =
             serde_json::to_vec(&json!({ "owner": "", "expiresAt": 0 })).unwrap_or_default();
-        let _ = self
+        if let Ok(v) = self
             .store
             .put(&lease, released, PutMode::Update(held))
-            .await;
+            .await
+        {
+            self.released_leases
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(lease, v);
+        }
         ids.map(|_| ())
     }
 
@@ -872,6 +911,19 @@ impl Engine {
         let version = match renew {
             Some(v) => v,
             None => {
+                // Released by this engine last time and untouched since: one request.
+                let mine = self
+                    .released_leases
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(key);
+                if let Some(v) = mine {
+                    match self.store.put(key, body(now), PutMode::Update(v)).await {
+                        Ok(v) => return Ok(Some(v)),
+                        Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
                 match self.store.put(key, body(now), PutMode::Create).await {
                     Ok(v) => return Ok(Some(v)),
                     Err(StoreError::Conflict { .. }) => {}
@@ -919,13 +971,28 @@ impl Engine {
             .collect()
             .await;
         let (mut ok, mut errors, mut applied) = (0u64, 0u64, 0u64);
+        let now = self.now_ms();
         for (id, r) in results {
+            let key = missing_key(resource, &fc.field, &id);
+            let mut missing = self.missing.lock().unwrap_or_else(|p| p.into_inner());
+            if !matches!(r, Ok(Consolidated::Missing)) {
+                missing.remove(&key);
+            }
             match r {
                 Ok(Consolidated::Done { applied: a, .. }) => {
                     ok = ok.saturating_add(1);
                     applied = applied.saturating_add(a.len() as u64);
                 }
-                Ok(Consolidated::Missing) => {}
+                Ok(Consolidated::Missing) => {
+                    // 30 s, then twice as long each time, at most 10 minutes.
+                    let wait = missing
+                        .get(&key)
+                        .map_or(MISSING_FIRST_WAIT_MS, |(_, w)| w.saturating_mul(2))
+                        .min(MISSING_MAX_WAIT_MS);
+                    if missing.len() < MISSING_REMEMBERED || missing.contains_key(&key) {
+                        missing.insert(key, (now.saturating_add(wait), wait));
+                    }
+                }
                 Err(error) => {
                     errors = errors.saturating_add(1);
                     self.events.emit(Event::ConsolidationError {

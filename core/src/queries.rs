@@ -382,7 +382,7 @@ impl Engine {
         pending: bool,
         record: Option<&str>,
     ) -> Result<Vec<Fact>> {
-        let all = self.field_transactions(resource, field).await?;
+        let all = self.field_transactions(resource, field, record).await?;
         let txs = all
             .applied
             .iter()
@@ -435,7 +435,7 @@ impl Engine {
                 .await?;
             if plan.include_pending() {
                 let pending: Vec<Fact> = self
-                    .pending_transactions(resource, field)
+                    .pending_transactions(resource, field, None)
                     .await?
                     .iter()
                     .map(Fact::from)
@@ -471,7 +471,9 @@ impl Engine {
         field: &str,
         o: &Map<String, Value>,
     ) -> Result<Value> {
-        let all = self.field_transactions(resource, field).await?;
+        let all = self
+            .field_transactions(resource, field, str_opt(o, "recordId"))
+            .await?;
         let zone = self.zone();
         let applied = o.get("applied").and_then(Value::as_bool);
         let mut rows: Vec<(i64, String, Value)> = all

@@ -89,7 +89,7 @@ async fn mutate_async(i: &Instance, id: &str, op: Op, v: f64) -> Fact {
 async fn applied_facts(i: &Instance) -> Vec<Fact> {
     let all = i
         .engine
-        .field_transactions("wallets", "balance")
+        .field_transactions("wallets", "balance", None)
         .await
         .unwrap();
     all.applied.iter().map(Fact::from).collect()
@@ -293,7 +293,7 @@ async fn analytics_outlive_garbage_collection() {
     i.engine.run_gc().await.unwrap();
     let kept = i
         .engine
-        .field_transactions("wallets", "balance")
+        .field_transactions("wallets", "balance", None)
         .await
         .unwrap();
     assert!(
