@@ -89,6 +89,17 @@ pub(crate) fn owned_and<'a>(
     paths
 }
 
+/// How long passes leave a missing record alone after finding it missing, the first time.
+const MISSING_FIRST_WAIT_MS: i64 = 30_000;
+/// The longest they leave it alone.
+const MISSING_MAX_WAIT_MS: i64 = 600_000;
+/// Most missing records remembered.
+const MISSING_REMEMBERED: usize = 100_000;
+
+fn missing_key(resource: &str, field: &str, id: &str) -> String {
+    format!("{resource}/{field}/{}", crate::keys::id_segment(id))
+}
+
 /// How many batches before the last one a record's bookkeeping names (so a fold can tell a
 /// committed analytics inbox entry from an orphan with one read).
 pub const RECENT_BATCHES: usize = 16;
@@ -540,10 +551,51 @@ impl Engine {
         self.consolidate_record_with(resource, fc, id, None).await
     }
 
+    /// Whether passes may try `id` now (see [`Engine::note_missing`]).
+    pub(crate) fn pass_may_try(&self, resource: &str, field: &str, id: &str) -> bool {
+        let now = self.now_ms();
+        self.missing_records()
+            .get(&missing_key(resource, field, id))
+            .is_none_or(|(next, _)| *next <= now)
+    }
+
+    /// Records what a consolidation of `id` found: a missing record is left alone by passes
+    /// for 30 s, then twice as long each time, at most 10 minutes (its transactions wait for
+    /// it; an insert applies them at once); any other outcome forgets it.
+    pub(crate) fn note_missing(&self, resource: &str, field: &str, id: &str, missing: bool) {
+        let key = missing_key(resource, field, id);
+        let mut map = self.missing_records();
+        if !missing {
+            map.remove(&key);
+            return;
+        }
+        let wait = map
+            .get(&key)
+            .map_or(MISSING_FIRST_WAIT_MS, |(_, w)| w.saturating_mul(2))
+            .min(MISSING_MAX_WAIT_MS);
+        if map.len() < MISSING_REMEMBERED || map.contains_key(&key) {
+            map.insert(key, (self.now_ms().saturating_add(wait), wait));
+        }
+    }
+
     /// [`Engine::consolidate_record`]; with `own` (a pending key name this caller wrote), the
     /// result is read or committed after that key was applied, so a sync mutation resolves to
     /// a value that includes itself.
     pub(crate) async fn consolidate_record_with(
+        &self,
+        resource: &str,
+        fc: &FieldConfig,
+        id: &str,
+        own: Option<&str>,
+    ) -> Result<Consolidated> {
+        let r = self.consolidate_attempts(resource, fc, id, own).await;
+        if let Ok(c) = &r {
+            self.note_missing(resource, &fc.field, id, matches!(c, Consolidated::Missing));
+        }
+        r
+    }
+
+    async fn consolidate_attempts(
         &self,
         resource: &str,
         fc: &FieldConfig,

@@ -15,16 +15,6 @@ use crate::store::{PutMode, SharedStore, StoreError, Version};
 /// Records a background pass consolidates between checks of its lease.
 const LEASE_CHUNK: usize = 100;
 
-/// How long passes leave a missing record alone after finding it missing, the first time.
-const MISSING_FIRST_WAIT_MS: i64 = 30_000;
-/// The longest they leave it alone.
-const MISSING_MAX_WAIT_MS: i64 = 600_000;
-/// Most missing records remembered.
-const MISSING_REMEMBERED: usize = 100_000;
-
-fn missing_key(resource: &str, field: &str, id: &str) -> String {
-    format!("{resource}/{field}/{}", crate::keys::id_segment(id))
-}
 use crate::txn::{Op, Transaction, idempotency_hash};
 use async_trait::async_trait;
 use chrono_tz::Tz;
@@ -126,10 +116,9 @@ pub struct Engine {
     events: EventBus,
     status: Mutex<RunStatus>,
     fold_local: crate::rollups::FoldLocal,
-    /// Records a background pass found missing (deleted, or not created yet), with when a
-    /// pass tries them again and the wait after that: their transactions wait for them, and
-    /// passes stop re-reading them every time (an insert applies them at once anyway).
-    missing: std::sync::Mutex<HashMap<String, (i64, i64)>>,
+    /// Records found missing (deleted, or not created yet), with when a pass tries them again
+    /// and the wait after that (see `Engine::note_missing`).
+    missing: Mutex<HashMap<String, (i64, i64)>>,
     /// The version of each pass lease as this engine released it: the next pass takes it back
     /// with one compare-and-swap, as long as nobody touched it since.
     released_leases: std::sync::Mutex<HashMap<String, Version>>,
@@ -337,6 +326,10 @@ impl Engine {
         &self.records
     }
     /// What this engine knows of analytics inbox entries (see [`crate::rollups::FoldLocal`]).
+    pub(crate) fn missing_records(&self) -> std::sync::MutexGuard<'_, HashMap<String, (i64, i64)>> {
+        self.missing.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub(crate) fn fold_local(&self) -> &crate::rollups::FoldLocal {
         &self.fold_local
     }
@@ -855,14 +848,8 @@ impl Engine {
             .pending_record_ids(resource, &fc.field)
             .await
             .map(|ids| {
-                let now = self.now_ms();
-                let missing = self.missing.lock().unwrap_or_else(|p| p.into_inner());
                 ids.into_iter()
-                    .filter(|id| {
-                        missing
-                            .get(&missing_key(resource, &fc.field, id))
-                            .is_none_or(|(next, _)| *next <= now)
-                    })
+                    .filter(|id| self.pass_may_try(resource, &fc.field, id))
                     .collect::<Vec<_>>()
             });
         if let Ok(ids) = &ids {
@@ -971,28 +958,13 @@ impl Engine {
             .collect()
             .await;
         let (mut ok, mut errors, mut applied) = (0u64, 0u64, 0u64);
-        let now = self.now_ms();
         for (id, r) in results {
-            let key = missing_key(resource, &fc.field, &id);
-            let mut missing = self.missing.lock().unwrap_or_else(|p| p.into_inner());
-            if !matches!(r, Ok(Consolidated::Missing)) {
-                missing.remove(&key);
-            }
             match r {
                 Ok(Consolidated::Done { applied: a, .. }) => {
                     ok = ok.saturating_add(1);
                     applied = applied.saturating_add(a.len() as u64);
                 }
-                Ok(Consolidated::Missing) => {
-                    // 30 s, then twice as long each time, at most 10 minutes.
-                    let wait = missing
-                        .get(&key)
-                        .map_or(MISSING_FIRST_WAIT_MS, |(_, w)| w.saturating_mul(2))
-                        .min(MISSING_MAX_WAIT_MS);
-                    if missing.len() < MISSING_REMEMBERED || missing.contains_key(&key) {
-                        missing.insert(key, (now.saturating_add(wait), wait));
-                    }
-                }
+                Ok(Consolidated::Missing) => {}
                 Err(error) => {
                     errors = errors.saturating_add(1);
                     self.events.emit(Event::ConsolidationError {

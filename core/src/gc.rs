@@ -260,7 +260,11 @@ impl Engine {
                 None => break,
             }
         }
+        // Whether the listed newest checkpoint still carries markers after this run (then it
+        // stays, whatever its age or incarnation).
+        let mut newest_carries = !carried.is_empty();
         if !covered.is_empty() {
+            newest_carries = false; // a new checkpoint takes them over
             let old: Vec<&Journal> = covered.iter().collect();
             let ends = self.checkpoint_ends(&old, cut.checkpoints);
             for j in covered.iter().filter(|j| j.committed_at < cut.journals) {
@@ -306,6 +310,7 @@ impl Engine {
                 // no later run deletes them again.
                 Some((key, newest)) if !(unchanged && due.is_empty()) => {
                     let mut cp = newest.clone();
+                    newest_carries = !young.is_empty();
                     cp.markers = young;
                     self.store()
                         .put(key, cp.to_json(), PutMode::Overwrite)
@@ -332,7 +337,8 @@ impl Engine {
             doomed.extend(due);
         }
         // Checkpoints past their retention, keeping the newest of this incarnation.
-        let keep_newest = usize::from(checkpoints.last().is_some_and(|c| c.seq > state.base));
+        let keep_newest =
+            usize::from(newest_carries || checkpoints.last().is_some_and(|c| c.seq > state.base));
         for c in checkpoints.iter().rev().skip(keep_newest) {
             let at = match c.at {
                 Some(at) => at,

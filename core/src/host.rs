@@ -4,7 +4,7 @@
 //! A host database offers no compare-and-swap on records (s3db.js records live in object
 //! metadata, so every ETag is the MD5 of an empty body). Exactly-once therefore cannot rest on
 //! the host record. Instead, per record, a state object `P/r/<resource>/<id>` in Tally's store
-//! holds `{"d": values of the configured fields, "m": consolidation bookkeeping}`:
+//! holds `{"d": the values of the paths Tally wrote, "m": consolidation bookkeeping}`:
 //!
 //! - [`RecordAccess::load`] reads the host record (it must exist) and the state object, and
 //!   overlays the state's values: once Tally has consolidated a field, the state is the
@@ -63,7 +63,6 @@ pub struct HostRecords {
     host: Arc<dyn Host>,
     store: SharedStore,
     layout: Layout,
-    fields: HashMap<String, Vec<String>>,
     schemas: RwLock<HashMap<String, Schema>>,
     sleeper: Arc<dyn crate::clock::Sleeper>,
     call_timeout_ms: Option<u64>,
@@ -118,8 +117,8 @@ struct State {
 }
 
 impl HostRecords {
-    /// Records of `host`; the state objects live in `store` under `prefix`, and the configured
-    /// fields of `config` are the ones Tally owns.
+    /// Records of `host`; the state objects live in `store` under `prefix` and own the paths
+    /// Tally writes; `config` gives `locks.timeout`.
     pub fn new(
         host: Arc<dyn Host>,
         store: SharedStore,
@@ -146,21 +145,10 @@ impl HostRecords {
         sleeper: Arc<dyn crate::clock::Sleeper>,
         call_timeout_ms: Option<u64>,
     ) -> Arc<HostRecords> {
-        let fields = config
-            .resources
-            .iter()
-            .map(|rc| {
-                (
-                    rc.resource.clone(),
-                    rc.fields.iter().map(|f| f.field_path.clone()).collect(),
-                )
-            })
-            .collect();
         Arc::new(HostRecords {
             host,
             store,
             layout: Layout::new(prefix),
-            fields,
             schemas: RwLock::new(HashMap::new()),
             sleeper,
             call_timeout_ms,
@@ -209,14 +197,12 @@ impl HostRecords {
             let (true, Some(version)) = (state.deleted, state.version) else {
                 return Ok(());
             };
-            // The paths the old record's state owned (the configured fields for a state that
-            // never owned any): absent from the insert, they start empty.
-            let owned: Vec<String> = match state.values.is_empty() {
-                false => state.values.keys().cloned().collect(),
-                true => self.fields.get(resource).cloned().unwrap_or_default(),
-            };
-            let values: Map<String, Value> = owned
-                .into_iter()
+            // The paths the old record's state owned (a late write of the old record can only
+            // touch those): absent from the insert, they start empty.
+            let values: Map<String, Value> = state
+                .values
+                .keys()
+                .cloned()
                 .map(|p| {
                     let v = get_path(data, &p).cloned().unwrap_or(Value::Null);
                     (p, v)
@@ -284,7 +270,12 @@ impl HostRecords {
     ) -> Result<bool> {
         for round in 0..MAX_SYNC_ROUNDS {
             if round > 0 {
-                values = self.read_state(resource, id).await?.values;
+                let state = self.read_state(resource, id).await?;
+                // Deleted meanwhile: a tombstone's values are the old record's, never written.
+                if state.deleted {
+                    return Ok(true);
+                }
+                values = state.values;
             }
             // Right after a commit the host copy is behind by construction: write at once, and
             // let the next round read both back.
@@ -419,9 +410,10 @@ impl RecordAccess for HostRecords {
     }
 
     async fn settle(&self, resource: &str, id: &str) -> Result<()> {
-        let values = self.read_state(resource, id).await?.values;
-        if !values.is_empty() {
-            self.sync_host(resource, id, values, false).await?;
+        let state = self.read_state(resource, id).await?;
+        // A tombstone's values are the deleted record's: never written onto a new one.
+        if !state.deleted && !state.values.is_empty() {
+            self.sync_host(resource, id, state.values, false).await?;
         }
         Ok(())
     }

@@ -119,9 +119,16 @@ async fn passes_leave_a_missing_record_alone_for_a_while() {
     clock.advance(31_000);
     assert!(pass_gets().await >= 1, "after 30 s it is read again");
     assert_eq!(pass_gets().await, 0);
-    // Created: the insert applies its transactions at once.
+    // Created: the insert applies its transactions at once, and passes take it up again.
     w.insert(&json!({ "id": "gone", "balance": 1 }))
         .await
         .unwrap();
     assert_eq!(w.get("gone").await.unwrap()["balance"], json!(2.0));
+    add(&i, "balance", "gone", 1.0).await;
+    i.engine.run_pass().await.unwrap();
+    assert_eq!(
+        w.get("gone").await.unwrap()["balance"],
+        json!(3.0),
+        "a pass still left the record alone"
+    );
 }

@@ -88,12 +88,29 @@ fn engine(
     mode: &str,
     seed: u64,
 ) -> (Arc<Engine>, Arc<HostRecords>) {
-    let config = PluginConfig::parse(&json!({
+    engine_with(
+        host,
+        store,
+        json!({ "consolidation": { "mode": mode } }),
+        seed,
+    )
+}
+
+/// [`engine`] with more options.
+fn engine_with(
+    host: &Arc<FakeHost>,
+    store: &SharedStore,
+    options: Value,
+    seed: u64,
+) -> (Arc<Engine>, Arc<HostRecords>) {
+    let mut o = json!({
         "resources": { "wallets": ["balance", "credits", "stats"] },
-        "consolidation": { "mode": mode },
         "verbose": false,
-    }))
-    .unwrap();
+    });
+    if let (Some(o), Value::Object(more)) = (o.as_object_mut(), options) {
+        o.extend(more);
+    }
+    let config = PluginConfig::parse(&o).unwrap();
     let records = HostRecords::new(host.clone(), store.clone(), "tally", &config);
     records.set_schema(
         "wallets",
@@ -557,4 +574,27 @@ async fn sub_keys_of_a_json_attribute_that_tally_does_not_write_stay_the_users()
         (Some(json!("b")), Some(json!(7))),
         "Tally's state reverted what the user wrote"
     );
+}
+
+#[tokio::test]
+async fn a_record_created_again_without_its_hook_starts_from_its_host_copy_not_the_old_state() {
+    let (host, store) = setup();
+    host.insert("w1", json!({ "id": "w1", "balance": 0 }));
+    let options = json!({ "consolidation": { "mode": "async" }, "locks": { "timeout": 0.001 } });
+    let (e, records) = engine_with(&host, &store, options, 13);
+    mutate(&e, "balance", "w1", Op::Add, 5.0).await;
+    assert_eq!(consolidate(&e, "balance", "w1").await.as_f64(), Some(5.0));
+    host.records.lock().unwrap().remove("w1");
+    records.forget("wallets", "w1").await.unwrap();
+    // Created again by a process without the plugin's afterInsert hook.
+    host.insert("w1", json!({ "id": "w1", "balance": 2 }));
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    consolidate(&e, "balance", "w1").await;
+    assert_eq!(
+        num(host.field("w1", "balance")),
+        Some(2.0),
+        "the deleted record's value was written onto the new one"
+    );
+    mutate(&e, "balance", "w1", Op::Add, 1.0).await;
+    assert_eq!(consolidate(&e, "balance", "w1").await.as_f64(), Some(3.0));
 }
