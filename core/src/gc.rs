@@ -29,7 +29,7 @@ use crate::consolidate::{FieldState, RESURRECTION_WINDOW_MS};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::events::Event;
-use crate::history::{Checkpoint, Journal, parse_journal};
+use crate::history::{Checkpoint, Journal, Marker, parse_journal};
 use crate::store::{PutMode, delete_all, list_all};
 use futures::StreamExt;
 use serde_json::{Map, Value, json};
@@ -73,13 +73,17 @@ pub(crate) fn parse_batch(name: &str) -> Option<(u64, Option<i64>)> {
 
 /// Markers of two lists, each key once with its newest time (a key reused after its marker
 /// went has a newer marker, which must not go with the old one).
-fn merge_markers(a: Vec<(String, i64)>, b: Vec<(String, i64)>) -> Vec<(String, i64)> {
-    let mut by_key: BTreeMap<String, i64> = BTreeMap::new();
-    for (k, at) in a.into_iter().chain(b) {
-        let e = by_key.entry(k).or_insert(at);
-        *e = (*e).max(at);
+fn merge_markers(a: Vec<Marker>, b: Vec<Marker>) -> Vec<Marker> {
+    let mut by_key: BTreeMap<String, Marker> = BTreeMap::new();
+    for m in a.into_iter().chain(b) {
+        match by_key.get(&m.key) {
+            Some(kept) if kept.at >= m.at => {}
+            _ => {
+                by_key.insert(m.key.clone(), m);
+            }
+        }
     }
-    by_key.into_iter().collect()
+    by_key.into_values().collect()
 }
 
 fn listed(prefix: &str, keys: Vec<String>) -> Vec<Listed> {
@@ -212,7 +216,7 @@ impl Engine {
                 .map(|cp| (c.key.clone(), cp)),
             None => None,
         };
-        let carried: Vec<(String, i64)> = newest
+        let carried: Vec<Marker> = newest
             .as_ref()
             .map(|(_, c)| c.markers.clone())
             .unwrap_or_default();
@@ -289,7 +293,7 @@ impl Engine {
                 });
                 // The newest checkpoint carries the markers too young to go.
                 if n.saturating_add(1) == ends.len() && !young.is_empty() {
-                    body["markers"] = json!(young);
+                    body["markers"] = young.iter().map(Marker::to_json).collect();
                 }
                 let name = checkpoint_name(j.seq, j.committed_at);
                 let bytes = serde_json::to_vec(&body).map_err(|e| Error::storage(e.to_string()))?;
@@ -320,7 +324,7 @@ impl Engine {
                 // No checkpoint to carry them: the journals of young markers wait.
                 None => {
                     let young: std::collections::HashSet<&String> =
-                        young.iter().map(|(k, _)| k).collect();
+                        young.iter().map(|m| &m.key).collect();
                     collected.retain(|k| {
                         bodies.get(k).is_none_or(|j| {
                             !j.transactions.iter().any(|tx| {
@@ -427,7 +431,7 @@ impl Engine {
         id: &str,
         journals: &[String],
         bodies: &mut HashMap<String, Journal>,
-    ) -> Result<Vec<(String, i64)>> {
+    ) -> Result<Vec<Marker>> {
         let missing: Vec<String> = journals
             .iter()
             .filter(|k| !bodies.contains_key(*k))
@@ -454,10 +458,11 @@ impl Engine {
             .flat_map(|j| {
                 j.transactions.iter().filter_map(move |tx| {
                     let h = tx.idempotency_hash()?;
-                    Some((
-                        self.layout().idempotency(resource, &fc.field, id, &h),
-                        j.committed_at,
-                    ))
+                    Some(Marker {
+                        key: self.layout().idempotency(resource, &fc.field, id, &h),
+                        at: j.committed_at,
+                        tx: Some(tx.id.clone()),
+                    })
                 })
             })
             .collect())
@@ -468,20 +473,30 @@ impl Engine {
     /// marker at the same key, which must not go with the old one. Vanished ones drop out.
     async fn sort_markers(
         &self,
-        candidates: Vec<(String, i64)>,
+        candidates: Vec<Marker>,
         cutoff: i64,
-    ) -> Result<(Vec<String>, Vec<(String, i64)>)> {
+    ) -> Result<(Vec<String>, Vec<Marker>)> {
         // A marker can only be newer than its batch: those young by their batch's time are.
         let (check, mut young): (Vec<_>, Vec<_>) =
-            candidates.into_iter().partition(|(_, at)| *at < cutoff);
-        let read: Vec<Result<Option<(String, i64)>>> = futures::stream::iter(check)
-            .map(|(key, at)| async move {
-                Ok(self.store().get(&key).await?.map(|obj| {
-                    let stored = serde_json::from_slice::<Value>(&obj.bytes)
-                        .ok()
-                        .and_then(|v| v["at"].as_i64())
-                        .unwrap_or(at);
-                    (key, stored)
+            candidates.into_iter().partition(|m| m.at < cutoff);
+        let read: Vec<Result<Option<Marker>>> = futures::stream::iter(check)
+            .map(|m| async move {
+                let Some(obj) = self.store().get(&m.key).await? else {
+                    return Ok(None);
+                };
+                let v = serde_json::from_slice::<Value>(&obj.bytes).unwrap_or(Value::Null);
+                let stored_tx = v["transaction"]["id"].as_str();
+                // Another transaction's marker at the same key (the key reused since): not
+                // this one to collect; its own batch brings it in time.
+                if m.tx
+                    .as_deref()
+                    .is_some_and(|t| stored_tx.is_some_and(|s| s != t))
+                {
+                    return Ok(None);
+                }
+                Ok(Some(Marker {
+                    at: v["at"].as_i64().unwrap_or(m.at),
+                    ..m
                 }))
             })
             .buffered(self.config().mark_applied_concurrency.max(1))
@@ -490,8 +505,8 @@ impl Engine {
         let mut due = Vec::new();
         for r in read {
             match r? {
-                Some((key, at)) if at < cutoff => due.push(key),
-                Some(marker) => young.push(marker),
+                Some(m) if m.at < cutoff => due.push(m.key),
+                Some(m) => young.push(m),
                 None => {}
             }
         }

@@ -46,9 +46,36 @@ pub(crate) struct Checkpoint {
     pub at: i64,
     /// Every path's value after it.
     pub values: BTreeMap<String, Decimal>,
-    /// Idempotency markers of collected transactions, with their batch's commit time, still
-    /// too young to go (see [`crate::gc`]).
-    pub markers: Vec<(String, i64)>,
+    /// Idempotency markers of collected transactions still too young to go (see
+    /// [`crate::gc`]).
+    pub markers: Vec<Marker>,
+}
+
+/// An idempotency marker GC is to collect: its key, its batch's commit time, and the
+/// transaction it stands for (a key reused later gets a new marker at the same key, which is
+/// not this one).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Marker {
+    /// The marker's key.
+    pub key: String,
+    /// When its batch was committed (or the marker written, once read).
+    pub at: i64,
+    /// The id of the transaction it names, when known.
+    pub tx: Option<String>,
+}
+
+impl Marker {
+    /// As a checkpoint stores it: `[key, at, tx]`.
+    pub(crate) fn to_json(&self) -> Value {
+        serde_json::json!([self.key, self.at, self.tx])
+    }
+    fn from_json(v: &Value) -> Option<Marker> {
+        Some(Marker {
+            key: v.get(0)?.as_str()?.to_string(),
+            at: v.get(1)?.as_i64()?,
+            tx: v.get(2).and_then(Value::as_str).map(str::to_string),
+        })
+    }
 }
 
 impl Checkpoint {
@@ -60,7 +87,8 @@ impl Checkpoint {
             .map(|(p, v)| (p.clone(), Value::String(v.to_string())))
             .collect();
         serde_json::to_vec(&serde_json::json!({
-            "seq": self.seq, "at": self.at, "values": values, "markers": self.markers,
+            "seq": self.seq, "at": self.at, "values": values,
+            "markers": self.markers.iter().map(Marker::to_json).collect::<Vec<_>>(),
         }))
         .unwrap_or_default()
     }
@@ -85,13 +113,7 @@ impl Checkpoint {
                 .unwrap_or_default(),
             markers: v["markers"]
                 .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|m| {
-                            Some((m.get(0)?.as_str()?.to_string(), m.get(1)?.as_i64()?))
-                        })
-                        .collect()
-                })
+                .map(|a| a.iter().filter_map(Marker::from_json).collect())
                 .unwrap_or_default(),
         })
     }

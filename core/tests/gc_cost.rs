@@ -85,8 +85,8 @@ async fn keyed_add(i: &Instance, k: &str) -> tally_core::MutationResult {
         .unwrap()
 }
 
-#[tokio::test]
-async fn markers_go_with_their_transactions_and_never_before_the_window() {
+/// A sync-mode instance with GC retention 0, on a manual clock, with record `w1` at 0.
+async fn retention_zero() -> (Arc<dyn Store>, Arc<ManualClock>, Instance) {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let clock = ManualClock::new(1_767_261_600_000);
     let options = json!({ "resources": { "wallets": ["balance"] }, "consolidation": { "mode": "sync" },
@@ -96,6 +96,12 @@ async fn markers_go_with_their_transactions_and_never_before_the_window() {
     w.insert(&json!({ "id": "w1", "balance": 0 }))
         .await
         .unwrap();
+    (store, clock, i)
+}
+
+#[tokio::test]
+async fn markers_go_with_their_transactions_and_never_before_the_window() {
+    let (store, clock, i) = retention_zero().await;
     for k in ["a", "b"] {
         keyed_add(&i, k).await;
     }
@@ -136,5 +142,33 @@ async fn markers_go_with_their_transactions_and_never_before_the_window() {
         value(add(&i, "balance", "w1", 1.0).await),
         Some(5.0),
         "recalculate-safe after every GC"
+    );
+}
+
+#[tokio::test]
+async fn gc_never_collects_another_transactions_marker_at_the_same_key() {
+    let (store, clock, i) = retention_zero().await;
+    keyed_add(&i, "a").await;
+    clock.advance(1);
+    i.engine.run_gc().await.unwrap();
+    // Meanwhile (another GC collected it, and the key was used again) the marker at that key
+    // names another transaction.
+    let markers = list_all(store.as_ref(), "db/i/").await.unwrap();
+    assert_eq!(markers.len(), 1);
+    let other = json!({ "transaction": { "id": "tx-1-someoneelse" }, "at": 1 });
+    store
+        .put(
+            &markers[0],
+            serde_json::to_vec(&other).unwrap(),
+            tally_core::store::PutMode::Overwrite,
+        )
+        .await
+        .unwrap();
+    clock.advance(16 * 60 * 1000);
+    i.engine.run_gc().await.unwrap();
+    assert_eq!(
+        list_all(store.as_ref(), "db/i/").await.unwrap(),
+        markers,
+        "GC collected a marker that is not the one it carried"
     );
 }
