@@ -155,6 +155,15 @@ fn num(v: Option<Value>) -> Option<f64> {
     v.and_then(|v| v.as_f64())
 }
 
+/// Inserts host record `w1` with `data`, then runs what the plugin's afterInsert hook runs.
+async fn insert_with_hook(host: &FakeHost, records: &HostRecords, data: Value) {
+    host.insert("w1", data.clone());
+    let Value::Object(inserted) = data else {
+        unreachable!()
+    };
+    records.inserted("wallets", "w1", &inserted).await.unwrap();
+}
+
 fn setup() -> (Arc<FakeHost>, SharedStore) {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     (Arc::new(FakeHost::default()), store)
@@ -282,11 +291,7 @@ async fn a_forgotten_record_created_again_starts_from_its_own_value() {
     mutate(&e, "balance", "w1", Op::Add, 9.0).await;
     host.records.lock().unwrap().remove("w1");
     records.forget("wallets", "w1").await.unwrap();
-    host.insert("w1", json!({ "id": "w1", "balance": 1 }));
-    let Value::Object(inserted) = json!({ "id": "w1", "balance": 1 }) else {
-        unreachable!()
-    };
-    records.inserted("wallets", "w1", &inserted).await.unwrap();
+    insert_with_hook(&host, &records, json!({ "id": "w1", "balance": 1 })).await;
     assert_eq!(
         common::value(mutate(&e, "balance", "w1", Op::Add, 1.0).await),
         Some(2.0)
@@ -477,10 +482,7 @@ async fn a_deletion_racing_a_consolidation_leaves_no_state_behind() {
         Value::Null,
         "waits for the hook"
     );
-    let Value::Object(inserted) = json!({ "id": "w1", "balance": 1 }) else {
-        unreachable!()
-    };
-    records.inserted("wallets", "w1", &inserted).await.unwrap();
+    insert_with_hook(&host, &records, json!({ "id": "w1", "balance": 1 })).await;
     assert_eq!(consolidate(&e, "balance", "w1").await.as_f64(), Some(6.0));
     assert_eq!(num(host.field("w1", "balance")), Some(6.0));
 }
@@ -495,11 +497,7 @@ async fn a_record_deleted_without_forget_is_retired_by_gc_before_it_returns() {
     // Deleted behind the plugin's back (a crash before its afterDelete hook ran).
     host.records.lock().unwrap().remove("w1");
     e.run_gc().await.unwrap();
-    host.insert("w1", json!({ "id": "w1", "balance": 0 }));
-    let Value::Object(inserted) = json!({ "id": "w1", "balance": 0 }) else {
-        unreachable!()
-    };
-    records.inserted("wallets", "w1", &inserted).await.unwrap();
+    insert_with_hook(&host, &records, json!({ "id": "w1", "balance": 0 })).await;
     mutate(&e, "balance", "w1", Op::Add, 1.0).await;
     assert_eq!(
         consolidate(&e, "balance", "w1").await.as_f64(),
@@ -518,11 +516,7 @@ async fn a_late_write_of_a_deleted_record_never_becomes_the_base_of_the_next_one
     assert_eq!(consolidate(&e, "balance", "w1").await.as_f64(), Some(5.0));
     host.records.lock().unwrap().remove("w1");
     records.forget("wallets", "w1").await.unwrap();
-    host.insert("w1", json!({ "id": "w1", "balance": 1 }));
-    let Value::Object(inserted) = json!({ "id": "w1", "balance": 1 }) else {
-        unreachable!()
-    };
-    records.inserted("wallets", "w1", &inserted).await.unwrap();
+    insert_with_hook(&host, &records, json!({ "id": "w1", "balance": 1 })).await;
     // A host write of the old record (its 5) that was in flight lands now.
     host.records
         .lock()
