@@ -3,7 +3,7 @@
 
 use crate::amount::truncate;
 use crate::cohort::cohorts_of;
-use crate::config::FieldConfig;
+use crate::config::{FieldConfig, Period};
 use crate::engine::Engine;
 use crate::error::{Error, ErrorCode, Result};
 use crate::keys::split_record_key;
@@ -47,6 +47,21 @@ impl Engine {
         field: &str,
         record: Option<&str>,
     ) -> Result<Vec<Transaction>> {
+        Ok(self
+            .pending_named(resource, field, record)
+            .await?
+            .into_iter()
+            .map(|(_, tx)| tx)
+            .collect())
+    }
+
+    /// [`Engine::pending_transactions`], each with its key name (under its record's folder).
+    pub(crate) async fn pending_named(
+        &self,
+        resource: &str,
+        field: &str,
+        record: Option<&str>,
+    ) -> Result<Vec<(String, Transaction)>> {
         let fc = self.field_config(resource, field)?;
         let mut out = Vec::new();
         let prefix = self.layout().pending_field(resource, &fc.field);
@@ -64,7 +79,7 @@ impl Engine {
                 .read_pending(resource, &fc, &id, &record_prefix, name)
                 .await?
             {
-                out.push(tx);
+                out.push((name.to_string(), tx));
             }
         }
         Ok(out)
@@ -162,9 +177,12 @@ impl Engine {
     }
 
     /// `getCohortStats(r, f)`: per local hour of the last `consolidation.window` hours (most
-    /// recent first), how many stored transactions are pending and applied.
+    /// recent first), how many transactions are pending and applied. With analytics on, the
+    /// applied ones are the materialized hour points' (GC does not change them) and the cost
+    /// is that of the pending transactions; without, the transactions stored (GC removes
+    /// applied ones), read from the journals.
     pub async fn cohort_stats(&self, resource: &str, field: &str) -> Result<Value> {
-        let all = self.field_transactions(resource, field, None).await?;
+        self.field_config(resource, field)?;
         let zone = self.zone();
         let now = self.now_ms();
         let hours = self.config().window_h.ceil().max(1.0) as i64;
@@ -179,18 +197,40 @@ impl Engine {
                 labels.push(label);
             }
         }
-        for (tx, applied) in all
-            .pending
-            .iter()
-            .map(|t| (t, false))
-            .chain(all.applied.iter().map(|t| (t, true)))
-        {
-            if let Some(c) = counts.get_mut(&cohorts_of(tx.timestamp_ms, zone).hour) {
+        let mut count = |ms: i64, applied: bool| {
+            if let Some(c) = counts.get_mut(&cohorts_of(ms, zone).hour) {
                 if applied {
                     c.1 = c.1.saturating_add(1);
                 } else {
                     c.0 = c.0.saturating_add(1);
                 }
+            }
+        };
+        if self.config().analytics_enabled {
+            let fold = self.read_fold_state(resource, field).await?;
+            let mut hours = labels.clone();
+            hours.sort();
+            let points = self
+                .materialized_points(resource, field, &fold, Period::Hour, Some(&hours))
+                .await?;
+            let (pending, _) = self.unfolded_pending(resource, field, &fold).await?;
+            for f in &pending {
+                count(f.timestamp_ms, false);
+            }
+            for (label, p) in points {
+                if let Some(c) = counts.get_mut(&label) {
+                    c.1 = c.1.saturating_add(p.count);
+                }
+            }
+        } else {
+            let all = self.field_transactions(resource, field, None).await?;
+            for (tx, applied) in all
+                .pending
+                .iter()
+                .map(|t| (t, false))
+                .chain(all.applied.iter().map(|t| (t, true)))
+            {
+                count(tx.timestamp_ms, applied);
             }
         }
         Ok(Value::Array(

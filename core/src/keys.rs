@@ -227,7 +227,8 @@ impl Layout {
     pub fn analytics_fold(&self, resource: &str, field: &str) -> String {
         format!("{}a/{resource}/{field}/fold", self.prefix)
     }
-    /// A packed analytics object of a field (`h/YYYY-MM`, `y/YYYY`, or a prefix of those).
+    /// A packed analytics object of a field (`h/YYYY-MM`, `y/YYYY`, `t/<label>`, or a prefix
+    /// of those).
     pub fn analytics_object(&self, resource: &str, field: &str, name: &str) -> String {
         format!("{}a/{resource}/{field}/{name}", self.prefix)
     }

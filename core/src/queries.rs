@@ -13,12 +13,15 @@ use crate::analytics::calendar::{
     range,
 };
 use crate::analytics::materialized::{Seen, add_pending};
-use crate::analytics::points::{Fact, PointSet, aggregate, fill_gaps, top_records};
+use crate::analytics::points::{
+    Fact, PointSet, aggregate, fill_gaps, rank_records, tally_facts, top_records,
+};
 use crate::cohort::parse_timestamp;
 use crate::config::Period;
-use crate::consolidate::FieldState;
+use crate::consolidate::{FieldState, key_token};
 use crate::engine::Engine;
 use crate::error::{Error, ErrorCode, Result};
+use crate::rollups::FoldState;
 use chrono_tz::Tz;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -315,6 +318,19 @@ impl Plan {
         }
     }
 
+    /// Whether a transaction at `ms` is in the cohorts a top-records plan asks for (every
+    /// transaction for other plans).
+    pub fn wants(&self, ms: i64, zone: Tz) -> bool {
+        match self {
+            Plan::Top {
+                period,
+                wanted: Some(w),
+                ..
+            } => w.contains(&cohort_label(ms, *period, zone)),
+            _ => true,
+        }
+    }
+
     /// The one record asked for (`recordId`), if any.
     pub fn record(&self) -> Option<&str> {
         match self {
@@ -356,17 +372,10 @@ impl Plan {
             Plan::Points { period, .. } => {
                 self.render_points(aggregate(facts, *period, env.zone), env)
             }
-            Plan::Top {
-                period,
-                wanted,
-                metric,
-                limit,
-            } => {
-                let chosen = facts.into_iter().filter(|f| {
-                    wanted.as_ref().is_none_or(|w| {
-                        w.contains(&cohort_label(f.timestamp_ms, *period, env.zone))
-                    })
-                });
+            Plan::Top { metric, limit, .. } => {
+                let chosen = facts
+                    .into_iter()
+                    .filter(|f| self.wants(f.timestamp_ms, env.zone));
                 Value::Array(top_records(chosen, metric, *limit))
             }
             Plan::Raw(_) => Value::Array(Vec::new()),
@@ -375,6 +384,59 @@ impl Plan {
 }
 
 impl Engine {
+    /// The pending transactions of a field that materialized objects read as of fold state
+    /// `fold` do not hold, with the cohorts each pending record already counts in. A pending
+    /// key a committed batch applied (its deletion still to come) is left out once that batch
+    /// is folded, so nothing counts twice. One GET of bookkeeping per pending record.
+    pub(crate) async fn unfolded_pending(
+        &self,
+        resource: &str,
+        field: &str,
+        fold: &FoldState,
+    ) -> Result<(Vec<Fact>, HashMap<String, Seen>)> {
+        let pending = self.pending_named(resource, field, None).await?;
+        let mut states: HashMap<String, FieldState> = HashMap::new();
+        for (_, tx) in &pending {
+            if !states.contains_key(&tx.original_id) {
+                let state = self
+                    .records()
+                    .bookkeeping(resource, &tx.original_id)
+                    .await?
+                    .map(|m| FieldState::of(&m, field))
+                    .unwrap_or_default();
+                states.insert(tx.original_id.clone(), state);
+            }
+        }
+        let facts = pending
+            .iter()
+            .filter(|(name, tx)| {
+                let Some(state) = states.get(&tx.original_id) else {
+                    return true;
+                };
+                let Some(done) = &state.done else {
+                    return true;
+                };
+                // `done` holds one entry per batch, the newest (batch `seq`) last.
+                let token = key_token(name);
+                let Some(back) = done
+                    .iter()
+                    .rev()
+                    .position(|(_, t)| t.iter().any(|k| k == token))
+                else {
+                    return true;
+                };
+                let seq = state.seq.saturating_sub(back as u64);
+                !fold.has_folded(&crate::keys::id_segment(&tx.original_id), seq)
+            })
+            .map(|(_, tx)| Fact::from(tx))
+            .collect();
+        let seen = states
+            .into_iter()
+            .map(|(id, s)| (id, Seen::from_json(s.seen.as_ref())))
+            .collect();
+        Ok((facts, seen))
+    }
+
     async fn facts(
         &self,
         resource: &str,
@@ -430,34 +492,39 @@ impl Engine {
         {
             // Materialized: the packed objects holding the cohorts, plus pending transactions
             // on request.
+            let fold = self.read_fold_state(resource, field).await?;
             let mut pts = self
-                .materialized_points(resource, field, *period, cohorts.as_deref())
+                .materialized_points(resource, field, &fold, *period, cohorts.as_deref())
                 .await?;
             if plan.include_pending() {
-                let pending: Vec<Fact> = self
-                    .pending_transactions(resource, field, None)
-                    .await?
-                    .iter()
-                    .map(Fact::from)
-                    .collect();
-                // Each pending record's bookkeeping tells in which cohorts it already counts.
-                let mut seen = HashMap::new();
-                for f in &pending {
-                    if !seen.contains_key(&*f.record_id) {
-                        let state = self
-                            .records()
-                            .load(resource, &f.record_id)
-                            .await?
-                            .map(|r| FieldState::of(&r.meta, field).seen);
-                        seen.insert(
-                            f.record_id.to_string(),
-                            Seen::from_json(state.flatten().as_ref()),
-                        );
-                    }
-                }
+                let (pending, seen) = self.unfolded_pending(resource, field, &fold).await?;
                 add_pending(&mut pts, &pending, &seen, *period, env.zone);
             }
             return Ok(plan.render_points(pts, &env));
+        }
+        if let Plan::Top {
+            period,
+            wanted,
+            metric,
+            limit,
+        } = &plan
+            && self.config().analytics_enabled
+        {
+            // Materialized: the cohorts' top objects, plus the pending transactions in them.
+            let fold = self.read_fold_state(resource, field).await?;
+            if let Some(mut by) = self
+                .materialized_top(resource, field, &fold, *period, wanted.as_deref())
+                .await?
+            {
+                let (pending, _) = self.unfolded_pending(resource, field, &fold).await?;
+                tally_facts(
+                    &mut by,
+                    pending
+                        .iter()
+                        .filter(|f| plan.wants(f.timestamp_ms, env.zone)),
+                );
+                return Ok(Value::Array(rank_records(by, metric, *limit)));
+            }
         }
         let facts = self
             .facts(resource, field, plan.include_pending(), plan.record())

@@ -14,6 +14,10 @@
 //!   per packed object; whether fold `seq` writes that plan to the packed objects; and how
 //!   many folds have dropped entries from `keys`.
 //! - `h/<YYYY-MM>`, `y/<YYYY>`: packed points `{fold, p}`; `fold` is the last fold written in.
+//! - `t/<label>`: the same for one cohort's top object, its points by record id (see
+//!   [`crate::analytics::materialized`]). The fold state's `top` says since when folds carry
+//!   them: 0 for a field whose analytics began with them, else the time this version first
+//!   folded (a cohort that began earlier is answered from the journals).
 //!
 //! A fold reads `fold`, then LISTs the inbox: a listed entry is in `keys` (folded, deletion
 //! pending) or new. Then it reads `fold` again (version `v`) while it checks the new entries,
@@ -46,22 +50,25 @@
 
 use crate::analytics::calendar::Label;
 use crate::analytics::materialized::{
-    Delta, Packed, delta_from_json, delta_to_json, merge_packed, objects_for, packed_from_json,
-    packed_to_json,
+    Delta, Packed, delta_from_json, delta_to_json, is_top_object, merge_packed, objects_for,
+    packed_from_json, packed_to_json, top_object,
 };
 use crate::analytics::points::PointSet;
 use crate::consolidate::{FieldState, RECENT_BATCHES};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::store::{PutMode, StoreError, Version, delete_all, list_all};
-use futures::StreamExt;
 use futures::channel::oneshot;
+use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-/// A plan is written to the packed objects (flushed) once it holds more points than this…
+/// A plan is written to the packed objects (flushed) once it holds more cohort points than
+/// this…
 const FLUSH_POINTS: usize = 256;
+/// …or more points of top objects than this (one per record and cohort)…
+const FLUSH_TOP_POINTS: usize = 1024;
 /// …or names more folded entries than this.
 const FLUSH_KEYS: usize = 64;
 
@@ -98,6 +105,9 @@ pub(crate) struct FoldBody {
     /// batch is a late or duplicated create of one already folded and deleted, never folded
     /// again.
     folded: BTreeMap<String, Folded>,
+    /// Since when (this engine's clock) every fold carries top objects; `None` in a state
+    /// written by an earlier version.
+    top: Option<i64>,
 }
 
 /// How long a fold state remembers the last batch it folded per record (as
@@ -226,18 +236,23 @@ impl FoldBody {
                         .collect()
                 })
                 .unwrap_or_default(),
+            top: v["top"].as_i64(),
         })
     }
 
     fn to_json(&self) -> Value {
-        json!({
+        let mut v = json!({
             "seq": self.seq,
             "keys": self.keys,
             "plan": delta_to_json(&self.plan),
             "flush": self.flush,
             "trim": self.trim,
             "folded": self.folded.iter().map(|(k, f)| (k.clone(), json!([f.low, f.above, f.at]))).collect::<serde_json::Map<String, Value>>(),
-        })
+        });
+        if let Some(top) = self.top {
+            v["top"] = json!(top);
+        }
+        v
     }
 }
 
@@ -779,8 +794,15 @@ impl Engine {
             let mut keys: BTreeSet<String> = state.keys.difference(&scan.gone).cloned().collect();
             keys.extend(chosen.iter().cloned());
             let trimmed = state.keys.iter().any(|k| !keys.contains(k));
-            let points: usize = plan.values().map(BTreeMap::len).sum();
-            let flush = points > FLUSH_POINTS || keys.len() > FLUSH_KEYS;
+            let count = |top: bool| -> usize {
+                plan.iter()
+                    .filter(|(o, _)| is_top_object(o) == top)
+                    .map(|(_, p)| p.len())
+                    .sum()
+            };
+            let flush = count(false) > FLUSH_POINTS
+                || count(true) > FLUSH_TOP_POINTS
+                || keys.len() > FLUSH_KEYS;
             let seq = state.seq.saturating_add(1);
             let written = Arc::new(FoldBody {
                 seq,
@@ -789,6 +811,12 @@ impl Engine {
                 flush,
                 trim: state.trim.saturating_add(u64::from(trimmed)),
                 folded: state.folded_after(&chosen, &scan.pending, self.now_ms()),
+                // A field's first fold starts complete; a state of an earlier version from now.
+                top: Some(match (state.top, &state.version) {
+                    (Some(t), _) => t,
+                    (None, None) => 0,
+                    (None, Some(_)) => self.now_ms(),
+                }),
             });
             let body = serde_json::to_vec(&written.to_json())
                 .map_err(|e| Error::storage(e.to_string()))?;
@@ -879,16 +907,17 @@ impl Engine {
     }
 
     /// The materialized points of `labels` (all of one period), or of every cohort of the
-    /// period with data when `labels` is `None`. Reads the fold state and the packed objects
-    /// holding them; a committed fold not yet written to an object is applied in memory.
+    /// period with data when `labels` is `None`, as of fold state `state`. Reads the packed
+    /// objects holding them; a committed fold not yet written to an object is applied in
+    /// memory.
     pub(crate) async fn materialized_points(
         &self,
         resource: &str,
         field: &str,
+        state: &FoldState,
         period: crate::config::Period,
         labels: Option<&[Label]>,
     ) -> Result<PointSet> {
-        let state = self.read_fold_state(resource, field).await?;
         let names: Vec<String> = match labels {
             Some(l) => objects_for(l),
             None => {
@@ -897,29 +926,118 @@ impl Engine {
                 } else {
                     "y/"
                 };
-                let prefix = self.layout().analytics_object(resource, field, kind);
-                let mut names: BTreeSet<String> = list_all(self.store().as_ref(), &prefix)
+                self.objects_named(resource, field, state, kind, |_| true)
                     .await?
-                    .into_iter()
-                    .filter_map(|k| k.strip_prefix(&prefix).map(|s| format!("{kind}{s}")))
-                    .collect();
-                // Objects of the plan may not have been written yet.
-                names.extend(state.plan.keys().filter(|o| o.starts_with(kind)).cloned());
-                names.into_iter().collect()
             }
         };
         let wanted = |label: &str| label_period(label) == Some(period);
         let mut out = PointSet::new();
-        for name in names {
-            let mut obj = self.read_packed(resource, field, &name).await?;
-            if obj.fold < state.seq
-                && let Some(delta) = state.plan.get(&name)
-            {
-                merge_packed(&mut obj.points, delta);
-            }
-            out.extend(obj.points.into_iter().filter(|(l, _)| wanted(l)));
+        for (_, points) in self.read_as_of(resource, field, state, names).await? {
+            out.extend(points.into_iter().filter(|(l, _)| wanted(l)));
         }
         Ok(out)
+    }
+
+    /// The names of the packed objects `<kind><rest>` with `keep(rest)`: those stored (one
+    /// LIST) and those of the state's plan, which may not have been written yet.
+    async fn objects_named(
+        &self,
+        resource: &str,
+        field: &str,
+        state: &FoldState,
+        kind: &str,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Vec<String>> {
+        let prefix = self.layout().analytics_object(resource, field, kind);
+        let stored = list_all(self.store().as_ref(), &prefix).await?;
+        let planned = state.plan.keys().filter_map(|o| o.strip_prefix(kind));
+        let names: BTreeSet<String> = stored
+            .iter()
+            .filter_map(|k| k.strip_prefix(&prefix))
+            .chain(planned)
+            .filter(|rest| keep(rest))
+            .map(|rest| format!("{kind}{rest}"))
+            .collect();
+        Ok(names.into_iter().collect())
+    }
+
+    /// Packed objects as of fold state `state` (side by side): each as stored, with the
+    /// state's plan applied in memory where the object is behind it.
+    async fn read_as_of(
+        &self,
+        resource: &str,
+        field: &str,
+        state: &FoldState,
+        names: Vec<String>,
+    ) -> Result<Vec<(String, Packed)>> {
+        futures::stream::iter(names)
+            .map(|name| async move {
+                let mut obj = self.read_packed(resource, field, &name).await?;
+                if obj.fold < state.seq
+                    && let Some(delta) = state.plan.get(&name)
+                {
+                    merge_packed(&mut obj.points, delta);
+                }
+                Ok((name, obj.points))
+            })
+            .buffered(16)
+            .try_collect()
+            .await
+    }
+
+    /// Per record, the count and sum of its folded transactions in the cohorts `labels` (of
+    /// `period`; every cohort of the period when `None`), from the cohorts' top objects as of
+    /// fold state `state`. `None` when some of those cohorts began before folds carried top
+    /// objects (see the module doc): the caller answers from the journals.
+    pub(crate) async fn materialized_top(
+        &self,
+        resource: &str,
+        field: &str,
+        state: &FoldState,
+        period: crate::config::Period,
+        labels: Option<&[Label]>,
+    ) -> Result<Option<BTreeMap<String, (u64, rust_decimal::Decimal)>>> {
+        let since = match (state.top, &state.version) {
+            (_, None) => 0,
+            (Some(t), Some(_)) => t,
+            (None, Some(_)) => return Ok(None),
+        };
+        let first_complete = crate::analytics::calendar::cohort_label(since, period, self.zone());
+        let names: Vec<String> = match labels {
+            Some(l) => {
+                if since > 0 && l.iter().any(|c| *c <= first_complete) {
+                    return Ok(None);
+                }
+                l.iter().map(|c| top_object(c)).collect()
+            }
+            None => {
+                if since > 0 {
+                    return Ok(None);
+                }
+                self.objects_named(resource, field, state, "t/", |l| {
+                    label_period(l) == Some(period)
+                })
+                .await?
+            }
+        };
+        let mut by: BTreeMap<String, (u64, rust_decimal::Decimal)> = BTreeMap::new();
+        for (_, points) in self.read_as_of(resource, field, state, names).await? {
+            for (record, p) in points {
+                let e = by.entry(record).or_default();
+                e.0 = e.0.saturating_add(p.count);
+                e.1 = e.1.saturating_add(p.sum);
+            }
+        }
+        Ok(Some(by))
+    }
+}
+
+impl FoldState {
+    /// Whether batch `seq` of the record with key segment `segment` is folded as of this
+    /// state (as far as it remembers, see [`FoldBody::folded`]): its transactions count in
+    /// the materialized objects read as of this state.
+    pub(crate) fn has_folded(&self, segment: &str, seq: u64) -> bool {
+        self.folded_already(&format!("{segment}/{seq:010}"))
     }
 }
 

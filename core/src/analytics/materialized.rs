@@ -6,6 +6,10 @@
 //! year (`y/YYYY`; a week lives in its ISO year), so a year by day, a month by hour or a year
 //! by week is one object. A record's bookkeeping keeps the cohorts it has already counted in
 //! ([`Seen`]), so `recordCount` is incremented exactly once per record and cohort.
+//!
+//! Each cohort of every period also has a top object (`t/<label>`) holding one point per
+//! record active in it, keyed by record id: `getTopRecords` reads those instead of the
+//! journals.
 
 use super::calendar::{Label, cohort_label};
 use super::points::{Fact, Point};
@@ -38,6 +42,16 @@ pub fn object_of(label: &str) -> String {
     } else {
         format!("y/{}", &label[..label.len().min(4)])
     }
+}
+
+/// The top object of a cohort: per record, its transactions in the cohort.
+pub fn top_object(label: &str) -> String {
+    format!("t/{label}")
+}
+
+/// Whether a packed object name is a top object.
+pub fn is_top_object(name: &str) -> bool {
+    name.starts_with("t/")
 }
 
 /// The packed objects holding the cohorts `labels`, without repeats, in order.
@@ -115,8 +129,9 @@ impl Seen {
     }
 }
 
-/// What one record's batch of transactions adds to every cohort of the four periods. `seen`
-/// is the record's memory of cohorts it already counts in; it is updated (and pruned).
+/// What one record's batch of transactions adds to every cohort of the four periods, and to
+/// each cohort's top object. `seen` is the record's memory of cohorts it already counts in;
+/// it is updated (and pruned).
 pub fn batch_delta<'a>(
     facts: impl IntoIterator<Item = &'a Fact>,
     seen: &mut Seen,
@@ -126,6 +141,7 @@ pub fn batch_delta<'a>(
     for f in facts {
         for (i, period) in PERIODS.iter().enumerate() {
             let label = cohort_label(f.timestamp_ms, *period, zone);
+            let top = top_object(&label);
             let first = seen.insert(i, &label);
             let p = delta
                 .entry(object_of(&label))
@@ -136,6 +152,12 @@ pub fn batch_delta<'a>(
             if first {
                 p.distinct = p.distinct.saturating_add(1);
             }
+            delta
+                .entry(top)
+                .or_default()
+                .entry(f.record_id.to_string())
+                .or_default()
+                .add_value(f);
         }
     }
     seen.prune();
@@ -325,8 +347,12 @@ mod tests {
                 for f in chunk { by_record.entry(&f.record_id).or_default().push(f); }
                 for (r, batch) in by_record {
                     let d = batch_delta(batch, seens.entry(r.to_string()).or_default(), zone);
-                    for packed in d.values() {
-                        for (l, p) in packed { total.entry(l.clone()).or_default().merge(p); }
+                    for (name, packed) in &d {
+                        for (l, p) in packed {
+                            // A top object's points are by record: `t/<label>` + record.
+                            let key = if is_top_object(name) { format!("{name}+{l}") } else { l.clone() };
+                            total.entry(key).or_default().merge(p);
+                        }
                     }
                 }
             }
@@ -336,6 +362,13 @@ mod tests {
                     prop_assert_eq!((got.count, got.sum, got.min, got.max, &got.operations),
                         (expect.count, expect.sum, expect.min, expect.max, &expect.operations));
                     prop_assert_eq!(got.distinct, expect.records.len() as u64);
+                    // Each record's point in the cohort's top object: its own transactions.
+                    for r in &expect.records {
+                        let mine: Vec<Fact> = fs.iter().filter(|f| &f.record_id == r).cloned().collect();
+                        let alone = &aggregate(&mine, period, zone)[&label];
+                        let top = &total[&format!("{}+{r}", top_object(&label))];
+                        prop_assert_eq!((top.count, top.sum), (alone.count, alone.sum));
+                    }
                 }
             }
         }

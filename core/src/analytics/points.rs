@@ -436,20 +436,41 @@ pub fn top_records<'a>(
     metric: &str,
     limit: usize,
 ) -> Vec<Value> {
-    let mut by: BTreeMap<&str, (u64, Decimal)> = BTreeMap::new();
+    let mut by: BTreeMap<String, (u64, Decimal)> = BTreeMap::new();
+    tally_facts(&mut by, facts);
+    rank_records(by, metric, limit)
+}
+
+/// Adds each fact to its record's `(count, sum)`.
+pub fn tally_facts<'a>(
+    by: &mut BTreeMap<String, (u64, Decimal)>,
+    facts: impl IntoIterator<Item = &'a Fact>,
+) {
     for f in facts {
-        let e = by.entry(&*f.record_id).or_default();
+        let e = match by.get_mut(&*f.record_id) {
+            Some(e) => e,
+            None => by.entry(f.record_id.to_string()).or_default(),
+        };
         e.0 = e.0.saturating_add(1);
         e.1 = e.1.saturating_add(f.signed());
     }
-    let mut rows: Vec<(&str, u64, Decimal)> = by.into_iter().map(|(r, (c, s))| (r, c, s)).collect();
+}
+
+/// [`top_records`] from each record's `(count, sum)`.
+pub fn rank_records(
+    by: BTreeMap<String, (u64, Decimal)>,
+    metric: &str,
+    limit: usize,
+) -> Vec<Value> {
+    let mut rows: Vec<(String, u64, Decimal)> =
+        by.into_iter().map(|(r, (c, s))| (r, c, s)).collect();
     rows.sort_by(|a, b| {
         let primary = if metric == "totalValue" {
             b.2.cmp(&a.2)
         } else {
             b.1.cmp(&a.1)
         };
-        primary.then_with(|| a.0.cmp(b.0))
+        primary.then_with(|| a.0.cmp(&b.0))
     });
     rows.into_iter()
         .take(limit)

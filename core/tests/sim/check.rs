@@ -280,6 +280,25 @@ pub fn analytics_queries() -> Vec<(&'static str, Vec<tally_core::Arg>)> {
             "getAnalytics",
             vec![Arg::Json(serde_json::json!({ "period": "hour" }))],
         ),
+        // Top records from the cohorts' top objects, against the same transactions.
+        (
+            "getTopRecords",
+            vec![Arg::Json(
+                serde_json::json!({ "period": "day", "date": "2025-11", "limit": 20 }),
+            )],
+        ),
+        (
+            "getTopRecords",
+            vec![Arg::Json(
+                serde_json::json!({ "period": "hour", "sortBy": "totalValue", "limit": 20 }),
+            )],
+        ),
+        (
+            "getTopRecords",
+            vec![Arg::Json(
+                serde_json::json!({ "period": "week", "date": "2025", "limit": 3 }),
+            )],
+        ),
     ]
 }
 
