@@ -207,13 +207,15 @@ impl Engine {
             }
         };
         if self.config().analytics_enabled {
-            let fold = self.read_fold_state(resource, field).await?;
+            let named = self.pending_named(resource, field, None).await?;
             let mut hours = labels.clone();
             hours.sort();
-            let points = self
-                .materialized_points(resource, field, &fold, Period::Hour, Some(&hours))
+            let (view, points) = self
+                .materialized_points(resource, field, true, Period::Hour, Some(&hours))
                 .await?;
-            let (pending, _) = self.unfolded_pending(resource, field, &fold).await?;
+            let (pending, _) = self
+                .unfolded_pending(resource, field, &named, &view)
+                .await?;
             for f in &pending {
                 count(f.timestamp_ms, false);
             }

@@ -21,6 +21,7 @@
 pub mod admin;
 pub mod amount;
 pub mod analytics;
+pub mod analytics_view;
 pub mod calls;
 pub mod clock;
 pub mod cohort;

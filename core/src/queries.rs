@@ -12,19 +12,17 @@ use crate::analytics::calendar::{
     breakdown, cohort_label, last_n, parse_day, parse_hour, parse_month, parse_week, parse_year,
     range,
 };
-use crate::analytics::materialized::{Seen, add_pending};
+use crate::analytics::materialized::add_pending;
 use crate::analytics::points::{
     Fact, PointSet, aggregate, fill_gaps, rank_records, tally_facts, top_records,
 };
+use crate::analytics_view::top_cover;
 use crate::cohort::parse_timestamp;
 use crate::config::Period;
-use crate::consolidate::{FieldState, key_token};
 use crate::engine::Engine;
 use crate::error::{Error, ErrorCode, Result};
-use crate::rollups::FoldState;
 use chrono_tz::Tz;
 use serde_json::{Map, Value};
-use std::collections::HashMap;
 
 fn arg(args: &[Arg], i: usize) -> &Arg {
     args.get(i).unwrap_or(&Arg::Undefined)
@@ -143,6 +141,8 @@ pub enum Plan {
     Top {
         /// The period `wanted` is in.
         period: Period,
+        /// The cohort asked for (`date` or `cohort`), when given.
+        date: Option<String>,
         /// Only transactions of these cohorts, when given.
         wanted: Option<Vec<String>>,
         /// `transactionCount` or `totalValue`.
@@ -268,6 +268,7 @@ impl Plan {
                 };
                 Ok(Plan::Top {
                     period,
+                    date: cohort.map(str::to_string),
                     wanted,
                     metric: metric.to_string(),
                     limit,
@@ -384,59 +385,6 @@ impl Plan {
 }
 
 impl Engine {
-    /// The pending transactions of a field that materialized objects read as of fold state
-    /// `fold` do not hold, with the cohorts each pending record already counts in. A pending
-    /// key a committed batch applied (its deletion still to come) is left out once that batch
-    /// is folded, so nothing counts twice. One GET of bookkeeping per pending record.
-    pub(crate) async fn unfolded_pending(
-        &self,
-        resource: &str,
-        field: &str,
-        fold: &FoldState,
-    ) -> Result<(Vec<Fact>, HashMap<String, Seen>)> {
-        let pending = self.pending_named(resource, field, None).await?;
-        let mut states: HashMap<String, FieldState> = HashMap::new();
-        for (_, tx) in &pending {
-            if !states.contains_key(&tx.original_id) {
-                let state = self
-                    .records()
-                    .bookkeeping(resource, &tx.original_id)
-                    .await?
-                    .map(|m| FieldState::of(&m, field))
-                    .unwrap_or_default();
-                states.insert(tx.original_id.clone(), state);
-            }
-        }
-        let facts = pending
-            .iter()
-            .filter(|(name, tx)| {
-                let Some(state) = states.get(&tx.original_id) else {
-                    return true;
-                };
-                let Some(done) = &state.done else {
-                    return true;
-                };
-                // `done` holds one entry per batch, the newest (batch `seq`) last.
-                let token = key_token(name);
-                let Some(back) = done
-                    .iter()
-                    .rev()
-                    .position(|(_, t)| t.iter().any(|k| k == token))
-                else {
-                    return true;
-                };
-                let seq = state.seq.saturating_sub(back as u64);
-                !fold.has_folded(&crate::keys::id_segment(&tx.original_id), seq)
-            })
-            .map(|(_, tx)| Fact::from(tx))
-            .collect();
-        let seen = states
-            .into_iter()
-            .map(|(id, s)| (id, Seen::from_json(s.seen.as_ref())))
-            .collect();
-        Ok((facts, seen))
-    }
-
     async fn facts(
         &self,
         resource: &str,
@@ -492,18 +440,25 @@ impl Engine {
         {
             // Materialized: the packed objects holding the cohorts, plus pending transactions
             // on request.
-            let fold = self.read_fold_state(resource, field).await?;
-            let mut pts = self
-                .materialized_points(resource, field, &fold, *period, cohorts.as_deref())
+            let with_pending = plan.include_pending();
+            let named = match with_pending {
+                true => self.pending_named(resource, field, None).await?,
+                false => Vec::new(),
+            };
+            let (view, mut pts) = self
+                .materialized_points(resource, field, with_pending, *period, cohorts.as_deref())
                 .await?;
-            if plan.include_pending() {
-                let (pending, seen) = self.unfolded_pending(resource, field, &fold).await?;
+            if with_pending {
+                let (pending, seen) = self
+                    .unfolded_pending(resource, field, &named, &view)
+                    .await?;
                 add_pending(&mut pts, &pending, &seen, *period, env.zone);
             }
             return Ok(plan.render_points(pts, &env));
         }
         if let Plan::Top {
             period,
+            date,
             wanted,
             metric,
             limit,
@@ -511,12 +466,15 @@ impl Engine {
             && self.config().analytics_enabled
         {
             // Materialized: the cohorts' top objects, plus the pending transactions in them.
-            let fold = self.read_fold_state(resource, field).await?;
-            if let Some(mut by) = self
-                .materialized_top(resource, field, &fold, *period, wanted.as_deref())
+            let named = self.pending_named(resource, field, None).await?;
+            let cover = top_cover(*period, date.as_deref(), wanted.as_deref());
+            if let Some((view, mut by)) = self
+                .materialized_top(resource, field, cover.as_deref())
                 .await?
             {
-                let (pending, _) = self.unfolded_pending(resource, field, &fold).await?;
+                let (pending, _) = self
+                    .unfolded_pending(resource, field, &named, &view)
+                    .await?;
                 tally_facts(
                     &mut by,
                     pending

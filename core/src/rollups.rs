@@ -48,18 +48,16 @@
 //! contribution, two of its folds never check the same entry at the same time, and the
 //! state it last read or wrote is parsed once.
 
-use crate::analytics::calendar::Label;
 use crate::analytics::materialized::{
-    Delta, Packed, delta_from_json, delta_to_json, is_top_object, merge_packed, objects_for,
-    packed_from_json, packed_to_json, top_object,
+    Delta, Packed, delta_from_json, delta_to_json, is_top_object, lacks_top, merge_packed,
+    packed_from_json, packed_to_json,
 };
-use crate::analytics::points::PointSet;
 use crate::consolidate::{FieldState, RECENT_BATCHES};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::store::{PutMode, StoreError, Version, delete_all, list_all};
+use futures::StreamExt;
 use futures::channel::oneshot;
-use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -76,7 +74,7 @@ const FLUSH_KEYS: usize = 64;
 #[derive(Debug, Default)]
 pub(crate) struct FoldState {
     body: Arc<FoldBody>,
-    version: Option<Version>,
+    pub(crate) version: Option<Version>,
 }
 
 impl std::ops::Deref for FoldState {
@@ -89,11 +87,11 @@ impl std::ops::Deref for FoldState {
 /// The content of a fold state (never changed once read: a fold writes a new one).
 #[derive(Debug, Default)]
 pub(crate) struct FoldBody {
-    seq: u64,
+    pub(crate) seq: u64,
     /// Entries folded since the last flush that may still exist.
     keys: BTreeSet<String>,
     /// The contribution of the folds since the packed objects were last written.
-    plan: Delta,
+    pub(crate) plan: Delta,
     /// Whether the fold `seq` writes `plan` to the packed objects (and a later fold must
     /// finish that before starting a new plan).
     flush: bool,
@@ -107,7 +105,7 @@ pub(crate) struct FoldBody {
     folded: BTreeMap<String, Folded>,
     /// Since when (this engine's clock) every fold carries top objects; `None` in a state
     /// written by an earlier version.
-    top: Option<i64>,
+    pub(crate) top: Option<i64>,
 }
 
 /// How long a fold state remembers the last batch it folded per record (as
@@ -403,9 +401,9 @@ impl Drop for InFlight<'_> {
 }
 
 /// A packed object as read.
-struct PackedObject {
-    fold: u64,
-    points: Packed,
+pub(crate) struct PackedObject {
+    pub(crate) fold: u64,
+    pub(crate) points: Packed,
     version: Option<Version>,
 }
 
@@ -531,7 +529,12 @@ impl Engine {
         }
     }
 
-    async fn read_packed(&self, resource: &str, field: &str, name: &str) -> Result<PackedObject> {
+    pub(crate) async fn read_packed(
+        &self,
+        resource: &str,
+        field: &str,
+        name: &str,
+    ) -> Result<PackedObject> {
         let key = self.layout().analytics_object(resource, field, name);
         let Some(obj) = self.store().get(&key).await? else {
             return Ok(PackedObject {
@@ -701,6 +704,22 @@ impl Engine {
         })
     }
 
+    /// Read only: the fold state, then the inbox, with each entry it did not fold checked.
+    /// Returns the state, the committed entries not folded in it (with their contribution)
+    /// and the names of the entries whose batch is not known to be committed yet.
+    pub(crate) async fn scan_committed(
+        &self,
+        resource: &str,
+        field: &str,
+    ) -> Result<(FoldState, Vec<(String, Arc<Delta>)>, Vec<String>)> {
+        let inbox = self.layout().analytics_inbox(resource, field);
+        let mut scan = self.scan_fold(resource, field, None).await?;
+        let names = std::mem::take(&mut scan.pending);
+        let checked = self.check_entries(resource, field, names).await;
+        scan.sort(&inbox, checked)?;
+        Ok((scan.state, scan.foreign, scan.pending))
+    }
+
     /// Checks foreign entries in parallel.
     async fn check_entries(
         &self,
@@ -811,8 +830,17 @@ impl Engine {
                 flush,
                 trim: state.trim.saturating_add(u64::from(trimmed)),
                 folded: state.folded_after(&chosen, &scan.pending, self.now_ms()),
-                // A field's first fold starts complete; a state of an earlier version from now.
+                // A field's first fold starts complete; a state of an earlier version, or an
+                // entry of one (cohort points without top objects), from now.
                 top: Some(match (state.top, &state.version) {
+                    _ if own
+                        .iter()
+                        .map(|(_, d)| *d)
+                        .chain(scan.foreign.iter().map(|(_, d)| &**d))
+                        .any(lacks_top) =>
+                    {
+                        self.now_ms()
+                    }
                     (Some(t), _) => t,
                     (None, None) => 0,
                     (None, Some(_)) => self.now_ms(),
@@ -905,144 +933,10 @@ impl Engine {
         }
         Ok((name.to_string(), obj))
     }
-
-    /// The materialized points of `labels` (all of one period), or of every cohort of the
-    /// period with data when `labels` is `None`, as of fold state `state`. Reads the packed
-    /// objects holding them; a committed fold not yet written to an object is applied in
-    /// memory.
-    pub(crate) async fn materialized_points(
-        &self,
-        resource: &str,
-        field: &str,
-        state: &FoldState,
-        period: crate::config::Period,
-        labels: Option<&[Label]>,
-    ) -> Result<PointSet> {
-        let names: Vec<String> = match labels {
-            Some(l) => objects_for(l),
-            None => {
-                let kind = if period == crate::config::Period::Hour {
-                    "h/"
-                } else {
-                    "y/"
-                };
-                self.objects_named(resource, field, state, kind, |_| true)
-                    .await?
-            }
-        };
-        let wanted = |label: &str| label_period(label) == Some(period);
-        let mut out = PointSet::new();
-        for (_, points) in self.read_as_of(resource, field, state, names).await? {
-            out.extend(points.into_iter().filter(|(l, _)| wanted(l)));
-        }
-        Ok(out)
-    }
-
-    /// The names of the packed objects `<kind><rest>` with `keep(rest)`: those stored (one
-    /// LIST) and those of the state's plan, which may not have been written yet.
-    async fn objects_named(
-        &self,
-        resource: &str,
-        field: &str,
-        state: &FoldState,
-        kind: &str,
-        keep: impl Fn(&str) -> bool,
-    ) -> Result<Vec<String>> {
-        let prefix = self.layout().analytics_object(resource, field, kind);
-        let stored = list_all(self.store().as_ref(), &prefix).await?;
-        let planned = state.plan.keys().filter_map(|o| o.strip_prefix(kind));
-        let names: BTreeSet<String> = stored
-            .iter()
-            .filter_map(|k| k.strip_prefix(&prefix))
-            .chain(planned)
-            .filter(|rest| keep(rest))
-            .map(|rest| format!("{kind}{rest}"))
-            .collect();
-        Ok(names.into_iter().collect())
-    }
-
-    /// Packed objects as of fold state `state` (side by side): each as stored, with the
-    /// state's plan applied in memory where the object is behind it.
-    async fn read_as_of(
-        &self,
-        resource: &str,
-        field: &str,
-        state: &FoldState,
-        names: Vec<String>,
-    ) -> Result<Vec<(String, Packed)>> {
-        futures::stream::iter(names)
-            .map(|name| async move {
-                let mut obj = self.read_packed(resource, field, &name).await?;
-                if obj.fold < state.seq
-                    && let Some(delta) = state.plan.get(&name)
-                {
-                    merge_packed(&mut obj.points, delta);
-                }
-                Ok((name, obj.points))
-            })
-            .buffered(16)
-            .try_collect()
-            .await
-    }
-
-    /// Per record, the count and sum of its folded transactions in the cohorts `labels` (of
-    /// `period`; every cohort of the period when `None`), from the cohorts' top objects as of
-    /// fold state `state`. `None` when some of those cohorts began before folds carried top
-    /// objects (see the module doc): the caller answers from the journals.
-    pub(crate) async fn materialized_top(
-        &self,
-        resource: &str,
-        field: &str,
-        state: &FoldState,
-        period: crate::config::Period,
-        labels: Option<&[Label]>,
-    ) -> Result<Option<BTreeMap<String, (u64, rust_decimal::Decimal)>>> {
-        let since = match (state.top, &state.version) {
-            (_, None) => 0,
-            (Some(t), Some(_)) => t,
-            (None, Some(_)) => return Ok(None),
-        };
-        let first_complete = crate::analytics::calendar::cohort_label(since, period, self.zone());
-        let names: Vec<String> = match labels {
-            Some(l) => {
-                if since > 0 && l.iter().any(|c| *c <= first_complete) {
-                    return Ok(None);
-                }
-                l.iter().map(|c| top_object(c)).collect()
-            }
-            None => {
-                if since > 0 {
-                    return Ok(None);
-                }
-                self.objects_named(resource, field, state, "t/", |l| {
-                    label_period(l) == Some(period)
-                })
-                .await?
-            }
-        };
-        let mut by: BTreeMap<String, (u64, rust_decimal::Decimal)> = BTreeMap::new();
-        for (_, points) in self.read_as_of(resource, field, state, names).await? {
-            for (record, p) in points {
-                let e = by.entry(record).or_default();
-                e.0 = e.0.saturating_add(p.count);
-                e.1 = e.1.saturating_add(p.sum);
-            }
-        }
-        Ok(Some(by))
-    }
-}
-
-impl FoldState {
-    /// Whether batch `seq` of the record with key segment `segment` is folded as of this
-    /// state (as far as it remembers, see [`FoldBody::folded`]): its transactions count in
-    /// the materialized objects read as of this state.
-    pub(crate) fn has_folded(&self, segment: &str, seq: u64) -> bool {
-        self.folded_already(&format!("{segment}/{seq:010}"))
-    }
 }
 
 /// The period of a cohort label, by its shape.
-fn label_period(label: &str) -> Option<crate::config::Period> {
+pub(crate) fn label_period(label: &str) -> Option<crate::config::Period> {
     use crate::config::Period;
     match label.len() {
         13 => Some(Period::Hour),

@@ -95,16 +95,22 @@ async fn top_records_and_cohort_stats_read_a_few_objects_whatever_the_history() 
             json!({ "period": "month" }),
             vec![row("c", 70, 210.0), row("a", 40, 40.0), row("b", 40, 80.0)],
         ),
+        // The hours of a day add up to the day: its top object, not 24 of them.
+        (
+            json!({ "period": "hour", "date": "2026-01-06" }),
+            vec![row("c", 30, 90.0)],
+        ),
     ];
     for (options, expected) in cases {
         let before = counting.counts();
         let got = top(&i, options.clone()).await;
         let used = counting.counts().since(&before);
         assert_eq!(rows(&got), expected, "{options}");
-        // The fold state, the top object(s), the pending LIST (and the LIST of top objects
-        // when no date is given): not a GET per journal.
+        // The fold state and one top object; LISTs of the pending keys and of the inbox (and
+        // of the top objects when no date is given): not a GET per journal.
+        let lists = if options.get("date").is_some() { 2 } else { 3 };
         assert!(
-            used.get <= 2 && used.list <= 2 && used.writes() == 0,
+            used.get <= 2 && used.list <= lists && used.writes() == 0,
             "{options}: {used:?}"
         );
     }
@@ -113,7 +119,7 @@ async fn top_records_and_cohort_stats_read_a_few_objects_whatever_the_history() 
     let before = counting.counts();
     let stats = i.engine.cohort_stats("wallets", "balance").await.unwrap();
     let used = counting.counts().since(&before);
-    assert!(used.get <= 3 && used.list <= 1, "{used:?}");
+    assert!(used.get <= 2 && used.list <= 2, "{used:?}");
     assert_eq!(stats.as_array().unwrap().len(), 6);
     assert_eq!(
         stats[0],
@@ -240,5 +246,75 @@ async fn a_field_folded_by_an_earlier_version_answers_from_its_journals() {
     assert_eq!(
         rows(&top(&i, json!({ "period": "month" })).await),
         vec![row("b", 3, 8.0), row("a", 2, 2.0)]
+    );
+}
+
+/// The fold state's bytes, and its key.
+async fn fold_state(store: &Arc<dyn Store>) -> (String, Vec<u8>) {
+    let key = "db/a/wallets/balance/fold".to_string();
+    let bytes = store.get(&key).await.unwrap().unwrap().bytes.to_vec();
+    (key, bytes)
+}
+
+#[tokio::test]
+async fn a_batch_committed_but_not_folded_yet_still_counts() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let clock = ManualClock::new(START);
+    let i = instance(store.clone(), config("sync"), Some(clock.clone()), 4);
+    let w = wallets(&i).await;
+    w.insert(&json!({ "id": "a" })).await.unwrap();
+    add(&i, "balance", "a", 1.0).await;
+    let (key, before) = fold_state(&store).await;
+    // The second batch commits and its keys go, but its fold is lost (the state is put back
+    // as it was): its inbox entry waits for the next fold.
+    add(&i, "balance", "a", 2.0).await;
+    store.put(&key, before, PutMode::Overwrite).await.unwrap();
+    assert!(list_all(store.as_ref(), "db/t/").await.unwrap().is_empty());
+    let day = json!({ "period": "day", "date": "2026-01-05" });
+    assert_eq!(rows(&top(&i, day.clone()).await), vec![row("a", 2, 3.0)]);
+    let stats = i.engine.cohort_stats("wallets", "balance").await.unwrap();
+    assert_eq!(stats[0]["applied"], json!(2));
+    let with_pending = json!({ "period": "day", "date": "2026-01-05", "includePending": true });
+    assert_eq!(
+        query(&i, "getAnalytics", with_pending).await[0]["sum"],
+        json!(3.0)
+    );
+}
+
+#[tokio::test]
+async fn a_late_pending_key_counts_once_after_its_fold_is_forgotten() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let clock = ManualClock::new(START);
+    let i = instance(store.clone(), config("async"), Some(clock.clone()), 5);
+    let w = wallets(&i).await;
+    w.insert(&json!({ "id": "a" })).await.unwrap();
+    w.insert(&json!({ "id": "b" })).await.unwrap();
+    add(&i, "balance", "a", 5.0).await;
+    let key = list_all(store.as_ref(), "db/t/").await.unwrap().remove(0);
+    let kept = store.get(&key).await.unwrap().unwrap().bytes.to_vec();
+    i.engine
+        .consolidate("wallets", Some("balance"), "a")
+        .await
+        .unwrap();
+    store.put(&key, kept, PutMode::Create).await.unwrap();
+    // Twenty minutes on, folds of another record forget which batches of `a` they folded.
+    for _ in 0..2 {
+        clock.advance(20 * 60_000);
+        add(&i, "balance", "b", 1.0).await;
+        i.engine
+            .consolidate("wallets", Some("balance"), "b")
+            .await
+            .unwrap();
+    }
+    let (_, state) = fold_state(&store).await;
+    let state: Value = serde_json::from_slice(&state).unwrap();
+    assert!(
+        state["folded"].get("a").is_none(),
+        "the fold state still remembers a: {state}"
+    );
+    let day = json!({ "period": "day", "date": "2026-01-05" });
+    assert_eq!(
+        rows(&top(&i, day).await),
+        vec![row("b", 2, 2.0), row("a", 1, 5.0)]
     );
 }

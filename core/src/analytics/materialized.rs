@@ -54,6 +54,12 @@ pub fn is_top_object(name: &str) -> bool {
     name.starts_with("t/")
 }
 
+/// Whether a contribution was written by a version before top objects: cohort points, and
+/// no top object.
+pub fn lacks_top(d: &Delta) -> bool {
+    d.keys().any(|o| !is_top_object(o)) && !d.keys().any(|o| is_top_object(o))
+}
+
 /// The packed objects holding the cohorts `labels`, without repeats, in order.
 pub fn objects_for(labels: &[Label]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
@@ -309,6 +315,11 @@ mod tests {
         let day = &d["y/2025"]["2025-01-01"];
         assert_eq!((day.count, day.sum, day.distinct), (3, Decimal::from(9), 1));
         assert_eq!(point_from_stored(&json!([1, "x", "0", "0", 1, {}])), None);
+        // Every batch carries top objects; one without them comes from an earlier version.
+        assert!(!lacks_top(&d) && !lacks_top(&Delta::new()));
+        let mut old = d.clone();
+        old.retain(|o, _| !is_top_object(o));
+        assert!(lacks_top(&old));
     }
 
     #[test]
