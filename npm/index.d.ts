@@ -268,6 +268,39 @@ export interface CohortStat {
   total: number;
 }
 
+/** One record's pending transactions of a field (`getPendingSummary`). */
+export interface PendingSummary {
+  recordId: string;
+  count: number;
+  /** ISO 8601 timestamp of the oldest. */
+  oldest: string;
+}
+
+/** One field of a record as `inspect` shows it. */
+export interface InspectedField {
+  field: string;
+  /** The stored value (`null` when the record does not exist). */
+  value: unknown;
+  pending: { count: number; oldest: string | null };
+  /** Batches consolidated into this incarnation of the record. */
+  batches: number;
+  /** ISO 8601 time of the last consolidation, when known. */
+  lastConsolidatedAt: string | null;
+  deadLetters: DeadLetter[];
+  /** Who holds the field's background-pass lease, if anyone. */
+  lease: { owner: string; expiresAt: string } | null;
+}
+
+/** Everything known of one record (`inspect`). */
+export interface Inspection {
+  resource: string;
+  id: string;
+  /** `waiting`: transactions pending for a record that does not exist yet. */
+  state: 'live' | 'deleted' | 'waiting' | 'unknown';
+  data: Record<string, unknown> | null;
+  fields: InspectedField[];
+}
+
 export interface StartedEvent { resource: string; field: string; cohort: { timezone: string } }
 export interface StoppedEvent { resource: string; field: string }
 export interface ConsolidatedEvent {
@@ -322,6 +355,10 @@ export class EventualConsistencyPlugin extends EventEmitter<EventualConsistencyE
   runGC(): Promise<void>;
   getStatus(): Promise<PluginStatus>;
   getCohortStats(resource: string, field: string): Promise<CohortStat[]>;
+  /** The pending transactions of a field by record, oldest first. */
+  getPendingSummary(resource: string, field: string): Promise<PendingSummary[]>;
+  /** Everything known of one record: value, pending, last consolidation, dead letters, lease. */
+  inspect(resource: string, id: string): Promise<Inspection>;
   getDeadLetters(resource: string, field: string): Promise<DeadLetter[]>;
   retryDeadLetter(resource: string, field: string, recordId: string, name: string): Promise<Transaction>;
   discardDeadLetter(resource: string, field: string, recordId: string, name: string): Promise<void>;

@@ -345,6 +345,21 @@ impl NativePlugin {
             .napi()
     }
 
+    /// `getPendingSummary(r, f)`: pending transactions by record, oldest first.
+    #[napi]
+    pub async fn pending_summary(&self, resource: String, field: String) -> napi::Result<Value> {
+        self.engine()?
+            .pending_summary(&resource, &field)
+            .await
+            .napi()
+    }
+
+    /// `inspect(r, id)`: everything known of one record.
+    #[napi]
+    pub async fn inspect(&self, resource: String, id: String) -> napi::Result<Value> {
+        self.engine()?.inspect(&resource, &id).await.napi()
+    }
+
     /// `getCohortStats(r, f)`.
     #[napi]
     pub async fn cohort_stats(&self, resource: String, field: String) -> napi::Result<Value> {

@@ -35,6 +35,7 @@ pub mod events;
 pub mod gc;
 pub mod history;
 pub mod host;
+pub mod inspect;
 pub mod keys;
 pub mod migrate;
 pub mod queries;

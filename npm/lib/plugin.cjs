@@ -363,6 +363,17 @@ class EventualConsistencyPlugin extends EventEmitter {
     return this._track(wrap(this._native.discardDeadLetter(String(resource), String(field), String(recordId), String(name))));
   }
 
+  /** The pending transactions of a field by record: `[{ recordId, count, oldest }]`, oldest first. */
+  async getPendingSummary(resource, field) {
+    return wrap(this._native.pendingSummary(String(resource), String(field)));
+  }
+
+  /** Everything known of one record: value, pending, last consolidation, dead letters, lease. */
+  async inspect(resource, id) {
+    this._now();
+    return wrap(this._native.inspect(String(resource), String(id)));
+  }
+
   async getCohortStats(resource, field) {
     this._now();
     return wrap(this._native.cohortStats(resource, field));

@@ -51,4 +51,7 @@ test('a tarball from npm pack works from an empty folder through import and requ
     const out = execFileSync(process.execPath, [file], { cwd: app, encoding: 'utf8' });
     assert.match(out, /balance=5/, kind);
   }
+  // The CLI is the package's bin, with its dependencies installed alongside.
+  const help = execFileSync(join(app, 'node_modules', '.bin', 'tally-ec'), ['--help'], { cwd: app, encoding: 'utf8' });
+  assert.match(help, /Usage: tally-ec/);
 });

@@ -30,6 +30,10 @@ async function usage(): Promise<void> {
   console.log(top[0]?.recordId);
   const runs = await plugin.consolidateAll();
   console.log(runs.get('wallets.balance')?.transactionsApplied);
+  const record = await plugin.inspect('wallets', 'w1');
+  if (record.state === 'waiting') console.log(record.fields[0]?.pending.oldest, record.fields[0]?.lease?.owner);
+  const waiting = await plugin.getPendingSummary('wallets', 'balance');
+  console.log(waiting[0]?.recordId, waiting[0]?.count);
 }
 void usage;
 

@@ -1,0 +1,140 @@
+//! Operator views for the `tally-ec` CLI: the pending transactions of a field by record, and
+//! everything Tally knows of one record (value, pending, last consolidation, dead letters,
+//! lease), so "why is w1 not updating?" has an answer.
+
+use crate::cohort::iso_timestamp;
+use crate::consolidate::FieldState;
+use crate::engine::Engine;
+use crate::error::Result;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// One record's pending transactions of a field: how many, and the oldest timestamp.
+#[derive(Debug, Default, Clone, Copy)]
+struct Waiting {
+    count: u64,
+    oldest: i64,
+}
+
+fn waiting_json(w: Option<&Waiting>) -> Value {
+    match w {
+        Some(w) => json!({ "count": w.count, "oldest": iso_timestamp(w.oldest) }),
+        None => json!({ "count": 0, "oldest": null }),
+    }
+}
+
+impl Engine {
+    async fn waiting(
+        &self,
+        resource: &str,
+        field: &str,
+        record: Option<&str>,
+    ) -> Result<BTreeMap<String, Waiting>> {
+        let mut by: BTreeMap<String, Waiting> = BTreeMap::new();
+        for tx in self.pending_transactions(resource, field, record).await? {
+            let w = by.entry(tx.original_id.clone()).or_insert(Waiting {
+                count: 0,
+                oldest: tx.timestamp_ms,
+            });
+            w.count = w.count.saturating_add(1);
+            w.oldest = w.oldest.min(tx.timestamp_ms);
+        }
+        Ok(by)
+    }
+
+    /// The pending transactions of a field by record: `[{ recordId, count, oldest }]`, oldest
+    /// first. One LIST page per 1,000 pending transactions (and a GET for those whose key
+    /// name does not carry them whole).
+    pub async fn pending_summary(&self, resource: &str, field: &str) -> Result<Value> {
+        let fc = self.field_config(resource, field)?;
+        let mut rows: Vec<(String, Waiting)> = self
+            .waiting(resource, &fc.field, None)
+            .await?
+            .into_iter()
+            .collect();
+        rows.sort_by(|a, b| (a.1.oldest, &a.0).cmp(&(b.1.oldest, &b.0)));
+        Ok(Value::Array(
+            rows.iter()
+                .map(|(id, w)| {
+                    json!({ "recordId": id, "count": w.count, "oldest": iso_timestamp(w.oldest) })
+                })
+                .collect(),
+        ))
+    }
+
+    /// The lease of a field's background passes: `{ owner, expiresAt }`, or `null` when none
+    /// is held (never taken, released or expired).
+    async fn lease_holder(&self, resource: &str, field: &str) -> Result<Value> {
+        let key = self.layout().lease(resource, field);
+        let Some(obj) = self.store().get(&key).await? else {
+            return Ok(Value::Null);
+        };
+        let v: Value = serde_json::from_slice(&obj.bytes).unwrap_or(Value::Null);
+        let owner = v["owner"].as_str().unwrap_or("");
+        let expires = v["expiresAt"].as_i64().unwrap_or(0);
+        if owner.is_empty() || expires <= self.now_ms() {
+            return Ok(Value::Null);
+        }
+        Ok(json!({ "owner": owner, "expiresAt": iso_timestamp(expires) }))
+    }
+
+    /// Everything known of one record, per configured field of its resource: `{ resource,
+    /// id, state, data, fields: [{ field, value, pending: {count, oldest}, batches,
+    /// lastConsolidatedAt, deadLetters, lease }] }`. `state` is `live`, `deleted` (a
+    /// tombstone), `waiting` (transactions pending for a record that does not exist yet) or
+    /// `unknown`.
+    pub async fn inspect(&self, resource: &str, id: &str) -> Result<Value> {
+        let rc = self.resource_config(resource)?;
+        crate::keys::check_record_id(id)?;
+        let record = self.records().load(resource, id).await?;
+        let meta = match &record {
+            Some(r) => Some(r.meta.clone()),
+            None => self.records().bookkeeping(resource, id).await?,
+        };
+        let mut fields = Vec::new();
+        let mut pending_total: u64 = 0;
+        for fc in &rc.fields {
+            let waiting = self.waiting(resource, &fc.field, Some(id)).await?;
+            let mine = waiting.get(id);
+            pending_total = pending_total.saturating_add(mine.map_or(0, |w| w.count));
+            let state = meta
+                .as_ref()
+                .map(|m| FieldState::of(m, &fc.field))
+                .unwrap_or_default();
+            let last = state
+                .batch
+                .as_deref()
+                .and_then(crate::gc::parse_batch)
+                .and_then(|(_, at)| at)
+                .map(iso_timestamp);
+            let dead: Vec<Value> = self
+                .dead_letters(resource, &fc.field)
+                .await?
+                .into_iter()
+                .filter(|d| d["recordId"].as_str() == Some(id))
+                .collect();
+            fields.push(json!({
+                "field": fc.field,
+                "value": record.as_ref().and_then(|r| r.data.get(&fc.field).cloned()),
+                "pending": waiting_json(mine),
+                "batches": state.seq.saturating_sub(state.base),
+                "lastConsolidatedAt": last,
+                "deadLetters": dead,
+                "lease": self.lease_holder(resource, &fc.field).await?,
+            }));
+        }
+        let state = match (&record, &meta) {
+            (Some(_), _) => "live",
+            (None, Some(_)) if pending_total == 0 => "deleted",
+            (None, _) if pending_total > 0 => "waiting",
+            _ => "unknown",
+        };
+        Ok(json!({
+            "resource": resource,
+            "id": id,
+            "state": state,
+            "data": record.as_ref().map(|r| Value::Object(r.data.clone())),
+            "fields": fields,
+        }))
+    }
+}

@@ -1,0 +1,149 @@
+// The tally-ec CLI as real processes, on a folder store and (when the local S3 server runs)
+// on S3: results, exit codes, and no secret in anything it prints.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL, fileURLToPath } from 'node:url';
+import { S3db } from '../index.js';
+import { plugin, WALLET_ATTRIBUTES } from './helpers.mjs';
+
+const BIN = fileURLToPath(new URL('../bin/tally-ec.mjs', import.meta.url));
+const OPTIONS = { resources: { wallets: ['balance'] }, analytics: { enabled: true } };
+
+/** Runs `tally-ec args…` against `store`; returns its exit code and output. */
+function cli(store, args, env = {}) {
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, TALLY_CONNECTION: store.connection, TALLY_CONFIG: store.config, ...env },
+    timeout: 60_000,
+  });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+function json(store, args) {
+  const r = cli(store, [...args, '--json']);
+  assert.equal(r.code, 0, `tally-ec ${args.join(' ')}: ${r.err}`);
+  return JSON.parse(r.out);
+}
+
+/** A store with w1 (five adds of 5), w2 (one of 3) and transactions for a record not created. */
+async function seeded(connection) {
+  const dir = mkdtempSync(join(tmpdir(), 'tally-cli-'));
+  const config = join(dir, 'config.json');
+  writeFileSync(config, JSON.stringify(OPTIONS));
+  const db = new S3db({ connectionString: connection });
+  await db.connect();
+  const wallets = await db.createResource({ name: 'wallets', attributes: WALLET_ATTRIBUTES });
+  await db.usePlugin(plugin({ ...OPTIONS, consolidation: { auto: false } }));
+  await wallets.insert({ id: 'w1' });
+  await wallets.insert({ id: 'w2' });
+  for (let i = 0; i < 5; i += 1) await wallets.add('w1', 5);
+  await wallets.add('w2', 3);
+  await wallets.add('ghost', 1);
+  await db.disconnect();
+  return { connection, config, dir };
+}
+
+/** The whole operator flow on one store. */
+async function flow(connection) {
+  const store = await seeded(connection);
+  const status = json(store, ['status']);
+  assert.deepEqual(status.fields, [{ resource: 'wallets', field: 'balance', pending: 7, deadLetters: 0 }]);
+  assert.equal(status.analytics, true);
+  const pending = json(store, ['pending']);
+  assert.deepEqual(
+    pending[0].records.map((p) => [p.recordId, p.count]),
+    [['w1', 5], ['w2', 1], ['ghost', 1]],
+  );
+  assert.equal(json(store, ['pending', 'wallets', 'balance', '--limit', '1'])[0].records.length, 1);
+  const ghost = json(store, ['inspect', 'wallets', 'ghost']);
+  assert.equal(ghost.state, 'waiting');
+  assert.equal(ghost.fields[0].pending.count, 1);
+  const human = cli(store, ['inspect', 'wallets', 'ghost']);
+  assert.match(human.out, /does not exist yet/);
+  const run = json(store, ['consolidate']);
+  assert.deepEqual(run.fields, [{ resource: 'wallets', field: 'balance', records: 2, transactions: 6, waiting: 1, errors: 0 }]);
+  const w1 = json(store, ['inspect', 'wallets', 'w1']);
+  assert.equal(w1.state, 'live');
+  assert.equal(w1.fields[0].value, 25);
+  assert.equal(w1.fields[0].batches, 1);
+  assert.ok(Date.parse(w1.fields[0].lastConsolidatedAt) > 0);
+  assert.deepEqual(json(store, ['recalculate', 'wallets', 'w1']).values, [{ id: 'w1', field: 'balance', value: 25 }]);
+  // Events as CSV: a header and one line per transaction, the waiting one not applied.
+  const csv = cli(store, ['export', 'wallets', 'balance', '--format', 'csv']);
+  assert.equal(csv.code, 0, csv.err);
+  const lines = csv.out.trim().split('\n');
+  assert.equal(lines[0].split(',')[1], 'originalId');
+  assert.equal(lines.length, 8);
+  const applied = lines.slice(1).map((l) => l.split(',')[7]);
+  assert.deepEqual(applied.sort(), ['false', 'true', 'true', 'true', 'true', 'true', 'true']);
+  const points = cli(store, ['export', 'wallets', 'balance', '--points', 'day']).out.trim().split('\n').map((l) => JSON.parse(l));
+  assert.equal(points.length, 1);
+  assert.deepEqual([points[0].count, points[0].sum, points[0].recordCount], [6, 28, 2]);
+  assert.deepEqual(json(store, ['dead-letters', 'list']), []);
+  assert.equal(json(store, ['gc']).fields.length, 1);
+  return store;
+}
+
+test('the operator flow on a folder store', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tally-cli-data-'));
+  await flow(pathToFileURL(dir).href);
+});
+
+test('the operator flow on the local S3 server, with no secret in any output', async (t) => {
+  const endpoint = process.env.TALLY_S3_ENDPOINT;
+  if (!endpoint) {
+    assert.ok(!process.env.TALLY_S3_REQUIRED, 'TALLY_S3_REQUIRED is set but no S3 server is running');
+    t.skip('no TALLY_S3_ENDPOINT (scripts/test.sh starts the server)');
+    return;
+  }
+  const url = new URL(endpoint);
+  const secret = process.env.TALLY_S3_SECRET_KEY ?? 'test';
+  url.username = process.env.TALLY_S3_ACCESS_KEY ?? 'test';
+  url.password = encodeURIComponent(secret);
+  url.pathname = `/tally-node/cli-${process.pid}-${Date.now()}/app`;
+  const store = await flow(url.href);
+  const outputs = [
+    cli(store, ['status']),
+    cli(store, ['inspect', 'wallets', 'w1']),
+    cli(store, ['export', 'wallets', 'balance']),
+    cli(store, ['inspect', 'nope', 'w1']),
+  ];
+  // A bucket that does not exist: a storage error, exit 3, and still no secret.
+  const missing = new URL(url.href);
+  missing.pathname = '/no-such-bucket-tally/app';
+  const failed = cli(store, ['status'], { TALLY_CONNECTION: missing.href });
+  assert.equal(failed.code, 3, failed.err);
+  for (const r of [...outputs, failed]) {
+    assert.ok(secret.length >= 4 && !`${r.out}${r.err}`.includes(secret), `the secret key appeared in: ${r.out}${r.err}`);
+  }
+});
+
+test('exit codes and messages scripts can rely on', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tally-cli-data-'));
+  const store = await seeded(pathToFileURL(dir).href);
+  assert.equal(cli(store, ['--help']).code, 0);
+  assert.match(cli(store, ['inspect', '--help']).out, /Usage: tally-ec inspect/);
+  assert.equal(cli(store, ['bogus']).code, 2);
+  assert.equal(cli(store, ['pending', '--limit', 'x']).code, 2);
+  const noStore = cli(store, ['status'], { TALLY_CONNECTION: '' });
+  assert.equal(noStore.code, 2);
+  assert.match(noStore.err, /--connection/);
+  const unknown = cli(store, ['pending', 'nope']);
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.err, /ERR_UNKNOWN_RESOURCE/);
+  const badConfig = join(store.dir, 'bad.json');
+  writeFileSync(badConfig, '{ "resources": ');
+  const bad = cli(store, ['status'], { TALLY_CONFIG: badConfig });
+  assert.equal(bad.code, 2);
+  assert.match(bad.err, /not valid JSON/);
+  const wrongType = join(store.dir, 'wrong.json');
+  writeFileSync(wrongType, JSON.stringify({ resources: { wallets: ['balance'] }, consolidation: { mode: 'later' } }));
+  const invalid = cli(store, ['status'], { TALLY_CONFIG: wrongType });
+  assert.equal(invalid.code, 2);
+  assert.match(invalid.err, /ERR_INVALID_CONFIG/);
+  assert.equal(cli(store, ['export', 'wallets', 'balance', '--format', 'xml']).code, 2);
+});
