@@ -207,14 +207,10 @@ impl Engine {
             }
         };
         if self.config().analytics_enabled {
-            let named = self.pending_named(resource, field, None).await?;
             let mut hours = labels.clone();
             hours.sort();
-            let (view, points) = self
-                .materialized_points(resource, field, true, Period::Hour, Some(&hours))
-                .await?;
-            let (pending, _) = self
-                .unfolded_pending(resource, field, &named, &view)
+            let (points, pending, _) = self
+                .points_with_pending(resource, field, Period::Hour, Some(&hours))
                 .await?;
             for f in &pending {
                 count(f.timestamp_ms, false);

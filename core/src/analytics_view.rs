@@ -3,16 +3,20 @@
 //! packed and top objects as of that view, and the pending transactions it does not hold.
 //!
 //! An answer that adds pending transactions reads in this order: the pending keys, the fold
-//! state, the inbox (each entry it did not fold checked), the objects, then the bookkeeping of
-//! each pending record. A pending key its record's bookkeeping says applied counts only when
-//! the entry of the batch that applied it was listed and left out of the view (not known
-//! committed yet); a batch whose entry is folded, taken from the inbox, or gone (folded and
-//! deleted) is in the objects. An object written by a fold after the state was read makes
-//! the view read again, so nothing counts twice and nothing committed is missed.
+//! state, the inbox (each entry it did not fold checked), the objects, the bookkeeping of
+//! each pending record, then the fold state again. A pending key its record's bookkeeping
+//! says applied by batch `B` (its `done` time is the time in `B`'s name, one of the batch
+//! names the bookkeeping keeps) counts unless the view holds `B`'s entry: folded in the
+//! state, or committed in the inbox. An entry neither held nor listed was written after the
+//! inbox was listed, or folded and deleted before the state was read: a GET tells which (a
+//! committed entry is deleted only by a fold, and none ran, see below). The view is read
+//! again when an object is ahead of the state or the state changed by the end, so no fold
+//! ran between the two reads of the state; then nothing counts twice and nothing committed
+//! is missed.
 
 use crate::analytics::calendar::{Label, cohort_label};
 use crate::analytics::materialized::{
-    Delta, Packed, Seen, is_top_object, merge_packed, objects_for, top_object,
+    Delta, Packed, Seen, is_top_object, lacks_top, merge_packed, objects_for, top_object,
 };
 use crate::analytics::points::{Fact, PointSet};
 use crate::config::Period;
@@ -40,17 +44,28 @@ pub(crate) struct View {
     state: FoldState,
     /// Committed entries not folded in `state`, merged by object.
     extra: Delta,
-    /// Entries listed whose batch was not known committed: `(record segment, commit time)`.
-    left_out: BTreeSet<(String, i64)>,
+    /// The names of those entries.
+    taken: BTreeSet<String>,
+    /// Entries listed whose batch was not known committed.
+    left_out: BTreeSet<String>,
     /// Whether the inbox was read (then objects ahead of the state make it read again).
     with_inbox: bool,
+    /// Whether some committed entry taken from the inbox was written by a version before top
+    /// objects (then top records are answered from the journals).
+    old_entries: bool,
 }
 
 impl View {
-    /// Whether a batch of the record with key segment `segment`, committed at `at`, was
-    /// listed in the inbox and left out of this view.
-    fn left_out(&self, segment: &str, at: i64) -> bool {
-        self.left_out.contains(&(segment.to_string(), at))
+    /// Whether the view holds inbox entry `name`: `Some(true)` folded in its state or taken
+    /// from the inbox, `Some(false)` listed and left out, `None` not seen.
+    fn holds(&self, name: &str) -> Option<bool> {
+        if self.taken.contains(name) || self.state.holds(name) {
+            Some(true)
+        } else if self.left_out.contains(name) {
+            Some(false)
+        } else {
+            None
+        }
     }
 }
 
@@ -92,8 +107,10 @@ impl Engine {
             return Ok(View {
                 state: self.read_fold_state(resource, field).await?,
                 extra: Delta::new(),
+                taken: BTreeSet::new(),
                 left_out: BTreeSet::new(),
                 with_inbox,
+                old_entries: false,
             });
         }
         let (state, committed, undecided) = self.scan_committed(resource, field).await?;
@@ -103,19 +120,13 @@ impl Engine {
                 merge_packed(extra.entry(o.clone()).or_default(), packed);
             }
         }
-        let left_out = undecided
-            .iter()
-            .filter_map(|n| {
-                let (segment, batch) = n.split_once('/')?;
-                let (_, at) = crate::gc::parse_batch(batch)?;
-                Some((segment.to_string(), at?))
-            })
-            .collect();
         Ok(View {
             state,
             extra,
-            left_out,
+            taken: committed.iter().map(|(n, _)| n.clone()).collect(),
+            left_out: undecided.into_iter().collect(),
             with_inbox,
+            old_entries: committed.iter().any(|(_, d)| lacks_top(d)),
         })
     }
 
@@ -204,10 +215,7 @@ impl Engine {
                 if attempt < VIEW_ATTEMPTS {
                     continue;
                 }
-                return Err(crate::error::Error::new(
-                    crate::error::ErrorCode::Conflict,
-                    format!("analytics of {resource}.{field} kept changing while being read"),
-                ));
+                return Err(changing(resource, field));
             };
             let mut out = PointSet::new();
             for (_, points) in objects {
@@ -231,6 +239,9 @@ impl Engine {
         loop {
             attempt = attempt.saturating_add(1);
             let view = self.analytics_view(resource, field, true).await?;
+            if view.old_entries {
+                return Ok(None);
+            }
             let since = match (view.state.top, &view.state.version) {
                 (_, None) => 0,
                 (Some(t), Some(_)) => t,
@@ -280,14 +291,16 @@ impl Engine {
 
     /// Of the pending transactions `pending` (listed before `view` was read), those the
     /// objects read as of `view` do not hold, with the cohorts each pending record already
-    /// counts in (see the module doc). One GET of bookkeeping per pending record.
+    /// counts in (see the module doc); `None` when the fold state changed since `view` was
+    /// read (then read the view again). One GET of bookkeeping per pending record, one of the
+    /// fold state, and a GET per inbox entry the view has not seen.
     pub(crate) async fn unfolded_pending(
         &self,
         resource: &str,
         field: &str,
         pending: &[(String, Transaction)],
         view: &View,
-    ) -> Result<(Vec<Fact>, HashMap<String, Seen>)> {
+    ) -> Result<Option<(Vec<Fact>, HashMap<String, Seen>)>> {
         let mut states: HashMap<String, FieldState> = HashMap::new();
         for (_, tx) in pending {
             if !states.contains_key(&tx.original_id) {
@@ -300,28 +313,114 @@ impl Engine {
                 states.insert(tx.original_id.clone(), state);
             }
         }
-        let facts = pending
-            .iter()
-            .filter(|(name, tx)| {
-                let token = key_token(name);
-                let applied_at = states
-                    .get(&tx.original_id)
-                    .and_then(|s| s.done.as_ref())
-                    .and_then(|done| done.iter().find(|(_, t)| t.iter().any(|k| k == token)))
-                    .map(|(at, _)| *at);
-                match applied_at {
-                    None => true,
-                    Some(at) => view.left_out(&crate::keys::id_segment(&tx.original_id), at),
+        let inbox = self.layout().analytics_inbox(resource, field);
+        let mut facts = Vec::new();
+        for (name, tx) in pending {
+            let Some(state) = states.get(&tx.original_id) else {
+                continue;
+            };
+            let token = key_token(name);
+            let applied_at = state
+                .done
+                .iter()
+                .flatten()
+                .find(|(_, t)| t.iter().any(|k| k == token))
+                .map(|(at, _)| *at);
+            let counts = match applied_at {
+                None => true,
+                Some(at) => {
+                    // The batch that applied it, among those the bookkeeping names; one older
+                    // than those was folded long ago.
+                    let batch = state
+                        .batch
+                        .iter()
+                        .chain(state.recent.iter())
+                        .find(|b| crate::gc::parse_batch(b).and_then(|(_, t)| t) == Some(at));
+                    match batch {
+                        None => false,
+                        Some(b) => {
+                            let entry = format!("{}/{b}", crate::keys::id_segment(&tx.original_id));
+                            match view.holds(&entry) {
+                                Some(held) => !held,
+                                None => self
+                                    .store()
+                                    .get(&format!("{inbox}{entry}"))
+                                    .await?
+                                    .is_some(),
+                            }
+                        }
+                    }
                 }
-            })
-            .map(|(_, tx)| Fact::from(tx))
-            .collect();
+            };
+            if counts {
+                facts.push(Fact::from(tx));
+            }
+        }
+        let now = self.read_fold_state(resource, field).await?;
+        if now.version != view.state.version {
+            return Ok(None);
+        }
         let seen = states
             .into_iter()
             .map(|(id, s)| (id, Seen::from_json(s.seen.as_ref())))
             .collect();
-        Ok((facts, seen))
+        Ok(Some((facts, seen)))
     }
+
+    /// Materialized points of `labels` of `period` (see [`Engine::materialized_points`]) and
+    /// the pending transactions they do not hold, with the cohorts each pending record
+    /// already counts in.
+    pub(crate) async fn points_with_pending(
+        &self,
+        resource: &str,
+        field: &str,
+        period: Period,
+        labels: Option<&[Label]>,
+    ) -> Result<(PointSet, Vec<Fact>, HashMap<String, Seen>)> {
+        let named = self.pending_named(resource, field, None).await?;
+        for _ in 0..VIEW_ATTEMPTS {
+            let (view, points) = self
+                .materialized_points(resource, field, true, period, labels)
+                .await?;
+            if let Some((pending, seen)) = self
+                .unfolded_pending(resource, field, &named, &view)
+                .await?
+            {
+                return Ok((points, pending, seen));
+            }
+        }
+        Err(changing(resource, field))
+    }
+
+    /// Top records of the top objects `cover` and the pending transactions they do not hold
+    /// (of every cohort: the caller picks); `None` when the journals must answer.
+    pub(crate) async fn top_with_pending(
+        &self,
+        resource: &str,
+        field: &str,
+        cover: Option<&[Label]>,
+    ) -> Result<Option<(RecordTotals, Vec<Fact>)>> {
+        let named = self.pending_named(resource, field, None).await?;
+        for _ in 0..VIEW_ATTEMPTS {
+            let Some((view, by)) = self.materialized_top(resource, field, cover).await? else {
+                return Ok(None);
+            };
+            if let Some((pending, _)) = self
+                .unfolded_pending(resource, field, &named, &view)
+                .await?
+            {
+                return Ok(Some((by, pending)));
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn changing(resource: &str, field: &str) -> crate::error::Error {
+    crate::error::Error::new(
+        crate::error::ErrorCode::Conflict,
+        format!("analytics of {resource}.{field} kept changing while being read"),
+    )
 }
 
 #[cfg(test)]

@@ -440,20 +440,17 @@ impl Engine {
         {
             // Materialized: the packed objects holding the cohorts, plus pending transactions
             // on request.
-            let with_pending = plan.include_pending();
-            let named = match with_pending {
-                true => self.pending_named(resource, field, None).await?,
-                false => Vec::new(),
-            };
-            let (view, mut pts) = self
-                .materialized_points(resource, field, with_pending, *period, cohorts.as_deref())
-                .await?;
-            if with_pending {
-                let (pending, seen) = self
-                    .unfolded_pending(resource, field, &named, &view)
+            let pts = if plan.include_pending() {
+                let (mut pts, pending, seen) = self
+                    .points_with_pending(resource, field, *period, cohorts.as_deref())
                     .await?;
                 add_pending(&mut pts, &pending, &seen, *period, env.zone);
-            }
+                pts
+            } else {
+                self.materialized_points(resource, field, false, *period, cohorts.as_deref())
+                    .await?
+                    .1
+            };
             return Ok(plan.render_points(pts, &env));
         }
         if let Plan::Top {
@@ -466,15 +463,11 @@ impl Engine {
             && self.config().analytics_enabled
         {
             // Materialized: the cohorts' top objects, plus the pending transactions in them.
-            let named = self.pending_named(resource, field, None).await?;
             let cover = top_cover(*period, date.as_deref(), wanted.as_deref());
-            if let Some((view, mut by)) = self
-                .materialized_top(resource, field, cover.as_deref())
+            if let Some((mut by, pending)) = self
+                .top_with_pending(resource, field, cover.as_deref())
                 .await?
             {
-                let (pending, _) = self
-                    .unfolded_pending(resource, field, &named, &view)
-                    .await?;
                 tally_facts(
                     &mut by,
                     pending

@@ -128,6 +128,12 @@ fn entry_parts(name: &str) -> Option<(&str, u64)> {
 }
 
 impl FoldBody {
+    /// True when this state is known to hold entry `<id>/<batch>`: folded since the last
+    /// flush, or remembered folded.
+    pub(crate) fn holds(&self, name: &str) -> bool {
+        self.keys.contains(name) || self.folded_already(name)
+    }
+
     /// True when entry `<id>/<batch>` belongs to a batch of its record known folded.
     fn folded_already(&self, name: &str) -> bool {
         match entry_parts(name) {
