@@ -145,6 +145,8 @@ export interface CarriedOver {
 /** Tally's own s3db.js-compatible database. */
 export class S3db extends EventEmitter {
   constructor(options?: S3dbOptions);
+  /** The connection string with its password and credential parameters masked as `***`
+   * (also in `util.inspect` and `JSON.stringify`); the real one is never exposed. */
   readonly connectionString: string;
   resources: Record<string, Resource>;
   plugins: Record<string, Plugin>;

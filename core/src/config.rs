@@ -190,6 +190,7 @@ impl PluginConfig {
             Value::Null => &empty,
             other => return Err(cfg_err(format!("options must be an object (got {other})"))),
         };
+        crate::option_names::check(o)?;
         let resources = parse_resources(o)?;
         // The plugin guide's singular form may carry its own `mode`.
         let singular_mode = o

@@ -38,6 +38,7 @@ pub mod host;
 pub mod inspect;
 pub mod keys;
 pub mod migrate;
+pub mod option_names;
 pub mod queries;
 pub mod records;
 pub mod rollups;

@@ -102,10 +102,31 @@ function defaultConnectionString() {
   return pathToFileURL(join(process.cwd(), '.tally-data')).href;
 }
 
+/** Query parameters that carry credentials (`?secretAccessKey=…`, `?sessionToken=…`). */
+const SECRET_PARAM = /secret|password|token|credential|signature/i;
+
+/** The connection string with its password and credential parameters replaced by `***`. */
+function maskConnectionString(connectionString) {
+  let url;
+  try {
+    url = new URL(connectionString);
+  } catch {
+    return connectionString.replace(/\/\/([^:/@]*):[^@]*@/, '//$1:***@');
+  }
+  if (url.password) url.password = '***';
+  for (const key of [...url.searchParams.keys()]) {
+    if (SECRET_PARAM.test(key)) url.searchParams.set(key, '***');
+  }
+  return url.href.replaceAll('%2A%2A%2A', '***');
+}
+
 class S3db extends EventEmitter {
+  /** The connection string as given: never printed, logged or serialized. */
+  #connectionString;
+
   constructor(options = {}) {
     super();
-    this.connectionString = options.connectionString ?? defaultConnectionString();
+    this.#connectionString = options.connectionString ?? defaultConnectionString();
     this.resources = {};
     this.plugins = {};
     this.pluginRegistry = this.plugins;
@@ -115,8 +136,23 @@ class S3db extends EventEmitter {
   }
 
   _requireNative() {
-    if (!this._native) this._native = wrapSync(() => new native.NativeDatabase(this.connectionString));
+    if (!this._native) this._native = wrapSync(() => new native.NativeDatabase(this.#connectionString));
     return this._native;
+  }
+
+  /** The connection string with its secrets masked (`s3://KEY:***@bucket/prefix`). */
+  get connectionString() {
+    return maskConnectionString(this.#connectionString);
+  }
+
+  /** What `JSON.stringify(db)` shows: no secrets, no internals. */
+  toJSON() {
+    return { connectionString: this.connectionString, connected: this._connected, resources: Object.keys(this.resources) };
+  }
+
+  /** What `util.inspect(db)` and `console.log(db)` show. */
+  [Symbol.for('nodejs.util.inspect.custom')](depth, options, inspect) {
+    return `S3db ${inspect(this.toJSON(), options)}`;
   }
 
   isConnected() {
@@ -190,4 +226,4 @@ class S3db extends EventEmitter {
   }
 }
 
-module.exports = { S3db, Database: S3db, Resource };
+module.exports = { S3db, Database: S3db, Resource, maskConnectionString };

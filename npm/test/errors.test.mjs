@@ -64,6 +64,9 @@ test('invalid configuration throws from the constructor with ERR_INVALID_CONFIG 
     [{ resources: { wallets: ['balance'] }, cohort: { timezone: 'Mars/Olympus' } }, /timezone|time zone/],
     [{ resources: [{ resource: 'wallets', fields: [{ field: 'balance', reducer: 'sum' }] }] }, /reducer/],
     [{ resources: { wallets: ['balance'] }, clock: 5 }, /clock/],
+    // Typos are named, with the option meant, instead of being ignored.
+    [{ resorces: { wallets: ['balance'] } }, /unknown option "resorces" \(did you mean "resources"\?\)/],
+    [{ resources: { wallets: ['balance'] }, consolidation: { mod: 'sync' } }, /"consolidation.mod" \(did you mean "consolidation.mode"\?\)/],
   ];
   for (const [options, pattern] of bad) {
     assert.throws(
@@ -72,6 +75,18 @@ test('invalid configuration throws from the constructor with ERR_INVALID_CONFIG 
       JSON.stringify(options),
     );
   }
+});
+
+test("21.6.2's coordinator and worker options are accepted (and ignored)", () => {
+  const p = new EventualConsistencyPlugin({
+    resources: { wallets: ['balance'] },
+    enableCoordinator: true,
+    ticketBatchSize: 50,
+    workerInterval: 1000,
+    coordinator: { heartbeatInterval: 2000 },
+    analyticsConfig: { retentionDays: 30 },
+  });
+  assert.deepEqual(Object.keys(p.config.resources), ['wallets']);
 });
 
 test('a bad connection string is ERR_INVALID_CONFIG and never shows the secret', async () => {
