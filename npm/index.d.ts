@@ -175,11 +175,14 @@ export type ResourcesOption =
   | { resource: string; fields?: (string | FieldOptions)[]; field?: string; mode?: 'sync' | 'async' }[]
   | { resource: string; field?: string; fields?: (string | FieldOptions)[]; mode?: 'sync' | 'async' };
 
+/** A pino logger, or anything with its methods. A logger with `child` (or `levels`) is
+ * called pino's way, `info(obj, msg)`; any other (such as `console`) as `info(msg, obj)`. */
 export interface Logger {
   info(...args: unknown[]): void;
   warn(...args: unknown[]): void;
   debug(...args: unknown[]): void;
   error(...args: unknown[]): void;
+  child?(bindings: Record<string, unknown>): Logger;
 }
 
 export type Period = 'hour' | 'day' | 'week' | 'month';
@@ -203,8 +206,13 @@ export interface EventualConsistencyOptions {
   cohort?: { timezone?: string };
   /** Epoch milliseconds for timestamps, cohorts and "last N" queries (default `Date.now`). */
   clock?: () => number;
+  /** One info log object per consolidation run (default true). */
   verbose?: boolean;
+  /** Log at debug level. */
   debug?: boolean;
+  /** The log level of the plugin's logger (pino's levels; default `info`). */
+  logLevel?: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+  /** Where logs go: default a child of the s3db.js database's logger, else pino on stderr. */
   logger?: Logger;
   // The flat 21.6.2 names.
   mode?: 'sync' | 'async';
@@ -214,7 +222,6 @@ export interface EventualConsistencyOptions {
   enableAnalytics?: boolean;
   transactionRetention?: number;
   gcInterval?: number;
-  logLevel?: string;
 }
 
 export interface ConsolidationRun {

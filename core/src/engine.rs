@@ -781,6 +781,7 @@ impl Engine {
             record_count: records,
             success_count: ok,
             error_count: errors,
+            transactions_applied: applied,
             duration_ms: self.now_ms().saturating_sub(started).max(0) as u64,
         });
     }

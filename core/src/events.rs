@@ -35,6 +35,8 @@ pub enum Event {
         success_count: u64,
         /// Records that failed.
         error_count: u64,
+        /// Transactions applied.
+        transactions_applied: u64,
         /// Run time.
         duration_ms: u64,
     },
@@ -100,10 +102,12 @@ impl Event {
                 record_count,
                 success_count,
                 error_count,
+                transactions_applied,
                 duration_ms,
             } => json!({
                 "resource": resource, "field": field, "recordCount": record_count,
-                "successCount": success_count, "errorCount": error_count, "duration": duration_ms,
+                "successCount": success_count, "errorCount": error_count,
+                "transactionsApplied": transactions_applied, "duration": duration_ms,
             }),
             Event::ConsolidationError {
                 resource,

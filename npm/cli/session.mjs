@@ -41,6 +41,8 @@ function foreground(options) {
     consolidation: { ...(options.consolidation ?? {}), auto: false },
     garbageCollection: { ...(options.garbageCollection ?? {}), enabled: false },
     verbose: false,
+    // The CLI reports what went wrong itself.
+    logLevel: 'silent',
   };
 }
 

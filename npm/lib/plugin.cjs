@@ -6,6 +6,7 @@ const native = require('./native.cjs');
 const { TallyError, wrap, wrapSync } = require('./errors.cjs');
 const { tag } = require('./args.cjs');
 const host = require('./s3db-host.cjs');
+const logging = require('./logging.cjs');
 
 const RESOURCE_METHODS = [
   'set', 'add', 'sub', 'increment', 'decrement', 'consolidate', 'getConsolidatedValue', 'recalculate',
@@ -40,14 +41,6 @@ function splitFunctions(options) {
   return { json: walk(rest), functions, clock, logger };
 }
 
-function defaultLogger() {
-  return {
-    info: (...a) => console.info(...a),
-    warn: (...a) => console.warn(...a),
-    debug: () => {},
-    error: (...a) => console.error(...a),
-  };
-}
 
 /** A copy of `data` with `value` at the dotted `path`. */
 function withPath(data, path, value) {
@@ -80,7 +73,9 @@ class EventualConsistencyPlugin extends EventEmitter {
     this._native = wrapSync(() => new native.NativePlugin(json, clock !== undefined));
     this._clock = clock;
     this.config = this._native.config();
-    this.logger = logger ?? defaultLogger();
+    this._givenLogger = logger;
+    this._logOptions = { logLevel: options.logLevel, debug: options.debug };
+    this.logger = logger ?? logging.ownLogger(this._logOptions);
     this.name = 'EventualConsistencyPlugin';
     this.instanceName = 'eventualconsistency';
     this.database = null;
@@ -115,10 +110,11 @@ class EventualConsistencyPlugin extends EventEmitter {
     if (payload && payload.error && typeof payload.error === 'object' && !(payload.error instanceof Error)) {
       payload = { ...payload, error: new TallyError(payload.error.code, payload.error.message) };
     }
-    if (name === CONSOLIDATED && this.config.verbose) {
-      this.logger.info(
-        `[tally] consolidated ${payload.resource}.${payload.field}: ${payload.successCount}/${payload.recordCount} records, ${payload.errorCount} errors, ${payload.duration} ms`,
-      );
+    this._log(name, payload);
+    // The documented payload (SPEC §5); the applied count is for the log line only.
+    if (name === CONSOLIDATED && payload && 'transactionsApplied' in payload) {
+      const { transactionsApplied: _applied, ...documented } = payload;
+      payload = documented;
     }
     this.emit(name, payload);
     const db = this.database;
@@ -160,8 +156,37 @@ class EventualConsistencyPlugin extends EventEmitter {
 
   /** Installs the plugin on a database (`db.usePlugin(plugin)` calls this): Tally's own
    * S3db, or an s3db.js Database (records through its resource API, Tally's data beside it). */
+  /** One log object per consolidation run (with `verbose`); errors and dead letters at error
+   * level. Messages carry codes and ids, never connection strings. */
+  _log(name, payload) {
+    if (!payload) return;
+    const where = { resource: payload.resource, field: payload.field };
+    if (name === CONSOLIDATED && this.config.verbose) {
+      logging.log(
+        this.logger,
+        'info',
+        { ...where, records: payload.recordCount, consolidated: payload.successCount, applied: payload.transactionsApplied, errors: payload.errorCount, ms: payload.duration },
+        `consolidated ${payload.resource}.${payload.field}`,
+      );
+    } else if (name === 'plg:eventual-consistency:consolidation-error' || name === 'plg:eventual-consistency:gc-error') {
+      const e = payload.error ?? {};
+      const what = name.endsWith('gc-error') ? 'garbage collection failed' : 'consolidation failed';
+      const deadLetter = /dead letter/.test(e.message ?? '');
+      logging.log(
+        this.logger,
+        'error',
+        { ...where, recordId: payload.recordId ?? undefined, code: e.code, error: e.message, deadLetter },
+        deadLetter ? `transaction set aside as a dead letter` : what,
+      );
+    }
+  }
+
   async install(database) {
     if (this.database === database) return;
+    if (!this._givenLogger) {
+      const inherited = logging.loggerFor(database, this._logOptions);
+      if (inherited) this.logger = inherited;
+    }
     if (database && typeof database._requireNative === 'function') {
       this.database = database;
       wrapSync(() => this._native.install(database._requireNative()));
@@ -210,7 +235,7 @@ class EventualConsistencyPlugin extends EventEmitter {
     for (const method of RESOURCE_METHODS) {
       const current = resource[method];
       if (current !== undefined && !(current && current.__tally === this)) {
-        this.logger.warn(`[tally] resource "${resource.name}" already has a "${method}" property; not replacing it`);
+        logging.log(this.logger, 'warn', { resource: resource.name, method }, `resource "${resource.name}" already has a "${method}" property; not replacing it`);
         continue;
       }
       const fn = (...args) => this._call(resource.name, method, args);
@@ -225,7 +250,7 @@ class EventualConsistencyPlugin extends EventEmitter {
     Object.defineProperty(resource, '__tallyBound', { value: this, configurable: true });
     const attributes = resource.attributes ?? resource.config?.attributes ?? {};
     if (!this._native.bindResource(resource.name, attributes)) {
-      this.logger.warn(`[tally] attributes of s3db.js resource "${resource.name}" not understood; nested-path rules are not checked`);
+      logging.log(this.logger, 'warn', { resource: resource.name }, `attributes of s3db.js resource "${resource.name}" not understood; nested-path rules are not checked`);
     }
     // As in standalone mode, an insert applies the record's waiting transactions.
     // s3db.js resources cannot remove a hook: once uninstalled, these pass the data through.

@@ -5,6 +5,7 @@
 const { pathToFileURL } = require('node:url');
 const { join } = require('node:path');
 const { TallyError } = require('./errors.cjs');
+const { log } = require('./logging.cjs');
 
 /** Tally's own folder beside the database's objects (s3db.js plugins use `plugin=<name>/`). */
 const TALLY_FOLDER = 'plugin=tally';
@@ -119,7 +120,7 @@ async function carryOver(db, native, config, logger) {
       const pending = (await old.list()).filter((tx) => tx && tx.applied !== true);
       if (pending.length === 0) continue;
       pending.sort((a, b) => String(a.timestamp).localeCompare(String(b.timestamp)) || String(a.id).localeCompare(String(b.id)));
-      logger.info(`[tally] carrying over ${pending.length} pending 21.6.2 transactions of ${resource}.${field}`);
+      log(logger, 'info', { resource, field, pending: pending.length }, `carrying over ${pending.length} pending 21.6.2 transactions of ${resource}.${field}`);
       let carried = 0;
       let done = 0;
       const records = new Set();
@@ -129,7 +130,7 @@ async function carryOver(db, native, config, logger) {
         await old.update(tx.id, { applied: true });
         records.add(plainTx.originalId);
         done += 1;
-        if (done % 1000 === 0) logger.info(`[tally] ${resource}.${field}: ${done}/${pending.length} carried over`);
+        if (done % 1000 === 0) log(logger, 'info', { resource, field, done, pending: pending.length }, `${resource}.${field}: ${done}/${pending.length} carried over`);
       });
       report.push({ resource, field, carried, skipped: pending.length - carried, records: [...records] });
     }

@@ -1,0 +1,41 @@
+'use strict';
+// The plugin's logger: the `logger` option (pino, or anything with pino's methods), else a
+// child of the s3db.js database's pino logger, else a pino logger of its own writing JSON
+// lines to stderr. `logLevel` sets the level (`debug: true` means at least debug).
+const pino = require('pino');
+
+const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+
+/** The level the options ask for, or `null` when they leave it to the logger. */
+function levelOf(options) {
+  if (options.debug === true) {
+    const asked = options.logLevel;
+    return asked && LEVELS.indexOf(asked) < LEVELS.indexOf('debug') ? asked : 'debug';
+  }
+  return typeof options.logLevel === 'string' ? options.logLevel : null;
+}
+
+/** Tally's own logger, for a plugin outside s3db.js without a `logger` option. */
+function ownLogger(options) {
+  return pino({ name: 'tally-ec', level: levelOf(options) ?? 'info' }, pino.destination({ dest: 2, sync: true }));
+}
+
+/** The logger of a plugin installed on `database` (an s3db.js database has one). */
+function loggerFor(database, options) {
+  const parent = database && database.logger;
+  if (!parent || typeof parent.child !== 'function') return null;
+  const child = parent.child({ plugin: 'EventualConsistencyPlugin' });
+  const level = levelOf(options);
+  if (level && typeof child.level === 'string') child.level = level;
+  return child;
+}
+
+/** `fn(obj, msg)` on a pino-like logger, or `fn(msg, obj)` on a console-like one. */
+function log(logger, level, obj, msg) {
+  const fn = logger && logger[level];
+  if (typeof fn !== 'function') return;
+  if (typeof logger.child === 'function' || typeof logger.levels === 'object') fn.call(logger, obj, msg);
+  else fn.call(logger, msg, obj);
+}
+
+module.exports = { ownLogger, loggerFor, log, levelOf };
