@@ -251,6 +251,8 @@ export interface PluginStatus {
     recordsConsolidated: number;
     transactionsApplied: number;
     errors: number;
+    /** Consolidated values s3db.js's own rules refused (each also a `consolidation-error`). */
+    hostRefusals: number;
     gcRuns: number;
   };
 }
@@ -298,6 +300,10 @@ export interface InspectedField {
   deadLetters: DeadLetter[];
   /** Who holds the field's background-pass lease, if anyone. */
   lease: { owner: string; expiresAt: string } | null;
+  /** Inside s3db.js: the value in s3db.js's own copy of the record. */
+  hostValue?: unknown;
+  /** Inside s3db.js: whether that copy holds Tally's value (it lags, or refused the value). */
+  inSync?: boolean;
 }
 
 /** Everything known of one record (`inspect`). */
@@ -307,6 +313,8 @@ export interface Inspection {
   /** `waiting`: transactions pending for a record that does not exist yet. */
   state: 'live' | 'deleted' | 'waiting' | 'unknown';
   data: Record<string, unknown> | null;
+  /** Inside s3db.js: s3db.js's own copy of the record. */
+  host?: Record<string, unknown> | null;
   fields: InspectedField[];
 }
 

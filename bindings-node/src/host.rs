@@ -49,6 +49,16 @@ impl Host for JsHost {
             json!({ "resource": resource, "id": id, "changes": changes }),
         )
         .await?;
+        // The host database's own validation refused the values (`{ rejected: message }`).
+        if let Some(why) = out.get("rejected").and_then(Value::as_str) {
+            return Err(Error::new(
+                tally_core::ErrorCode::Validation,
+                format!(
+                    "s3db.js refused the consolidated values of {resource} \"{id}\": {}",
+                    tally_core::connection::redact_urls(why)
+                ),
+            ));
+        }
         Ok(out.as_bool().unwrap_or(false))
     }
 }

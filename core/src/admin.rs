@@ -171,6 +171,7 @@ impl Engine {
                 "recordsConsolidated": s.records_consolidated,
                 "transactionsApplied": s.transactions_applied,
                 "errors": s.errors,
+                "hostRefusals": s.host_refusals,
                 "gcRuns": s.gc_runs,
             },
         }))

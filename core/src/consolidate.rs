@@ -592,6 +592,18 @@ impl Engine {
         if let Ok(c) = &r {
             self.note_missing(resource, &fc.field, id, matches!(c, Consolidated::Missing));
         }
+        // The host database refused the values (its own validation): Tally's value stands,
+        // the host copy lags, and the caller hears of it through `consolidation-error`.
+        if let Some(error) = self.records().take_refusal(resource, id) {
+            self.note_host_refusal();
+            self.events()
+                .emit(crate::events::Event::ConsolidationError {
+                    resource: resource.into(),
+                    field: fc.field.clone(),
+                    record_id: Some(id.into()),
+                    error,
+                });
+        }
         r
     }
 

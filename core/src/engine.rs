@@ -139,6 +139,8 @@ pub struct RunStatus {
     pub errors: u64,
     /// GC runs.
     pub gc_runs: u64,
+    /// Writes of consolidated values the host database refused (its own validation).
+    pub host_refusals: u64,
 }
 
 /// What one consolidation run of one field did.
@@ -376,6 +378,12 @@ impl Engine {
     pub(crate) fn note_gc_run(&self) {
         let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
         s.gc_runs = s.gc_runs.saturating_add(1);
+    }
+
+    /// Counts a write of consolidated values the host database refused.
+    pub(crate) fn note_host_refusal(&self) {
+        let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        s.host_refusals = s.host_refusals.saturating_add(1);
     }
 
     /// Counters of past runs.

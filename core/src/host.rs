@@ -69,6 +69,9 @@ pub struct HostRecords {
     /// How long a host record created again waits for the afterInsert hook (`inserted`)
     /// before its host copy is taken as its start (`locks.timeout`).
     adopt_after_ms: i64,
+    /// Validation errors the host database answered to writes of a record's values, by
+    /// `(resource, id)`, until the consolidation that wrote them takes them.
+    refusals: std::sync::Mutex<HashMap<(String, String), crate::error::Error>>,
 }
 
 /// Runs one host call with a timeout, retrying storage failures (reads and writes of a host
@@ -153,7 +156,20 @@ impl HostRecords {
             sleeper,
             call_timeout_ms,
             adopt_after_ms: (config.lock_timeout_s * 1000.0) as i64,
+            refusals: std::sync::Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Keeps a validation error of the host database for the consolidation to report (at
+    /// most one per record; other failures are repaired by the next consolidation).
+    fn note_refusal(&self, resource: &str, id: &str, e: crate::error::Error) {
+        if e.code() != crate::error::ErrorCode::Validation {
+            return;
+        }
+        let mut refusals = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        if refusals.len() < 10_000 {
+            refusals.insert((resource.to_string(), id.to_string()), e);
+        }
     }
 
     /// Records the attributes of a host resource (for the nested-path rules).
@@ -404,18 +420,36 @@ impl RecordAccess for HostRecords {
             return Ok(CommitOutcome::Conflict);
         }
         // Committed: the host copy follows. A failure here is repaired by the next
-        // consolidation, which reads the state, not the host copy.
-        let _ = self.sync_host(resource, id, values, true).await;
+        // consolidation, which reads the state, not the host copy; a refusal (the host's own
+        // validation) is kept for the consolidation to report.
+        if let Err(e) = self.sync_host(resource, id, values, true).await {
+            self.note_refusal(resource, id, e);
+        }
         Ok(CommitOutcome::Committed)
     }
 
     async fn settle(&self, resource: &str, id: &str) -> Result<()> {
         let state = self.read_state(resource, id).await?;
         // A tombstone's values are the deleted record's: never written onto a new one.
-        if !state.deleted && !state.values.is_empty() {
-            self.sync_host(resource, id, state.values, false).await?;
+        if !state.deleted
+            && !state.values.is_empty()
+            && let Err(e) = self.sync_host(resource, id, state.values, false).await
+        {
+            self.note_refusal(resource, id, e.clone());
+            return Err(e);
         }
         Ok(())
+    }
+
+    fn take_refusal(&self, resource: &str, id: &str) -> Option<crate::error::Error> {
+        self.refusals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(resource.to_string(), id.to_string()))
+    }
+
+    async fn derived_copy(&self, resource: &str, id: &str) -> Result<Option<Map<String, Value>>> {
+        self.host_get(resource, id).await
     }
 
     async fn schema(&self, resource: &str) -> Result<Option<Schema>> {

@@ -79,8 +79,9 @@ impl Engine {
     }
 
     /// Everything known of one record, per configured field of its resource: `{ resource,
-    /// id, state, data, fields: [{ field, value, pending: {count, oldest}, batches,
-    /// lastConsolidatedAt, deadLetters, lease }] }`. `state` is `live`, `deleted` (a
+    /// id, state, data, host, fields: [{ field, value, pending: {count, oldest}, batches,
+    /// lastConsolidatedAt, deadLetters, lease, hostValue, inSync }] }`; `host`, `hostValue`
+    /// and `inSync` inside a host database (s3db.js), whose copy may lag or refuse a value. `state` is `live`, `deleted` (a
     /// tombstone), `waiting` (transactions pending for a record that does not exist yet) or
     /// `unknown`.
     pub async fn inspect(&self, resource: &str, id: &str) -> Result<Value> {
@@ -91,6 +92,8 @@ impl Engine {
             Some(r) => Some(r.meta.clone()),
             None => self.records().bookkeeping(resource, id).await?,
         };
+        // Inside a host database (s3db.js): its own copy, next to Tally's state.
+        let host = self.records().derived_copy(resource, id).await?;
         let mut fields = Vec::new();
         let mut pending_total: u64 = 0;
         for fc in &rc.fields {
@@ -113,15 +116,26 @@ impl Engine {
                 .into_iter()
                 .filter(|d| d["recordId"].as_str() == Some(id))
                 .collect();
-            fields.push(json!({
+            let value = record.as_ref().and_then(|r| r.data.get(&fc.field).cloned());
+            let mut entry = json!({
                 "field": fc.field,
-                "value": record.as_ref().and_then(|r| r.data.get(&fc.field).cloned()),
+                "value": value,
                 "pending": waiting_json(mine),
                 "batches": state.seq.saturating_sub(state.base),
                 "lastConsolidatedAt": last,
                 "deadLetters": dead,
                 "lease": self.lease_holder(resource, &fc.field).await?,
-            }));
+            });
+            if let Some(copy) = &host {
+                let theirs = copy.get(&fc.field).cloned();
+                let same = match (&theirs, &value) {
+                    (Some(Value::Number(a)), Some(Value::Number(b))) => a.as_f64() == b.as_f64(),
+                    (a, b) => a == b,
+                };
+                entry["hostValue"] = theirs.unwrap_or(Value::Null);
+                entry["inSync"] = json!(same);
+            }
+            fields.push(entry);
         }
         let state = match (&record, &meta) {
             (Some(_), _) => "live",
@@ -134,6 +148,7 @@ impl Engine {
             "id": id,
             "state": state,
             "data": record.as_ref().map(|r| Value::Object(r.data.clone())),
+            "host": host.map(Value::Object),
             "fields": fields,
         }))
     }

@@ -83,6 +83,15 @@ pub trait RecordAccess: Send + Sync {
     async fn settle(&self, _resource: &str, _id: &str) -> Result<()> {
         Ok(())
     }
+    /// Where records have a derived copy (a host database): the error with which it last
+    /// refused the values of record `id` since this was last asked (taken once).
+    fn take_refusal(&self, _resource: &str, _id: &str) -> Option<crate::error::Error> {
+        None
+    }
+    /// Where records have a derived copy (a host database): that copy as it is now.
+    async fn derived_copy(&self, _resource: &str, _id: &str) -> Result<Option<Map<String, Value>>> {
+        Ok(None)
+    }
 }
 
 /// Called after a standalone insert, so pending transactions of the new record get applied.

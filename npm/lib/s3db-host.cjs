@@ -90,6 +90,8 @@ function recordFunctions(db) {
       } catch (err) {
         // s3db.js's update reads the record first and says so when it is missing.
         if (err?.name === 'ResourceError' && err.statusCode === 404) return false;
+        // Its own validation (`number|max:100`): the engine reports it, never retries it.
+        if (err?.name === 'InvalidResourceItem' || err?.name === 'ValidationError') return { rejected: String(err.message) };
         throw err;
       }
     },

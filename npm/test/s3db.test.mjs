@@ -281,3 +281,27 @@ test('a host database error that quotes a connection string never passes its sec
   assert.doesNotMatch(error.message, /wJalrXUtnFEMI/);
   await db.disconnect();
 });
+
+test("a value s3db.js's own rules refuse is a consolidation-error, counted, and inspect shows the host copy lagging", async () => {
+  const db = await s3dbDatabase(memory());
+  await db.connect();
+  const wallets = await db.createResource({ name: 'wallets', attributes: { balance: 'number|max:100|default:0' } });
+  const p = plugin({ resources: { wallets: ['balance'] }, consolidation: { mode: 'sync' }, logLevel: 'silent' });
+  await db.usePlugin(p);
+  await wallets.insert({ id: 'w1' });
+  const refused = once(p, 'plg:eventual-consistency:consolidation-error');
+  // Tally's balance is 500 (the transaction is applied exactly once); s3db.js keeps 0.
+  assert.equal(await wallets.add('w1', 500), 500);
+  const [event] = await within(refused, 5000, 'the consolidation-error');
+  assert.deepEqual([event.resource, event.field, event.recordId, event.error.code], ['wallets', 'balance', 'w1', 'ERR_VALIDATION']);
+  assert.match(event.error.message, /refused the consolidated values of wallets "w1".*less than or equal to 100/);
+  assert.equal((await wallets.get('w1')).balance, 0);
+  assert.equal((await p.getStatus()).runs.hostRefusals, 1);
+  const seen = await p.inspect('wallets', 'w1');
+  assert.deepEqual([seen.fields[0].value, seen.fields[0].hostValue, seen.fields[0].inSync], [500, 0, false]);
+  // Back within the rules: the host copy follows again.
+  assert.equal(await wallets.sub('w1', 450), 50);
+  assert.equal((await wallets.get('w1')).balance, 50);
+  assert.equal((await p.inspect('wallets', 'w1')).fields[0].inSync, true);
+  await db.disconnect();
+});
