@@ -18,15 +18,9 @@ pub struct Connection {
 
 /// A connection string with its password removed (for logs and errors).
 pub fn redact(connection_string: &str) -> String {
-    match Url::parse(connection_string) {
-        Ok(mut u) => {
-            if u.password().is_some() {
-                let _ = u.set_password(Some("***"));
-            }
-            u.to_string()
-        }
-        Err(_) => "<unparseable connection string>".to_string(),
-    }
+    // Read as text, not as a URL: a secret holding a raw `/` after digits (`KEY:9/abc@bucket`)
+    // parses as a port and a path, which would leave it in plain sight.
+    redact_urls(connection_string)
 }
 
 /// `text` with the password of every URL in it replaced by `***` (`s3://KEY:***@bucket`):
@@ -241,6 +235,9 @@ mod tests {
         let r = redact("http://AKIA:s3cr%2Bt@127.0.0.1:9000/bucket/pre");
         assert!(!r.contains("s3cr"), "{r}");
         assert!(r.contains("127.0.0.1:9000/bucket/pre"), "{r}");
+        // A secret that starts with digits and holds a raw `/` is no port.
+        let r = redact("s3://AKIAXX:9/SUPERSECRET42@bucket/app");
+        assert_eq!(r, "s3://AKIAXX:***@bucket/app");
     }
 
     #[tokio::test]

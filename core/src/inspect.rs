@@ -116,7 +116,11 @@ impl Engine {
                 .into_iter()
                 .filter(|d| d["recordId"].as_str() == Some(id))
                 .collect();
-            let value = record.as_ref().and_then(|r| r.data.get(&fc.field).cloned());
+            // The value lives at the field's path (`fieldPath`, or a dotted field).
+            let at = |data: &serde_json::Map<String, Value>| {
+                crate::schema::get_path(data, &fc.field_path).cloned()
+            };
+            let value = record.as_ref().and_then(|r| at(&r.data));
             let mut entry = json!({
                 "field": fc.field,
                 "value": value,
@@ -127,7 +131,7 @@ impl Engine {
                 "lease": self.lease_holder(resource, &fc.field).await?,
             });
             if let Some(copy) = &host {
-                let theirs = copy.get(&fc.field).cloned();
+                let theirs = at(copy);
                 let same = match (&theirs, &value) {
                     (Some(Value::Number(a)), Some(Value::Number(b))) => a.as_f64() == b.as_f64(),
                     (a, b) => a == b,

@@ -13,6 +13,7 @@ const TOP: &[&str] = &[
     // The plugin guide's singular form at the top level.
     "resource",
     "field",
+    "fields",
     "consolidation",
     "analytics",
     "locks",
@@ -64,6 +65,11 @@ pub const IGNORED: &[&str] = &[
     "storage",
     "name",
     "version",
+    "leaseTimeout",
+    "workerTimeout",
+    "warnSlowRegisterWorkerLogs",
+    "database",
+    "client",
 ];
 
 /// The names inside each section.
@@ -173,6 +179,7 @@ mod tests {
         let ok = json!({
             "resources": {}, "consolidation": { "mode": "sync", "autoConsolidate": true },
             "enableCoordinator": true, "coordinator": { "anything": 1 }, "ticketTTL": 5,
+            "leaseTimeout": 1, "workerTimeout": 1, "warnSlowRegisterWorkerLogs": false,
             "cohort": { "timezone": "UTC", "granularity": "hour" }, "logLevel": "info",
         });
         assert_eq!(message(ok), None);

@@ -6,6 +6,25 @@ import { TallyError } from '../index.js';
 
 const key = (resource, field) => `${resource}.${field}`;
 
+const CONSOLIDATION_ERROR = 'plg:eventual-consistency:consolidation-error';
+
+/** Events reach the plugin on a later tick of the event loop: give them time to arrive. */
+const settle = (ms = 50) => new Promise((r) => setTimeout(r, ms));
+
+/** Collects the `consolidation-error` events of `plugin` while `work` runs. */
+async function reported(plugin, work) {
+  const events = [];
+  const seen = (e) => events.push(e);
+  plugin.on(CONSOLIDATION_ERROR, seen);
+  try {
+    const result = await work();
+    await settle();
+    return { result, events };
+  } finally {
+    plugin.off(CONSOLIDATION_ERROR, seen);
+  }
+}
+
 export async function status({ plugin, fields }, out) {
   const s = await plugin.getStatus();
   const rows = fields.map(([r, f]) => ({
@@ -67,9 +86,15 @@ export async function consolidate(session, out, resource, field, opts) {
   const { plugin } = session;
   if (opts.id !== undefined) {
     if (!resource) throw new TallyError('ERR_INVALID_ARGUMENT', 'consolidate --id needs the resource (and the field when it has several)');
-    const value = await plugin.consolidate(resource, field, opts.id);
-    out.result({ resource, field: field ?? null, id: opts.id, value }, (v) => `${v.resource} ${JSON.stringify(v.id)}: ${JSON.stringify(v.value)}`);
-    return EXIT.OK;
+    const { result: value, events } = await reported(plugin, () => plugin.consolidate(resource, field, opts.id));
+    const errors = events.map((e) => ({ code: e.error?.code ?? null, message: e.error?.message }));
+    out.result({ resource, field: field ?? null, id: opts.id, value, waiting: value === null, errors }, (v) =>
+      [
+        `${v.resource} ${JSON.stringify(v.id)}: ${v.waiting ? 'does not exist yet; its transactions wait for it' : JSON.stringify(v.value)}`,
+        ...v.errors.map((e) => `error: [${e.code}] ${e.message}`),
+      ].join('\n'),
+    );
+    return errors.length ? EXIT.PROBLEM : EXIT.OK;
   }
   const work = [];
   for (const [r, f] of selectFields(session, resource, field)) {
@@ -78,25 +103,33 @@ export async function consolidate(session, out, resource, field, opts) {
   const bar = progress('consolidating', work.length, { json: out.json, stream: out.err });
   const summary = new Map();
   const errors = [];
-  for (const w of work) {
-    const s = summary.get(key(w.resource, w.field)) ?? { resource: w.resource, field: w.field, records: 0, transactions: 0, waiting: 0, errors: 0 };
-    summary.set(key(w.resource, w.field), s);
-    try {
-      // A record that does not exist yet keeps its transactions pending until it is created.
-      const value = await plugin.consolidate(w.resource, w.field, w.recordId);
-      if (value === null) {
-        s.waiting += 1;
-      } else {
-        s.records += 1;
-        s.transactions += w.count;
+  const { events } = await reported(plugin, async () => {
+    for (const w of work) {
+      const s = summary.get(key(w.resource, w.field)) ?? { resource: w.resource, field: w.field, records: 0, transactions: 0, waiting: 0, errors: 0 };
+      summary.set(key(w.resource, w.field), s);
+      try {
+        // A record that does not exist yet keeps its transactions pending until it is created.
+        const value = await plugin.consolidate(w.resource, w.field, w.recordId);
+        if (value === null) {
+          s.waiting += 1;
+        } else {
+          s.records += 1;
+          s.transactions += w.count;
+        }
+      } catch (e) {
+        s.errors += 1;
+        errors.push({ resource: w.resource, field: w.field, recordId: w.recordId, code: e.code ?? null, message: e.message });
       }
-    } catch (e) {
-      s.errors += 1;
-      errors.push({ resource: w.resource, field: w.field, recordId: w.recordId, code: e.code ?? null, message: e.message });
+      bar.tick(w.recordId);
     }
-    bar.tick(w.recordId);
-  }
+  });
   bar.done();
+  // What the consolidations reported without failing: dead letters set aside, values the
+  // host database refused (a failed record's own error is already in `errors`).
+  for (const e of events) {
+    const item = { resource: e.resource, field: e.field, recordId: e.recordId, code: e.error?.code ?? null, message: e.error?.message };
+    if (!errors.some((x) => x.recordId === item.recordId && x.field === item.field && x.message === item.message)) errors.push(item);
+  }
   const result = { fields: [...summary.values()], errors };
   out.result(result, (v) =>
     [
@@ -139,26 +172,41 @@ export async function recalculate(session, out, resource, id, opts) {
 
 export async function gc({ plugin, fields }, out) {
   const done = [];
+  const failures = [];
   const bar = progress('gc', fields.length, { json: out.json, stream: out.err });
   const seen = (payload) => {
     done.push(payload);
     bar.tick(key(payload.resource, payload.field));
   };
+  const failed = (payload) => {
+    failures.push({ code: payload.error?.code ?? null, message: payload.error?.message });
+    bar.tick('error');
+  };
   plugin.on('plg:eventual-consistency:gc-completed', seen);
+  plugin.on('plg:eventual-consistency:gc-error', failed);
   const started = Date.now();
-  await plugin.runGC();
-  // Events arrive on a later tick of the event loop.
-  for (let i = 0; i < 100 && done.length < fields.length; i += 1) await new Promise((r) => setTimeout(r, 10));
-  plugin.off('plg:eventual-consistency:gc-completed', seen);
-  bar.done();
-  const result = { ms: Date.now() - started, fields: done.map((d) => ({ resource: d.resource, field: d.field, deleted: d.deletedCount, errors: d.errorCount })) };
+  try {
+    await plugin.runGC();
+    for (let i = 0; i < 100 && done.length + failures.length < fields.length; i += 1) await settle(10);
+  } finally {
+    plugin.off('plg:eventual-consistency:gc-completed', seen);
+    plugin.off('plg:eventual-consistency:gc-error', failed);
+    bar.done();
+  }
+  const result = {
+    ms: Date.now() - started,
+    fields: done.map((d) => ({ resource: d.resource, field: d.field, deleted: d.deletedCount, errors: d.errorCount })),
+    failures,
+  };
   out.result(result, (v) =>
     [
       table(['field', 'objects removed', 'errors'], v.fields.map((x) => [key(x.resource, x.field), x.deleted, x.errors])),
+      ...v.failures.map((f) => `gc failed: [${f.code}] ${f.message}`),
       `gc took ${v.ms} ms`,
     ].join('\n'),
   );
-  return result.fields.some((f) => f.errors > 0) ? EXIT.PROBLEM : EXIT.OK;
+  if (failures.some((f) => f.code === 'ERR_STORAGE')) return EXIT.STORAGE;
+  return failures.length || result.fields.some((f) => f.errors > 0) ? EXIT.PROBLEM : EXIT.OK;
 }
 
 export async function deadList(session, out, resource, field) {

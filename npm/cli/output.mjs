@@ -15,11 +15,23 @@ export const EXIT = {
   STORAGE: 3,
 };
 
-/** The exit code of an error thrown by the package. */
+/** Codes that mean the command was asked wrongly (or configured wrongly). */
+const USAGE_CODES = new Set([
+  'ERR_INVALID_CONFIG',
+  'ERR_INVALID_ARGUMENT',
+  'ERR_INVALID_AMOUNT',
+  'ERR_INVALID_DATE',
+  'ERR_INVALID_PATH',
+  'ERR_UNKNOWN_RESOURCE',
+  'ERR_UNKNOWN_FIELD',
+  'ERR_ANALYTICS_DISABLED',
+]);
+
+/** The exit code of an error thrown by the package: storage 3, usage 2, anything else 1. */
 export function exitCodeOf(error) {
   const code = error && error.code;
-  if (code === 'ERR_STORAGE' || code === 'ERR_TIMEOUT') return EXIT.STORAGE;
-  if (typeof code === 'string' && code.startsWith('ERR_')) return EXIT.USAGE;
+  if (code === 'ERR_STORAGE') return EXIT.STORAGE;
+  if (USAGE_CODES.has(code)) return EXIT.USAGE;
   return EXIT.PROBLEM;
 }
 

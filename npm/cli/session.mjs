@@ -43,6 +43,7 @@ function foreground(options) {
     verbose: false,
     // The CLI reports what went wrong itself.
     logLevel: 'silent',
+    debug: false,
   };
 }
 

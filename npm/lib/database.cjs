@@ -103,21 +103,27 @@ function defaultConnectionString() {
 }
 
 /** Query parameters that carry credentials (`?secretAccessKey=…`, `?sessionToken=…`). */
-const SECRET_PARAM = /secret|password|token|credential|signature/i;
+const SECRET_PARAM = /secret|password|token|credential|signature|key$|^sk$/i;
 
 /** The connection string with its password and credential parameters replaced by `***`. */
 function maskConnectionString(connectionString) {
+  // The userinfo ends at the last `@` (a secret may hold a raw `/`, even right after digits,
+  // where a URL parser would see a port and a path).
+  const masked = connectionString.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*):[^]*@/i, '$1:***@');
   let url;
   try {
-    url = new URL(connectionString);
+    url = new URL(masked);
   } catch {
-    return connectionString.replace(/\/\/([^:/@]*):[^@]*@/, '//$1:***@');
+    return masked;
   }
-  if (url.password) url.password = '***';
+  let changed = false;
   for (const key of [...url.searchParams.keys()]) {
-    if (SECRET_PARAM.test(key)) url.searchParams.set(key, '***');
+    if (SECRET_PARAM.test(key)) {
+      url.searchParams.set(key, '***');
+      changed = true;
+    }
   }
-  return url.href.replaceAll('%2A%2A%2A', '***');
+  return changed ? url.href.replaceAll('%2A%2A%2A', '***') : masked;
 }
 
 class S3db extends EventEmitter {

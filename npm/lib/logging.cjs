@@ -30,11 +30,17 @@ function loggerFor(database, options) {
   return child;
 }
 
-/** `fn(obj, msg)` on a pino-like logger, or `fn(msg, obj)` on a console-like one. */
+/** Whether a logger takes pino's `(obj, msg)`: pino's own (`bindings`, `levels.values`);
+ * others (console, winston, bunyan-less wrappers) are given `(msg, obj)`. */
+function pinoLike(logger) {
+  return typeof logger.bindings === 'function' || typeof logger.levels?.values === 'object';
+}
+
+/** `fn(obj, msg)` on a pino logger, or `fn(msg, obj)` on any other. */
 function log(logger, level, obj, msg) {
   const fn = logger && logger[level];
   if (typeof fn !== 'function') return;
-  if (typeof logger.child === 'function' || typeof logger.levels === 'object') fn.call(logger, obj, msg);
+  if (pinoLike(logger)) fn.call(logger, obj, msg);
   else fn.call(logger, msg, obj);
 }
 

@@ -8,6 +8,9 @@ const { tag } = require('./args.cjs');
 const host = require('./s3db-host.cjs');
 const logging = require('./logging.cjs');
 
+/** How long a plugin named by `usePlugin` may stay uninstalled before it warns. */
+const INSTALL_WATCH_MS = 1000;
+
 const RESOURCE_METHODS = [
   'set', 'add', 'sub', 'increment', 'decrement', 'consolidate', 'getConsolidatedValue', 'recalculate',
 ];
@@ -104,6 +107,20 @@ class EventualConsistencyPlugin extends EventEmitter {
   setInstanceName(name) {
     this.instanceName = name;
     this.slug = `eventual-consistency--${name}`;
+    // `usePlugin` names a plugin first; s3db.js installs it right after only when connected.
+    // One that stays uninstalled says so, instead of leaving resources without methods.
+    if (!this.database && !this._installWatch) {
+      this._installWatch = setTimeout(() => {
+        if (this.database) return;
+        logging.log(
+          this.logger,
+          'warn',
+          { plugin: name },
+          'EventualConsistencyPlugin was added with usePlugin() but is not installed: s3db.js installs plugins added before connect() only from new Database({ plugins }); call db.usePlugin(plugin) after db.connect()',
+        );
+      }, INSTALL_WATCH_MS);
+      this._installWatch.unref();
+    }
   }
 
   _dispatch(name, payload) {
@@ -182,6 +199,7 @@ class EventualConsistencyPlugin extends EventEmitter {
   }
 
   async install(database) {
+    clearTimeout(this._installWatch);
     if (this.database === database) return;
     if (!this._givenLogger) {
       const inherited = logging.loggerFor(database, this._logOptions);

@@ -117,7 +117,9 @@ test('the operator flow on the local S3 server, with no secret in any output', a
   missing.pathname = '/no-such-bucket-tally/app';
   const failed = cli(store, ['status'], { TALLY_CONNECTION: missing.href });
   assert.equal(failed.code, 3, failed.err);
-  for (const r of [...outputs, failed]) {
+  const gcFailed = cli(store, ['gc', '--json'], { TALLY_CONNECTION: missing.href });
+  assert.equal(gcFailed.code, 3, gcFailed.err);
+  for (const r of [...outputs, failed, gcFailed]) {
     assert.ok(secret.length >= 4 && !`${r.out}${r.err}`.includes(secret), `the secret key appeared in: ${r.out}${r.err}`);
   }
 });
@@ -146,4 +148,38 @@ test('exit codes and messages scripts can rely on', async () => {
   assert.equal(invalid.code, 2);
   assert.match(invalid.err, /ERR_INVALID_CONFIG/);
   assert.equal(cli(store, ['export', 'wallets', 'balance', '--format', 'xml']).code, 2);
+});
+
+test('a config module with a reducer; a transaction set aside makes consolidate exit 1', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tally-cli-data-'));
+  const connection = pathToFileURL(dir).href;
+  const reducer = (acc, tx) => {
+    if (tx.value === 13) throw new Error('unlucky');
+    return acc + tx.value;
+  };
+  const options = { resources: [{ resource: 'wallets', fields: [{ field: 'balance', reducer }] }] };
+  const db = new S3db({ connectionString: connection });
+  await db.connect();
+  const wallets = await db.createResource({ name: 'wallets', attributes: WALLET_ATTRIBUTES });
+  await db.usePlugin(plugin({ ...options, consolidation: { auto: false } }));
+  await wallets.insert({ id: 'w1' });
+  await wallets.add('w1', 13);
+  await wallets.add('w1', 2);
+  await db.disconnect();
+  const config = join(dir, 'tally.config.mjs');
+  writeFileSync(
+    config,
+    `export default { resources: [{ resource: 'wallets', fields: [{ field: 'balance', reducer: ${reducer.toString()} }] }] };\n`,
+  );
+  const store = { connection, config, dir };
+  const run = cli(store, ['consolidate', '--json']);
+  assert.equal(run.code, 1, run.err);
+  const result = JSON.parse(run.out);
+  assert.equal(result.fields[0].transactions, 2);
+  assert.equal(result.errors.length, 1);
+  assert.match(result.errors[0].message, /dead letter.*unlucky/);
+  assert.equal(json(store, ['inspect', 'wallets', 'w1']).fields[0].value, 2);
+  const dead = json(store, ['dead-letters', 'list']);
+  assert.equal(dead.length, 1);
+  assert.equal(dead[0].recordId, 'w1');
 });

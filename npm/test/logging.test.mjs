@@ -14,8 +14,9 @@ const INDEX = fileURLToPath(new URL('../index.js', import.meta.url));
 function capture() {
   const lines = [];
   const at = (level) => (obj, msg) => lines.push({ level, obj, msg });
-  const logger = { levels: {}, info: at('info'), warn: at('warn'), error: at('error'), debug: at('debug') };
+  const logger = { levels: { values: {} }, info: at('info'), warn: at('warn'), error: at('error'), debug: at('debug') };
   logger.child = () => logger;
+  logger.bindings = () => ({});
   return { logger, lines };
 }
 
@@ -108,5 +109,35 @@ test("inside s3db.js the plugin logs through a child of the database's logger", 
   const loud = new EventualConsistencyPlugin({ resources: { users: ['points'] }, logLevel: 'debug' });
   await db.usePlugin(loud);
   assert.equal(loud.logger.level, 'debug');
+  await db.disconnect();
+});
+
+test('usePlugin before connect() inside s3db.js warns instead of saying nothing', async () => {
+  const db = await s3dbDatabase(`memory://logging-early-${process.pid}/app`);
+  const { logger, lines } = capture();
+  const early = new EventualConsistencyPlugin({ resources: { wallets: ['balance'] }, logger });
+  await db.usePlugin(early);
+  await new Promise((r) => setTimeout(r, 1200));
+  const warned = lines.filter((l) => l.level === 'warn');
+  assert.equal(warned.length, 1, JSON.stringify(lines));
+  assert.match(warned[0].msg, /not installed.*after db\.connect\(\)/);
+  // Added again once connected, it installs (and stays quiet).
+  await db.connect();
+  await db.usePlugin(early);
+  const wallets = await db.createResource({ name: 'wallets', attributes: { balance: 'number|default:0' } });
+  assert.equal(typeof wallets.add, 'function');
+  await new Promise((r) => setTimeout(r, 1200));
+  assert.equal(lines.filter((l) => l.level === 'warn').length, 1);
+  await db.disconnect();
+});
+
+test('a logger other than pino (console, winston) is given the message first', async () => {
+  const lines = [];
+  const logger = { info: (msg, obj) => lines.push([msg, obj]), warn() {}, error() {}, debug() {}, child() { return this; }, levels: { info: 2 } };
+  const { db, w } = await wallets({ resources: { wallets: ['balance'] }, consolidation: { auto: false }, logger });
+  await w.add('w1', 5);
+  await w.consolidate('w1');
+  await settle();
+  assert.deepEqual(lines.map((l) => [l[0], l[1].applied]), [['consolidated wallets.balance', 1]]);
   await db.disconnect();
 });

@@ -10,6 +10,8 @@ const CASES = [
   ['s3://AKIAEXAMPLE:wJalrXUtnFEMI%2FK7MDENG@bucket/prefix?region=eu-west-1', 'wJalrXUtnFEMI', 's3://AKIAEXAMPLE:***@bucket/prefix?region=eu-west-1'],
   ['http://key:hunter22@127.0.0.1:9000/bucket/app', 'hunter22', 'http://key:***@127.0.0.1:9000/bucket/app'],
   ['https://s3.example.com/bucket/app?accessKeyId=K&secretAccessKey=topsecret99', 'topsecret99', 'https://s3.example.com/bucket/app?accessKeyId=K&secretAccessKey=***'],
+  // A raw `/` after digits: a URL parser reads a port and a path there.
+  ['s3://AKIAXX:9/SUPERSECRET42@bucket/app', 'SUPERSECRET42', 's3://AKIAXX:***@bucket/app'],
 ];
 
 test('the connection string is masked wherever a database is shown', () => {
