@@ -114,6 +114,9 @@ pub struct FieldState {
     pub base: u64,
     /// `<seq>-<hash>` of the last batch, naming its journal.
     pub batch: Option<String>,
+    /// Hex SHA-256 of that journal's bytes: the head of the record's hash chain (see
+    /// [`crate::verify`]). `None` in bookkeeping written before journals were chained.
+    pub hash: Option<String>,
     /// Key names of the last batch, when few (written by versions before `done`).
     pub keys: Option<Vec<String>>,
     /// Batches committed within [`RESURRECTION_WINDOW_MS`]: commit time and the
@@ -137,6 +140,7 @@ impl FieldState {
             seq: s.get("seq").and_then(Value::as_u64).unwrap_or(0),
             base: s.get("base").and_then(Value::as_u64).unwrap_or(0),
             batch: s.get("batch").and_then(Value::as_str).map(str::to_string),
+            hash: s.get("hash").and_then(Value::as_str).map(str::to_string),
             keys: s.get("keys").and_then(Value::as_array).map(|a| {
                 a.iter()
                     .filter_map(|v| v.as_str().map(str::to_string))
@@ -190,6 +194,9 @@ impl FieldState {
         if self.base > 0 {
             v["base"] = json!(self.base);
         }
+        if let Some(hash) = &self.hash {
+            v["hash"] = json!(hash);
+        }
         if let Some(keys) = &self.keys {
             v["keys"] = json!(keys);
         }
@@ -208,11 +215,14 @@ impl FieldState {
         v
     }
 
-    /// The state after committing `batch` with `keys` at `now`, the record having been read at
-    /// `read_at`: `done` forgets the batches committed before `read_at` minus the window.
+    /// The state after committing `batch` (whose journal hashes to `hash`) with `keys` at
+    /// `now`, the record having been read at `read_at`: `done` forgets the batches committed
+    /// before `read_at` minus the window.
+    #[allow(clippy::too_many_arguments)]
     fn next(
         &self,
         batch: String,
+        hash: String,
         keys: &[String],
         seen: Option<Value>,
         read_at: i64,
@@ -241,6 +251,7 @@ impl FieldState {
             seq: self.seq.saturating_add(1),
             base: self.base,
             batch: Some(batch),
+            hash: Some(hash),
             keys: None,
             done: Some(done),
             recent,
@@ -726,6 +737,9 @@ impl Engine {
         let journal = json!({
             "seq": seq,
             "prev": plan.state.batch,
+            // The hash chain: the predecessor's SHA-256 (none before the first batch, or
+            // when the predecessor was written before journals were chained).
+            "prevHash": plan.state.hash,
             "resource": resource,
             "field": fc.field,
             "recordId": id,
@@ -748,6 +762,7 @@ impl Engine {
                 .collect();
         }
         let body = serde_json::to_vec(&journal).map_err(|e| Error::storage(e.to_string()))?;
+        let hash = crate::verify::sha256_hex(&body);
         // Analytics: the batch's contribution goes to the inbox before the commit, written
         // alongside the journal (one round trip for both).
         let entry = format!("{}/{batch}", crate::keys::id_segment(id));
@@ -808,6 +823,7 @@ impl Engine {
         };
         let state = plan.state.next(
             batch.clone(),
+            hash,
             &names,
             seen,
             plan.read_at,

@@ -290,6 +290,8 @@ impl Engine {
                     "seq": j.seq,
                     "at": j.committed_at,
                     "values": values.iter().map(|(p, v)| (p.clone(), Value::String(v.to_string()))).collect::<Map<String, Value>>(),
+                    // Its place in the hash chain (see `crate::verify`).
+                    "hash": j.hash,
                 });
                 // The newest checkpoint carries the markers too young to go.
                 if n.saturating_add(1) == ends.len() && !young.is_empty() {

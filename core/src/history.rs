@@ -35,6 +35,11 @@ pub struct Journal {
     pub transactions: Vec<Transaction>,
     /// Per path: value before and after the batch.
     pub values: BTreeMap<String, (Decimal, Decimal)>,
+    /// Hex SHA-256 of its stored bytes.
+    pub hash: String,
+    /// The hash its predecessor had when it was written (`None` for the first batch, and in
+    /// journals written before journals were chained).
+    pub prev_hash: Option<String>,
 }
 
 /// A checkpoint: every path's value after batch `seq`.
@@ -46,6 +51,9 @@ pub(crate) struct Checkpoint {
     pub at: i64,
     /// Every path's value after it.
     pub values: BTreeMap<String, Decimal>,
+    /// The hash of the journal of batch `seq`: the checkpoint's place in the hash chain
+    /// (`None` in checkpoints written before journals were chained).
+    pub hash: Option<String>,
     /// Idempotency markers of collected transactions still too young to go (see
     /// [`crate::gc`]).
     pub markers: Vec<Marker>,
@@ -86,11 +94,14 @@ impl Checkpoint {
             .iter()
             .map(|(p, v)| (p.clone(), Value::String(v.to_string())))
             .collect();
-        serde_json::to_vec(&serde_json::json!({
+        let mut body = serde_json::json!({
             "seq": self.seq, "at": self.at, "values": values,
             "markers": self.markers.iter().map(Marker::to_json).collect::<Vec<_>>(),
-        }))
-        .unwrap_or_default()
+        });
+        if let Some(hash) = &self.hash {
+            body["hash"] = Value::String(hash.clone());
+        }
+        serde_json::to_vec(&body).unwrap_or_default()
     }
 
     /// Decodes a stored checkpoint.
@@ -111,6 +122,7 @@ impl Checkpoint {
                         .collect()
                 })
                 .unwrap_or_default(),
+            hash: v["hash"].as_str().map(str::to_string),
             markers: v["markers"]
                 .as_array()
                 .map(|a| a.iter().filter_map(Marker::from_json).collect())
@@ -145,6 +157,8 @@ pub(crate) fn parse_journal(key: &str, bytes: &[u8]) -> Result<(Journal, Option<
             committed_at: v["committedAt"].as_i64().unwrap_or(0),
             transactions,
             values,
+            hash: crate::verify::sha256_hex(bytes),
+            prev_hash: v["prevHash"].as_str().map(str::to_string),
         },
         v["prev"].as_str().map(str::to_string),
     ))
@@ -374,27 +388,41 @@ impl Engine {
             ));
         }
         for j in chain.iter().filter(|j| j.seq > from) {
-            let mut by_path: BTreeMap<&str, Vec<&Transaction>> = BTreeMap::new();
-            for tx in &j.transactions {
-                by_path.entry(tx.field_path.as_str()).or_default().push(tx);
-            }
-            for (path, txs) in by_path {
-                let start = match values.get(path) {
-                    Some(v) => *v,
-                    None => j
-                        .values
-                        .get(path)
-                        .map(|(b, _)| *b)
-                        .unwrap_or(fc.initial_value),
-                };
-                let end = match fc.reducer.and_then(|r| self.reducer(r)) {
-                    Some(r) => r.reduce(start, &txs, self.zone()).await?,
-                    None => reduce_default(start, &txs)?,
-                };
-                values.insert(path.to_string(), end);
-            }
+            let ends = self.reduce_journal(fc, j, &values).await?;
+            values.extend(ends);
         }
         Ok(values)
+    }
+
+    /// The value each path of journal `j` ends at when its transactions are applied to
+    /// `values` (or, for a path `values` lacks, to the value the journal says it had before).
+    pub(crate) async fn reduce_journal(
+        &self,
+        fc: &FieldConfig,
+        j: &Journal,
+        values: &BTreeMap<String, Decimal>,
+    ) -> Result<BTreeMap<String, Decimal>> {
+        let mut by_path: BTreeMap<&str, Vec<&Transaction>> = BTreeMap::new();
+        for tx in &j.transactions {
+            by_path.entry(tx.field_path.as_str()).or_default().push(tx);
+        }
+        let mut ends = BTreeMap::new();
+        for (path, txs) in by_path {
+            let start = match values.get(path) {
+                Some(v) => *v,
+                None => j
+                    .values
+                    .get(path)
+                    .map(|(b, _)| *b)
+                    .unwrap_or(fc.initial_value),
+            };
+            let end = match fc.reducer.and_then(|r| self.reducer(r)) {
+                Some(r) => r.reduce(start, &txs, self.zone()).await?,
+                None => reduce_default(start, &txs)?,
+            };
+            ends.insert(path.to_string(), end);
+        }
+        Ok(ends)
     }
 }
 
@@ -404,7 +432,7 @@ fn checkpoint_seq(key: &str) -> Option<u64> {
 }
 
 /// The batch number of a journal name `<seq>-<nonce>`.
-fn seq_of(batch: &str) -> Option<u64> {
+pub(crate) fn seq_of(batch: &str) -> Option<u64> {
     batch.split('-').next()?.parse().ok()
 }
 

@@ -45,6 +45,7 @@ pub mod rollups;
 pub mod schema;
 pub mod store;
 pub mod txn;
+pub mod verify;
 
 pub use amount::Arg;
 pub use config::PluginConfig;

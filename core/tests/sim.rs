@@ -264,6 +264,21 @@ fn drive(seed: u64, world: &Arc<World>, plan: &mut sim::world::Rng) -> Result<Ru
                         }
                     }
                 }
+                // The audit trail explains every value, whatever the faults did.
+                let ids: Vec<String> = RECORDS.iter().map(|r| r.to_string()).collect();
+                for field in ["balance", "stats"] {
+                    match p.engine.verify("wallets", field, &ids).await {
+                        Ok(r) if r["problems"].as_array().is_some_and(|a| a.is_empty()) => {}
+                        Ok(r) => errors
+                            .lock()
+                            .unwrap()
+                            .push(format!("verify of {field} found {}", r["problems"])),
+                        Err(e) => errors
+                            .lock()
+                            .unwrap()
+                            .push(format!("verify of {field} failed: {e}")),
+                    }
+                }
                 if analytics {
                     for field in ["balance", "stats"] {
                         for (f, args) in sim::check::analytics_queries() {
