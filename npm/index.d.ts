@@ -318,6 +318,43 @@ export interface Inspection {
   fields: InspectedField[];
 }
 
+/** One thing `verify` found wrong with a record's history. */
+export interface VerifyProblem {
+  id: string;
+  kind:
+    | 'journal-changed'
+    | 'journal-removed'
+    | 'journal-reordered'
+    | 'journal-unreadable'
+    | 'journal-inconsistent'
+    | 'checkpoint-mismatch'
+    | 'value-mismatch'
+    | 'host-mismatch'
+    | 'record-missing';
+  /** The journal or checkpoint concerned. */
+  key: string | null;
+  message: string;
+}
+
+/** The audit of one field's history (`verify`). */
+export interface VerifyReport {
+  resource: string;
+  field: string;
+  records: number;
+  /** Journals read. */
+  journals: number;
+  /** Links checked by hash. */
+  chained: number;
+  /** Links from journals written before chaining (replayed, not hash-checked). */
+  unchained: number;
+  /** Empty when the history explains every stored value. */
+  problems: VerifyProblem[];
+  /** Per record, its last batch and that journal's SHA-256. */
+  heads: Record<string, { seq: number; hash: string | null }>;
+  /** SHA-256 over every head: keep it elsewhere to notice a later rewrite of a whole chain. */
+  digest: string;
+}
+
 export interface StartedEvent { resource: string; field: string; cohort: { timezone: string } }
 export interface StoppedEvent { resource: string; field: string }
 export interface ConsolidatedEvent {
@@ -376,6 +413,8 @@ export class EventualConsistencyPlugin extends EventEmitter<EventualConsistencyE
   getPendingSummary(resource: string, field: string): Promise<PendingSummary[]>;
   /** Everything known of one record: value, pending, last consolidation, dead letters, lease. */
   inspect(resource: string, id: string): Promise<Inspection>;
+  /** Audits a field's history: hash chain, replay, stored values. */
+  verify(resource: string, field: string): Promise<VerifyReport>;
   getDeadLetters(resource: string, field: string): Promise<DeadLetter[]>;
   retryDeadLetter(resource: string, field: string, recordId: string, name: string): Promise<Transaction>;
   discardDeadLetter(resource: string, field: string, recordId: string, name: string): Promise<void>;

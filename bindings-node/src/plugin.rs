@@ -360,6 +360,18 @@ impl NativePlugin {
         self.engine()?.inspect(&resource, &id).await.napi()
     }
 
+    /// `verify(r, f, ids)`: the audit of a field's history (hash chain, replay, stored
+    /// values) over every record with history and each of `ids`.
+    #[napi]
+    pub async fn verify(
+        &self,
+        resource: String,
+        field: String,
+        ids: Vec<String>,
+    ) -> napi::Result<Value> {
+        self.engine()?.verify(&resource, &field, &ids).await.napi()
+    }
+
     /// `getCohortStats(r, f)`.
     #[napi]
     pub async fn cohort_stats(&self, resource: String, field: String) -> napi::Result<Value> {

@@ -45,8 +45,8 @@ pub struct Problem {
     /// The record.
     pub id: String,
     /// Stable kind: `journal-changed`, `journal-removed`, `journal-reordered`,
-    /// `journal-unreadable`, `journal-inconsistent`, `checkpoint-mismatch`, `value-mismatch`
-    /// or `record-missing`.
+    /// `journal-unreadable`, `journal-inconsistent`, `checkpoint-mismatch`, `value-mismatch`,
+    /// `host-mismatch` (inside a host database, its copy differs) or `record-missing`.
     pub kind: &'static str,
     /// The object concerned (a journal or checkpoint key), when there is one.
     pub key: Option<String>,
@@ -72,6 +72,25 @@ impl Verdict {
             message,
         });
     }
+}
+
+/// The paths of `values` that `data` holds otherwise, with what it holds.
+fn differing(
+    data: &Map<String, Value>,
+    values: &BTreeMap<String, Decimal>,
+) -> Vec<(String, String)> {
+    values
+        .iter()
+        .filter_map(|(path, value)| {
+            let stored = get_path(data, path).and_then(decimal_from_json);
+            (stored != Some(*value)).then(|| {
+                (
+                    path.clone(),
+                    stored.map_or("nothing".to_string(), |d| d.to_string()),
+                )
+            })
+        })
+        .collect()
 }
 
 /// A journal as read: its bytes' hash, and the body when it parses.
@@ -310,16 +329,39 @@ impl Engine {
             .replay_checked(fc, id, state.base, start, &chain, &checkpoints, &mut v)
             .await?;
         if let Some(data) = data {
-            for (path, value) in &values {
-                let stored = get_path(&data, path).and_then(decimal_from_json);
-                if stored != Some(*value) {
-                    let shown = stored.map_or("nothing".to_string(), |d| d.to_string());
-                    v.problem(
-                        id,
-                        "value-mismatch",
-                        None,
-                        format!("stored {path} is {shown}; its history gives {value}"),
-                    );
+            for (path, shown) in differing(&data, &values) {
+                v.problem(
+                    id,
+                    "value-mismatch",
+                    None,
+                    format!(
+                        "stored {path} is {shown}; its history gives {}",
+                        values[&path]
+                    ),
+                );
+            }
+            // Inside a host database (s3db.js): the copy its users read, unless a batch
+            // committed since the record was read (then the copy may be ahead).
+            if let Some(copy) = self.records().derived_copy(resource, id).await? {
+                let off = differing(&copy, &values);
+                let moved = || async {
+                    let now = self.records().bookkeeping(resource, id).await?;
+                    Ok::<_, crate::error::Error>(
+                        now.map(|m| FieldState::of(&m, &fc.field).seq) != Some(state.seq),
+                    )
+                };
+                if !off.is_empty() && !moved().await? {
+                    for (path, shown) in off {
+                        v.problem(
+                            id,
+                            "host-mismatch",
+                            None,
+                            format!(
+                                "the host database's copy holds {path} = {shown}; its history gives {}",
+                                values[&path]
+                            ),
+                        );
+                    }
                 }
             }
         }

@@ -13,7 +13,7 @@ export async function run(argv, io = {}) {
   const stderr = io.stderr ?? process.stderr;
   let code = EXIT.OK;
   const program = new Command('tally-ec')
-    .description('Inspect and operate a Tally store: status, pending work, records, consolidation, GC, dead letters, exports.')
+    .description('Inspect and operate a Tally store: status, pending work, records, consolidation, GC, verify, dead letters, exports.')
     .version(version)
     .option('--connection <url>', 'the store: file:///folder, memory://…, s3://key:secret@bucket/prefix (or TALLY_CONNECTION)')
     .option('--config <file>', 'EventualConsistencyPlugin options: JSON, or a module exporting them (or TALLY_CONFIG)')
@@ -70,6 +70,12 @@ export async function run(argv, io = {}) {
     .command('gc')
     .description('remove applied transactions older than the retention (checkpoints kept)')
     .action(action(commands.gc));
+  program
+    .command('verify')
+    .description("audit the history: every journal's hash link, its replay, and the stored value (exit 1 naming records)")
+    .argument('[resource]', 'only this resource')
+    .argument('[field]', 'only this field')
+    .action(action(commands.verify));
   const dead = program.command('dead-letters').description('transactions set aside because they could not be applied');
   dead
     .command('list')

@@ -417,6 +417,17 @@ class EventualConsistencyPlugin extends EventEmitter {
     return wrap(this._native.inspect(String(resource), String(id)));
   }
 
+  /** Audits a field's history: every record's hash chain, journals replayed, stored values
+   * compared. Resolves to `{ records, journals, chained, unchained, problems, heads, digest }`;
+   * `problems` is empty when the history explains every value. */
+  async verify(resource, field) {
+    this._now();
+    const res = this.database?.resources?.[resource];
+    // The records the database lists are checked too: one whose every journal is gone shows.
+    const ids = res && typeof res.listIds === 'function' ? await res.listIds() : [];
+    return wrap(this._native.verify(String(resource), String(field), ids.map(String)));
+  }
+
   async getCohortStats(resource, field) {
     this._now();
     return wrap(this._native.cohortStats(resource, field));

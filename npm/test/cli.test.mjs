@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, readFileSync, readdirSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL, fileURLToPath } from 'node:url';
@@ -85,6 +85,9 @@ async function flow(connection) {
   assert.deepEqual([points[0].count, points[0].sum, points[0].recordCount], [6, 28, 2]);
   assert.deepEqual(json(store, ['dead-letters', 'list']), []);
   assert.equal(json(store, ['gc']).fields.length, 1);
+  const [audit] = json(store, ['verify']);
+  assert.deepEqual([audit.records, audit.journals, audit.chained, audit.problems], [2, 2, 2, []]);
+  assert.match(cli(store, ['verify']).out, /verify passed/);
   return store;
 }
 
@@ -122,6 +125,64 @@ test('the operator flow on the local S3 server, with no secret in any output', a
   for (const r of [...outputs, failed, gcFailed]) {
     assert.ok(secret.length >= 4 && !`${r.out}${r.err}`.includes(secret), `the secret key appeared in: ${r.out}${r.err}`);
   }
+});
+
+/** Every file under `dir` whose path contains `part`, sorted. */
+function filesUnder(dir, part) {
+  return readdirSync(dir, { recursive: true })
+    .map((f) => join(dir, f))
+    .filter((f) => f.includes(part))
+    .sort();
+}
+
+test('verify names the record whose journal was changed or removed, or whose value was edited', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tally-cli-verify-'));
+  const options = { resources: { wallets: ['balance'] } };
+  const db = new S3db({ connectionString: pathToFileURL(dir).href });
+  await db.connect();
+  const wallets = await db.createResource({ name: 'wallets', attributes: WALLET_ATTRIBUTES });
+  await db.usePlugin(plugin({ ...options, consolidation: { mode: 'sync' } }));
+  for (const id of ['w1', 'w2']) {
+    await wallets.insert({ id });
+    for (let i = 1; i <= 4; i += 1) await wallets.add(id, i);
+  }
+  await db.disconnect();
+  const config = join(dir, '..', `${dir.split('/').pop()}.json`);
+  writeFileSync(config, JSON.stringify(options));
+  const store = { connection: pathToFileURL(dir).href, config };
+  const clean = cli(store, ['verify', '--json']);
+  assert.equal(clean.code, 0, clean.err);
+  assert.deepEqual(JSON.parse(clean.out)[0].problems, []);
+  const problems = () => {
+    const r = cli(store, ['verify', '--json']);
+    assert.equal(r.code, 1, `verify should fail: ${r.out}${r.err}`);
+    const human = cli(store, ['verify']);
+    assert.equal(human.code, 1);
+    assert.match(human.out, /verify FAILED/);
+    return JSON.parse(r.out)[0].problems.map((p) => [p.id, p.kind]);
+  };
+  // One byte of w1's second journal: 1 + 2 = 3 becomes 4.
+  const [, second] = filesUnder(dir, join('j', 'wallets', 'balance', 'w1', '/'));
+  const original = readFileSync(second);
+  writeFileSync(second, original.toString().replace('"after":"3"', '"after":"4"'));
+  // The changed link, and what the change no longer explains: all of it on w1.
+  const changed = problems();
+  assert.deepEqual(changed[0], ['w1', 'journal-changed']);
+  assert.ok(changed.every(([id]) => id === 'w1'), JSON.stringify(changed));
+  writeFileSync(second, original);
+  // w2's third journal removed.
+  const third = filesUnder(dir, join('j', 'wallets', 'balance', 'w2', '/'))[2];
+  const kept = readFileSync(third);
+  unlinkSync(third);
+  assert.deepEqual(problems(), [['w2', 'journal-removed']]);
+  writeFileSync(third, kept);
+  // w1's stored value edited: 10 becomes 11.
+  const [record] = filesUnder(dir, join('r', 'wallets', 'w1'));
+  const doc = JSON.parse(readFileSync(record, 'utf8'));
+  assert.equal(doc.d.balance, 10);
+  doc.d.balance = 11;
+  writeFileSync(record, JSON.stringify(doc));
+  assert.deepEqual(problems(), [['w1', 'value-mismatch']]);
 });
 
 test('exit codes and messages scripts can rely on', async () => {

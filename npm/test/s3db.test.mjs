@@ -305,3 +305,24 @@ test("a value s3db.js's own rules refuse is a consolidation-error, counted, and 
   assert.equal((await p.inspect('wallets', 'w1')).fields[0].inSync, true);
   await db.disconnect();
 });
+
+test("verify inside s3db.js: a clean history passes; a balance edited in s3db.js's copy is named", async () => {
+  const db = await s3dbDatabase(memory());
+  await db.connect();
+  const wallets = await db.createResource({ name: 'wallets', attributes: { balance: 'number|default:0' } });
+  const p = plugin({ resources: { wallets: ['balance'] }, consolidation: { mode: 'sync' }, logLevel: 'silent' });
+  await db.usePlugin(p);
+  for (const id of ['w1', 'w2']) {
+    await wallets.insert({ id });
+    await wallets.add(id, 5);
+    await wallets.add(id, 7);
+  }
+  const clean = await p.verify('wallets', 'balance');
+  assert.deepEqual([clean.records, clean.journals, clean.chained, clean.problems], [2, 4, 4, []]);
+  // Someone writes the balance through s3db.js, around the plugin.
+  await wallets.update('w2', { balance: 1000 });
+  const found = await p.verify('wallets', 'balance');
+  assert.deepEqual(found.problems.map((x) => [x.id, x.kind]), [['w2', 'host-mismatch']]);
+  assert.match(found.problems[0].message, /balance = 1000; its history gives 12/);
+  await db.disconnect();
+});
