@@ -378,8 +378,32 @@ export interface EventualConsistencyEvents {
   'plg:eventual-consistency:gc-error': [GcErrorEvent];
 }
 
+/** A plain snapshot of the metrics (`metrics()`). */
+export interface MetricsSnapshot {
+  /** Requests Tally sent to its store, by kind, and what became of them. */
+  requests: { get: number; put: number; list: number; delete: number; deleteMany: number; conflicts: number; failures: number; retries: number };
+  consolidation: {
+    runs: number;
+    errors: number;
+    recordsConsolidated: number;
+    transactionsApplied: number;
+    hostRefusals: number;
+    gcRuns: number;
+    /** Cumulative buckets: `count` runs took at most `le` ms. */
+    latencyMs: { count: number; sumMs: number; buckets: { le: number; count: number }[] };
+  };
+  fields: { resource: string; field: string; pending: number; deadLetters: number; lastSuccessAt: string | null; lastSuccessMs: number | null }[];
+}
+
+/** What `registerMetrics` needs of a prom-client Registry. */
+export interface MetricsRegistry {
+  registerMetric(metric: unknown): void;
+}
+
 export class EventualConsistencyPlugin extends EventEmitter<EventualConsistencyEvents> implements Plugin {
   constructor(options?: EventualConsistencyOptions);
+  /** The content type of `metrics('prometheus')`. */
+  static readonly PROMETHEUS_CONTENT_TYPE: string;
   readonly name: 'EventualConsistencyPlugin';
   instanceName: string;
   /** The normalized configuration (nested form). */
@@ -415,6 +439,12 @@ export class EventualConsistencyPlugin extends EventEmitter<EventualConsistencyE
   inspect(resource: string, id: string): Promise<Inspection>;
   /** Audits a field's history: hash chain, replay, stored values. */
   verify(resource: string, field: string): Promise<VerifyReport>;
+  /** The metrics as a plain snapshot. */
+  metrics(format?: 'json'): Promise<MetricsSnapshot>;
+  /** The metrics as Prometheus text exposition. */
+  metrics(format: 'prometheus'): Promise<string>;
+  /** Registers the metric families in a prom-client Registry; returns their names. */
+  registerMetrics(registry: MetricsRegistry): string[];
   getDeadLetters(resource: string, field: string): Promise<DeadLetter[]>;
   retryDeadLetter(resource: string, field: string, recordId: string, name: string): Promise<Transaction>;
   discardDeadLetter(resource: string, field: string, recordId: string, name: string): Promise<void>;

@@ -372,6 +372,18 @@ impl NativePlugin {
         self.engine()?.verify(&resource, &field, &ids).await.napi()
     }
 
+    /// `metrics()`: a plain snapshot (see `tally_core::metrics`).
+    #[napi]
+    pub async fn metrics(&self) -> napi::Result<Value> {
+        self.engine()?.metrics().await.napi()
+    }
+
+    /// `metrics('prometheus')`: the same as Prometheus text exposition.
+    #[napi]
+    pub async fn metrics_text(&self) -> napi::Result<String> {
+        self.engine()?.metrics_text().await.napi()
+    }
+
     /// `getCohortStats(r, f)`.
     #[napi]
     pub async fn cohort_stats(&self, resource: String, field: String) -> napi::Result<Value> {

@@ -66,8 +66,17 @@ fn trim_prefix(path: &str) -> String {
     path.trim_matches('/').to_string()
 }
 
-/// Opens the store a connection string names. `memory://` buckets are shared process-wide.
+/// Opens the store a connection string names, counting its requests for the metrics.
+/// `memory://` buckets are shared process-wide.
 pub fn open(connection_string: &str) -> Result<Connection> {
+    let c = open_backend(connection_string)?;
+    Ok(Connection {
+        store: std::sync::Arc::new(crate::store::counting::CountingStore::new(c.store)),
+        prefix: c.prefix,
+    })
+}
+
+fn open_backend(connection_string: &str) -> Result<Connection> {
     let url = Url::parse(connection_string).map_err(|e| {
         invalid(format!(
             "connectionString {} is not a valid URL: {e}",

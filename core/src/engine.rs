@@ -141,6 +141,10 @@ pub struct RunStatus {
     pub gc_runs: u64,
     /// Writes of consolidated values the host database refused (its own validation).
     pub host_refusals: u64,
+    /// Durations of the runs (see [`crate::metrics`]).
+    pub latency: crate::metrics::Histogram,
+    /// Per `resource.field`, when a run last finished without errors (epoch ms).
+    pub last_success_ms: std::collections::BTreeMap<String, i64>,
 }
 
 /// What one consolidation run of one field did.
@@ -775,6 +779,8 @@ impl Engine {
         applied: u64,
         started: i64,
     ) {
+        let now = self.now_ms();
+        let duration_ms = now.saturating_sub(started).max(0) as u64;
         {
             let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
             s.runs = s.runs.saturating_add(1);
@@ -782,6 +788,10 @@ impl Engine {
             s.records_consolidated = s.records_consolidated.saturating_add(ok);
             s.transactions_applied = s.transactions_applied.saturating_add(applied);
             s.errors = s.errors.saturating_add(errors);
+            s.latency.observe(duration_ms);
+            if errors == 0 {
+                s.last_success_ms.insert(format!("{resource}.{field}"), now);
+            }
         }
         self.events.emit(Event::Consolidated {
             resource: resource.into(),
@@ -790,7 +800,7 @@ impl Engine {
             success_count: ok,
             error_count: errors,
             transactions_applied: applied,
-            duration_ms: self.now_ms().saturating_sub(started).max(0) as u64,
+            duration_ms,
         });
     }
 

@@ -37,6 +37,7 @@ pub mod history;
 pub mod host;
 pub mod inspect;
 pub mod keys;
+pub mod metrics;
 pub mod migrate;
 pub mod option_names;
 pub mod queries;

@@ -116,12 +116,14 @@ async fn throttling_and_5xx_are_retried_until_success() {
         (200, vec![("ETag", "\"v1\"")], ""),
     ])
     .await;
-    let v = store(endpoint)
+    let s = store(endpoint);
+    let v = s
         .put("a/b", b"x".to_vec(), PutMode::Overwrite)
         .await
         .unwrap();
     assert_eq!(v, Version("v1".into()));
     assert_eq!(seen.lock().unwrap().len(), 3);
+    assert_eq!(s.retries(), 2, "the metrics count both retries");
 }
 
 #[tokio::test]

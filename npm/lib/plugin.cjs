@@ -7,6 +7,7 @@ const { TallyError, wrap, wrapSync } = require('./errors.cjs');
 const { tag } = require('./args.cjs');
 const host = require('./s3db-host.cjs');
 const logging = require('./logging.cjs');
+const metrics = require('./metrics.cjs');
 
 /** How long a plugin named by `usePlugin` may stay uninstalled before it warns. */
 const INSTALL_WATCH_MS = 1000;
@@ -428,6 +429,22 @@ class EventualConsistencyPlugin extends EventEmitter {
     return wrap(this._native.verify(String(resource), String(field), ids.map(String)));
   }
 
+  /** Metrics: a plain snapshot (requests by kind, conflicts, retries, consolidation runs and
+   * their latency histogram, per field pending, dead letters and last success), or with
+   * `'prometheus'` the same as Prometheus text (`EventualConsistencyPlugin.PROMETHEUS_CONTENT_TYPE`). */
+  async metrics(format) {
+    if (format !== undefined && format !== 'prometheus' && format !== 'json') {
+      throw new TallyError('ERR_INVALID_ARGUMENT', `metrics(format): format must be 'prometheus' or 'json' (got ${JSON.stringify(format)})`);
+    }
+    this._now();
+    return wrap(format === 'prometheus' ? this._native.metricsText() : this._native.metrics());
+  }
+
+  /** Registers the metrics in a prom-client Registry; resolves nothing, returns the names. */
+  registerMetrics(registry) {
+    return metrics.register(this, registry);
+  }
+
   async getCohortStats(resource, field) {
     this._now();
     return wrap(this._native.cohortStats(resource, field));
@@ -457,5 +474,7 @@ for (const name of QUERY_FUNCTIONS) {
     return wrap(this._native.query(name, String(resource), String(field), args.map(tag)));
   };
 }
+
+EventualConsistencyPlugin.PROMETHEUS_CONTENT_TYPE = metrics.PROMETHEUS_CONTENT_TYPE;
 
 module.exports = { EventualConsistencyPlugin, RESOURCE_METHODS, QUERY_FUNCTIONS };

@@ -34,6 +34,12 @@ async function usage(): Promise<void> {
   if (record.state === 'waiting') console.log(record.fields[0]?.pending.oldest, record.fields[0]?.lease?.owner);
   const waiting = await plugin.getPendingSummary('wallets', 'balance');
   console.log(waiting[0]?.recordId, waiting[0]?.count);
+  const audit = await plugin.verify('wallets', 'balance');
+  if (audit.problems[0]?.kind === 'journal-changed') console.log(audit.heads['w1']?.hash, audit.digest);
+  const snap = await plugin.metrics();
+  const text: string = await plugin.metrics('prometheus');
+  console.log(snap.requests.put, snap.consolidation.latencyMs.buckets[0]?.le, snap.fields[0]?.lastSuccessAt, text.length);
+  console.log(plugin.registerMetrics({ registerMetric() {} }).length, EventualConsistencyPlugin.PROMETHEUS_CONTENT_TYPE);
 }
 void usage;
 

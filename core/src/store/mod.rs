@@ -127,6 +127,15 @@ pub trait Store: Send + Sync {
     async fn delete_many(&self, keys: &[String]) -> Result<(), StoreError>;
     /// A short description for logs and errors (never with credentials).
     fn describe(&self) -> String;
+    /// Attempts this store (or one it wraps) sent again after a transient failure.
+    fn retries(&self) -> u64 {
+        0
+    }
+    /// The requests counted so far, when this store counts them (see
+    /// [`counting::CountingStore`], which every opened connection's store is wrapped in).
+    fn request_counts(&self) -> Option<counting::Counts> {
+        None
+    }
 }
 
 /// A shared store handle.

@@ -20,12 +20,14 @@ use super::{ListPage, Object, PutMode, Store, StoreError, Version};
 use crate::clock::Sleeper;
 use async_trait::async_trait;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A store that retries its inner store's transient failures.
 pub struct RetryingStore<S> {
     inner: S,
     max_attempts: u32,
     sleeper: Arc<dyn Sleeper>,
+    retries: AtomicU64,
 }
 
 impl<S: Store> RetryingStore<S> {
@@ -36,12 +38,23 @@ impl<S: Store> RetryingStore<S> {
             inner,
             max_attempts: max_attempts.max(1),
             sleeper,
+            retries: AtomicU64::new(0),
         }
     }
 
     /// The wrapped store.
     pub fn inner(&self) -> &S {
         &self.inner
+    }
+
+    /// Attempts sent again after a transient failure, so far.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    async fn back_off(&self, attempt: u32) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+        self.sleeper.sleep(backoff_ms(attempt)).await;
     }
 
     /// Runs `attempt` until it succeeds, fails for good or runs out of attempts; returns
@@ -62,7 +75,7 @@ impl<S: Store> RetryingStore<S> {
                         let m = format!("{message} (gave up after {n} attempts)");
                         return (ambiguous_before, Err(StoreError::Backend(m)));
                     }
-                    self.sleeper.sleep(backoff_ms(n)).await;
+                    self.back_off(n).await;
                 }
                 other => return (ambiguous_before, other),
             }
@@ -125,7 +138,7 @@ impl<S: Store> Store for RetryingStore<S> {
                         let m = format!("{message} (gave up after {n} attempts)");
                         return Err(StoreError::Backend(m));
                     }
-                    self.sleeper.sleep(backoff_ms(n)).await;
+                    self.back_off(n).await;
                 }
                 Err(StoreError::Transient {
                     ambiguous: true,
@@ -150,5 +163,9 @@ impl<S: Store> Store for RetryingStore<S> {
 
     fn describe(&self) -> String {
         self.inner.describe()
+    }
+
+    fn retries(&self) -> u64 {
+        self.retries().saturating_add(self.inner.retries())
     }
 }

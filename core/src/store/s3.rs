@@ -149,6 +149,9 @@ impl Store for S3Store {
     async fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
         self.retrying.delete_many(keys).await
     }
+    fn retries(&self) -> u64 {
+        self.retrying.retries()
+    }
     fn describe(&self) -> String {
         self.retrying.describe()
     }

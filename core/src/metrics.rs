@@ -1,0 +1,302 @@
+//! Metrics: a plain snapshot ([`Engine::metrics`]) and the same as Prometheus text
+//! ([`Engine::metrics_text`], exposition format 0.0.4).
+//!
+//! Requests are counted by the store a connection string opens (see
+//! [`crate::store::counting`]): by kind, conflicts (a conditional write refused), failures
+//! and retries. The engine keeps the consolidation runs: a latency histogram and, per field,
+//! when a run last finished without errors. Pending transactions and dead letters are read
+//! when asked, one LIST page per 1,000 of them per field, as `getStatus()` does.
+
+use crate::engine::Engine;
+use crate::error::Result;
+use crate::store::list_all;
+use serde_json::{Value, json};
+use std::fmt::Write;
+
+/// Upper bounds (ms) of the consolidation latency buckets; a last one holds the rest.
+pub const LATENCY_BUCKETS_MS: [u64; 12] =
+    [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000];
+
+/// A histogram of consolidation run durations.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Histogram {
+    /// Runs per bucket of [`LATENCY_BUCKETS_MS`] (not cumulative), then the runs above the
+    /// last bound.
+    pub counts: [u64; LATENCY_BUCKETS_MS.len() + 1],
+    /// Sum of the durations, ms.
+    pub sum_ms: u64,
+}
+
+impl Histogram {
+    /// Counts one run of `ms`.
+    pub fn observe(&mut self, ms: u64) {
+        let i = LATENCY_BUCKETS_MS
+            .iter()
+            .position(|b| ms <= *b)
+            .unwrap_or(LATENCY_BUCKETS_MS.len());
+        if let Some(c) = self.counts.get_mut(i) {
+            *c = c.saturating_add(1);
+        }
+        self.sum_ms = self.sum_ms.saturating_add(ms);
+    }
+
+    /// Runs counted.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().fold(0u64, |a, b| a.saturating_add(*b))
+    }
+
+    fn to_json(&self) -> Value {
+        let mut cumulative = 0u64;
+        let buckets: Vec<Value> = LATENCY_BUCKETS_MS
+            .iter()
+            .zip(self.counts.iter())
+            .map(|(le, c)| {
+                cumulative = cumulative.saturating_add(*c);
+                json!({ "le": le, "count": cumulative })
+            })
+            .collect();
+        json!({ "count": self.count(), "sumMs": self.sum_ms, "buckets": buckets })
+    }
+}
+
+impl Engine {
+    /// `metrics()`: `{ requests: { get, put, list, delete, deleteMany, conflicts, failures,
+    /// retries }, consolidation: { runs, errors, recordsConsolidated, transactionsApplied,
+    /// hostRefusals, gcRuns, latencyMs: { count, sumMs, buckets: [{ le, count }] } },
+    /// fields: [{ resource, field, pending, deadLetters, lastSuccessAt }] }`. Request
+    /// counts are those of the store this engine's connection opened (zero for a store
+    /// handed in that does not count).
+    pub async fn metrics(&self) -> Result<Value> {
+        let c = self.store().request_counts().unwrap_or_default();
+        let s = self.run_status();
+        let mut fields = Vec::new();
+        for (resource, fc) in self.configured_fields() {
+            let prefix = self.layout().pending_field(&resource, &fc.field);
+            let pending = list_all(self.store().as_ref(), &prefix).await?.len();
+            let dead = self.dead_letter_count(&resource, &fc.field).await?;
+            let last = s
+                .last_success_ms
+                .get(&format!("{resource}.{}", fc.field))
+                .copied();
+            fields.push(json!({
+                "resource": resource,
+                "field": fc.field,
+                "pending": pending,
+                "deadLetters": dead,
+                "lastSuccessAt": last.map(crate::cohort::iso_timestamp),
+                "lastSuccessMs": last,
+            }));
+        }
+        Ok(json!({
+            "requests": {
+                "get": c.get, "put": c.put, "list": c.list, "delete": c.delete,
+                "deleteMany": c.delete_many, "conflicts": c.conflicts, "failures": c.failures,
+                "retries": c.retries,
+            },
+            "consolidation": {
+                "runs": s.runs,
+                "errors": s.errors,
+                "recordsConsolidated": s.records_consolidated,
+                "transactionsApplied": s.transactions_applied,
+                "hostRefusals": s.host_refusals,
+                "gcRuns": s.gc_runs,
+                "latencyMs": s.latency.to_json(),
+            },
+            "fields": fields,
+        }))
+    }
+
+    /// [`Engine::metrics`] as Prometheus text exposition (names prefixed `tally_`).
+    pub async fn metrics_text(&self) -> Result<String> {
+        let m = self.metrics().await?;
+        let mut out = String::new();
+        let r = &m["requests"];
+        family(
+            &mut out,
+            "tally_requests_total",
+            "counter",
+            "Store requests by kind.",
+        );
+        for (kind, key) in [
+            ("get", "get"),
+            ("put", "put"),
+            ("list", "list"),
+            ("delete", "delete"),
+            ("delete_many", "deleteMany"),
+        ] {
+            sample(&mut out, "tally_requests_total", &[("kind", kind)], &r[key]);
+        }
+        let counters = [
+            (
+                "tally_request_conflicts_total",
+                "Conditional writes refused (the object changed, existed or was gone).",
+                &r["conflicts"],
+            ),
+            (
+                "tally_request_failures_total",
+                "Store requests that failed (after retries).",
+                &r["failures"],
+            ),
+            (
+                "tally_request_retries_total",
+                "Store requests sent again after a transient failure.",
+                &r["retries"],
+            ),
+        ];
+        let c = &m["consolidation"];
+        let runs = [
+            (
+                "tally_consolidation_runs_total",
+                "Consolidation runs of a field.",
+                &c["runs"],
+            ),
+            (
+                "tally_consolidation_errors_total",
+                "Records that failed to consolidate.",
+                &c["errors"],
+            ),
+            (
+                "tally_records_consolidated_total",
+                "Records consolidated.",
+                &c["recordsConsolidated"],
+            ),
+            (
+                "tally_transactions_applied_total",
+                "Transactions applied.",
+                &c["transactionsApplied"],
+            ),
+            (
+                "tally_host_refusals_total",
+                "Consolidated values the host database refused.",
+                &c["hostRefusals"],
+            ),
+            (
+                "tally_gc_runs_total",
+                "Garbage collection runs.",
+                &c["gcRuns"],
+            ),
+        ];
+        for (name, help, v) in counters.into_iter().chain(runs) {
+            family(&mut out, name, "counter", help);
+            sample(&mut out, name, &[], v);
+        }
+        let h = &c["latencyMs"];
+        let name = "tally_consolidation_duration_seconds";
+        family(
+            &mut out,
+            name,
+            "histogram",
+            "Duration of consolidation runs.",
+        );
+        for b in h["buckets"].as_array().into_iter().flatten() {
+            let le = seconds(b["le"].as_u64().unwrap_or(0));
+            sample(
+                &mut out,
+                &format!("{name}_bucket"),
+                &[("le", &le)],
+                &b["count"],
+            );
+        }
+        sample(
+            &mut out,
+            &format!("{name}_bucket"),
+            &[("le", "+Inf")],
+            &h["count"],
+        );
+        let sum = Value::String(seconds(h["sumMs"].as_u64().unwrap_or(0)));
+        sample(&mut out, &format!("{name}_sum"), &[], &sum);
+        sample(&mut out, &format!("{name}_count"), &[], &h["count"]);
+        let gauges = [
+            (
+                "tally_pending_transactions",
+                "Transactions waiting to be consolidated.",
+                "pending",
+            ),
+            (
+                "tally_dead_letters",
+                "Transactions set aside because they could not be applied.",
+                "deadLetters",
+            ),
+            (
+                "tally_last_success_timestamp_seconds",
+                "When a consolidation run of the field last finished without errors.",
+                "lastSuccessMs",
+            ),
+        ];
+        for (name, help, key) in gauges {
+            family(&mut out, name, "gauge", help);
+            for f in m["fields"].as_array().into_iter().flatten() {
+                let v = match key {
+                    "lastSuccessMs" => match f[key].as_u64() {
+                        Some(ms) => Value::String(seconds(ms)),
+                        None => continue,
+                    },
+                    _ => f[key].clone(),
+                };
+                let labels = [
+                    ("resource", f["resource"].as_str().unwrap_or("")),
+                    ("field", f["field"].as_str().unwrap_or("")),
+                ];
+                sample(&mut out, name, &labels, &v);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], v: &Value) {
+    let value = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => "0".to_string(),
+    };
+    if labels.is_empty() {
+        let _ = writeln!(out, "{name} {value}");
+        return;
+    }
+    let labels: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+        .collect();
+    let _ = writeln!(out, "{name}{{{}}} {value}", labels.join(","));
+}
+
+/// A label value as the exposition format writes it.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn seconds(ms: u64) -> String {
+    let s = format!("{}.{:03}", ms / 1000, ms % 1000);
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_land_in_their_bucket_and_print_as_seconds() {
+        let mut h = Histogram::default();
+        for ms in [0, 5, 6, 40_000] {
+            h.observe(ms);
+        }
+        assert_eq!(h.counts[0], 2);
+        assert_eq!(h.counts[1], 1);
+        assert_eq!(h.counts[LATENCY_BUCKETS_MS.len()], 1);
+        assert_eq!((h.count(), h.sum_ms), (4, 40_011));
+        assert_eq!(h.to_json()["buckets"][1]["count"], 3);
+        assert_eq!(
+            [seconds(2500), seconds(1000), seconds(5)],
+            ["2.5", "1", "0.005"]
+        );
+        assert_eq!(escape("a\"b\\c"), "a\\\"b\\\\c");
+    }
+}
