@@ -43,23 +43,30 @@ pub struct Schema {
     pub attributes: Vec<Attribute>,
 }
 
+/// Types whose values are strings (`datetime`, `dateonly` and `timeonly` as s3db.js stores
+/// them: ISO strings).
 const STRING_LIKE: &[&str] = &[
-    "string",
-    "email",
-    "url",
-    "secret",
-    "password",
-    "datetime",
-    "date",
-    "dateonly",
-    "timeonly",
-    "ip4",
-    "ip6",
-    "uuid",
-    "any",
-    "enum",
-    "embedding",
+    "string", "email", "url", "datetime", "date", "dateonly", "timeonly", "ip4", "ip6", "uuid",
+    "text",
 ];
+
+/// The type of an s3db.js type name (`'money:2'`, `'embedding:1536'`, `'geo:lat'` carry a
+/// parameter after the colon). `secret` and `password`, which s3db.js encrypts or hashes,
+/// and s3db.js's custom types are not among them.
+fn type_of(name: &str) -> Option<AttrType> {
+    let family = match name.strip_prefix("geo:") {
+        Some(rest) => rest.split(':').next().unwrap_or(""),
+        None => name.split(':').next().unwrap_or(""),
+    };
+    Some(match family {
+        "number" | "decimal" | "money" | "crypto" | "lat" | "lon" => AttrType::Number,
+        "boolean" | "bool" => AttrType::Boolean,
+        "json" | "object" | "any" | "enum" | "buffer" | "bits" | "point" => AttrType::Json,
+        "array" | "embedding" => AttrType::Array,
+        t if STRING_LIKE.contains(&t) => AttrType::String,
+        _ => return None,
+    })
+}
 
 impl Schema {
     /// Parses s3db.js attribute definitions (a JSON object).
@@ -152,17 +159,10 @@ fn parse_attribute(resource: &str, name: &str, spec: &Value) -> Result<Attribute
         Value::String(s) => {
             let mut parts = s.split('|');
             let type_name = parts.next().unwrap_or("").trim().to_string();
-            let ty = match type_name.as_str() {
-                "number" => AttrType::Number,
-                "boolean" => AttrType::Boolean,
-                "json" | "object" => AttrType::Json,
-                "array" => AttrType::Array,
-                t if STRING_LIKE.contains(&t) => AttrType::String,
-                other => {
-                    return Err(Error::invalid_config(format!(
-                        "attribute \"{name}\" of resource \"{resource}\" has unknown type \"{other}\""
-                    )));
-                }
+            let Some(ty) = type_of(&type_name) else {
+                return Err(Error::invalid_config(format!(
+                    "attribute \"{name}\" of resource \"{resource}\" has unknown type \"{type_name}\" (secret and password, which s3db.js encrypts or hashes, are not supported)"
+                )));
             };
             let mut optional = false;
             let mut explicit_required = false;

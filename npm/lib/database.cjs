@@ -6,6 +6,7 @@ const { pathToFileURL } = require('node:url');
 const { join } = require('node:path');
 const native = require('./native.cjs');
 const { TallyError, wrap, wrapSync } = require('./errors.cjs');
+const validation = require('./validation.cjs');
 
 const HOOK_EVENTS = ['beforeInsert', 'afterInsert', 'beforeUpdate', 'afterUpdate', 'beforeDelete', 'afterDelete'];
 
@@ -15,6 +16,8 @@ class Resource {
     this.name = name;
     this.attributes = attributes;
     this.config = { name, attributes, ...options };
+    // s3db.js's attribute rules (see validation.cjs); compiled by createResource.
+    Object.defineProperty(this, '_check', { value: validation.compile(name, attributes), writable: true });
     Object.defineProperty(this, '_hooks', { value: Object.fromEntries(HOOK_EVENTS.map((e) => [e, []])) });
   }
 
@@ -43,7 +46,7 @@ class Resource {
   }
 
   async insert(data) {
-    const input = await this._run('beforeInsert', data);
+    const input = this._check(await this._run('beforeInsert', data));
     const out = await wrap(this._native.insert(this.name, input));
     await this._run('afterInsert', out);
     return out;
@@ -60,7 +63,8 @@ class Resource {
   /** `update` and `patch` share the update hooks; `method` is the native write. */
   async _change(method, id, changes) {
     const input = await this._run('beforeUpdate', { id, ...changes });
-    const { id: _ignored, ...rest } = input;
+    const { id: _ignored, ...changed } = input;
+    const rest = this._check(changed, { partial: true });
     const out = await wrap(this._native[method](this.name, id, rest));
     await this._run('afterUpdate', out);
     return out;
@@ -180,9 +184,12 @@ class S3db extends EventEmitter {
       throw new TallyError('ERR_INVALID_ARGUMENT', 'createResource needs { name, attributes }');
     }
     const { name, attributes = {}, ...rest } = config;
+    // Rules are compiled first: an attribute Tally cannot check writes nothing.
+    const check = validation.compile(name, attributes);
     await wrap(this._requireNative().createResource(name, attributes));
     const resource = this.resources[name] ?? new Resource(this, name, attributes, rest);
     resource.attributes = attributes;
+    resource._check = check;
     this.resources[name] = resource;
     for (const plugin of Object.values(this.plugins)) {
       if (typeof plugin._onResourceCreated === 'function') plugin._onResourceCreated(resource);
