@@ -34,3 +34,78 @@ test('a masked database still uses its real connection string', async () => {
   assert.ok(!util.inspect(db, { depth: 4 }).includes('pw-not-shown'));
   await db.disconnect();
 });
+
+test('a run against the S3 server: no secret in any log line, inspect output, report or error', async (t) => {
+  const endpoint = process.env.TALLY_S3_ENDPOINT;
+  if (!endpoint) {
+    assert.ok(!process.env.TALLY_S3_REQUIRED, 'TALLY_S3_REQUIRED is set but no S3 server is running');
+    t.skip('no TALLY_S3_ENDPOINT (scripts/test.sh starts the server)');
+    return;
+  }
+  const secret = process.env.TALLY_S3_SECRET_KEY ?? 'test';
+  assert.ok(secret.length >= 4, 'a secret long enough to search for');
+  const url = new URL(endpoint);
+  url.username = process.env.TALLY_S3_ACCESS_KEY ?? 'test';
+  url.password = encodeURIComponent(secret);
+  url.pathname = `/tally-node/secrets-${process.pid}-${Date.now()}/app`;
+  const seen = [];
+  const keep = (level) => (obj, msg) => seen.push(`${level} ${util.inspect(obj, { depth: 6 })} ${msg ?? ''}`);
+  const logger = { levels: { values: {} }, bindings: () => ({}), child: () => logger };
+  for (const level of ['trace', 'debug', 'info', 'warn', 'error', 'fatal']) logger[level] = keep(level);
+  const reducer = (acc, tx) => {
+    if (tx.value === 13) throw new Error('unlucky');
+    return acc + tx.value;
+  };
+  const db = new S3db({ connectionString: url.href });
+  await db.connect();
+  const p = plugin({
+    resources: [{ resource: 'wallets', fields: [{ field: 'balance', reducer }] }],
+    consolidation: { mode: 'async', auto: false },
+    verbose: true,
+    debug: true,
+    logLevel: 'debug',
+    logger,
+  });
+  await db.usePlugin(p);
+  const wallets = await db.createResource({ name: 'wallets', attributes: WALLET_ATTRIBUTES });
+  await wallets.insert({ id: 'w' });
+  await wallets.add('w', 2);
+  await wallets.add('w', 13);
+  await p.consolidateAll();
+  await new Promise((r) => setTimeout(r, 50));
+  for (const shown of [
+    await p.inspect('wallets', 'w'),
+    await p.getStatus(),
+    await p.verify('wallets', 'balance'),
+    await p.metrics(),
+    await p.metrics('prometheus'),
+    await p.getDeadLetters('wallets', 'balance'),
+    db,
+    p,
+  ]) {
+    seen.push(util.inspect(shown, { depth: 8, showHidden: true }));
+    if (shown !== p) seen.push(JSON.stringify(shown) ?? '');
+  }
+  assert.ok(seen.some((l) => l.startsWith('error')), 'the dead letter was logged');
+  // Errors: a bucket that does not exist, and a wrong key for the real one.
+  const missing = new URL(url.href);
+  missing.pathname = '/no-such-bucket-tally/app';
+  const stranger = new URL(url.href);
+  stranger.username = 'nobody';
+  for (const bad of [missing, stranger]) {
+    const other = new S3db({ connectionString: bad.href });
+    try {
+      await other.connect();
+      const r = await other.createResource({ name: 'wallets', attributes: WALLET_ATTRIBUTES });
+      await r.insert({ id: 'x' });
+    } catch (e) {
+      seen.push(`${e.code} ${e.message} ${e.stack} ${util.inspect(e, { depth: 6 })}`);
+    }
+    seen.push(util.inspect(other, { showHidden: true }));
+    await other.disconnect().catch(() => {});
+  }
+  assert.ok(seen.some((l) => l.startsWith('ERR_')), `an error was met: ${seen.slice(-3).join('\n')}`);
+  const leaked = seen.filter((l) => l.includes(secret));
+  assert.deepEqual(leaked, [], 'the secret key appeared');
+  await db.disconnect();
+});
