@@ -1,6 +1,6 @@
 // The actions of the tally-ec commands: each takes the session (database, plugin, configured
 // fields), the output, then its arguments, and resolves to an exit code.
-import { selectFields } from './session.mjs';
+import { selectFields, resourceOf } from './session.mjs';
 import { EXIT, table, progress, csvLine } from './output.mjs';
 import { TallyError } from '../index.js';
 
@@ -72,6 +72,9 @@ export async function inspect({ plugin }, out, resource, id) {
       const pend = f.pending.count ? `${f.pending.count} pending (oldest ${f.pending.oldest})` : 'nothing pending';
       const last = f.lastConsolidatedAt ? `last consolidated ${f.lastConsolidatedAt}` : 'never consolidated';
       lines.push(`  ${f.field}: ${JSON.stringify(f.value ?? null)} · ${pend} · ${f.batches} batches, ${last}`);
+      if ('hostValue' in f) {
+        lines.push(`    s3db.js copy: ${JSON.stringify(f.hostValue ?? null)}${f.inSync ? ' (in sync)' : ' (differs: it lags, or s3db.js refused the value)'}`);
+      }
       lines.push(`    lease: ${f.lease ? `${f.lease.owner} until ${f.lease.expiresAt}` : 'none held'}`);
       if (f.deadLetters.length === 0) lines.push('    dead letters: none');
       for (const d of f.deadLetters) lines.push(`    dead letter ${d.name}: [${d.error.code}] ${d.error.message}`);
@@ -146,7 +149,7 @@ export async function consolidate(session, out, resource, field, opts) {
 export async function recalculate(session, out, resource, id, opts) {
   const { db, plugin } = session;
   const fields = selectFields(session, resource, opts.field).map(([, f]) => f);
-  const ids = id !== undefined ? [id] : await (await db.resource(resource)).listIds();
+  const ids = id !== undefined ? [id] : await (await resourceOf(db, resource)).listIds();
   const bar = progress('recalculating', ids.length * fields.length, { json: out.json, stream: out.err });
   const values = [];
   const errors = [];
@@ -286,7 +289,7 @@ export async function exportData(session, out, resource, field, opts) {
     for (const p of points) write(p);
     rows = points.length;
   } else {
-    const ids = new Set(opts.record !== undefined ? [opts.record] : await (await db.resource(resource)).listIds());
+    const ids = new Set(opts.record !== undefined ? [opts.record] : await (await resourceOf(db, resource)).listIds());
     if (opts.record === undefined) for (const p of await plugin.getPendingSummary(resource, field)) ids.add(p.recordId);
     const filter = opts.from !== undefined ? { startDate: opts.from, endDate: opts.to } : {};
     for (const id of ids) {

@@ -17,6 +17,7 @@ export async function run(argv, io = {}) {
     .version(version)
     .option('--connection <url>', 'the store: file:///folder, memory://…, s3://key:secret@bucket/prefix (or TALLY_CONNECTION)')
     .option('--config <file>', 'EventualConsistencyPlugin options: JSON, or a module exporting them (or TALLY_CONFIG)')
+    .option('--s3db', "open the store as an s3db.js Database (the app's s3db.js), so inspect and verify show its copy of each record")
     .option('--json', 'print one JSON document (for scripts) instead of tables')
     .showHelpAfterError()
     .exitOverride()

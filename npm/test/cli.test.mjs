@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL, fileURLToPath } from 'node:url';
 import { S3db } from '../index.js';
-import { plugin, WALLET_ATTRIBUTES } from './helpers.mjs';
+import { plugin, WALLET_ATTRIBUTES, s3dbDatabase } from './helpers.mjs';
 
 const BIN = fileURLToPath(new URL('../bin/tally-ec.mjs', import.meta.url));
 const OPTIONS = { resources: { wallets: ['balance'] }, analytics: { enabled: true } };
@@ -183,6 +183,34 @@ test('verify names the record whose journal was changed or removed, or whose val
   doc.d.balance = 11;
   writeFileSync(record, JSON.stringify(doc));
   assert.deepEqual(problems(), [['w1', 'value-mismatch']]);
+});
+
+test('--s3db: inspect and verify show the s3db.js copy of a record next to Tally\'s value', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tally-cli-s3db-'));
+  const options = { resources: { wallets: ['balance'] } };
+  const connection = pathToFileURL(join(dir, 'data')).href;
+  const db = await s3dbDatabase(connection);
+  await db.connect();
+  const wallets = await db.createResource({ name: 'wallets', attributes: { balance: 'number|max:100|default:0' } });
+  await db.usePlugin(plugin({ ...options, consolidation: { mode: 'sync' }, logLevel: 'silent' }));
+  await wallets.insert({ id: 'w1' });
+  await wallets.insert({ id: 'w2' });
+  await wallets.add('w1', 5);
+  await wallets.add('w2', 7);
+  // s3db.js refuses 505 (max:100): its copy keeps 5.
+  await wallets.add('w1', 500);
+  await db.disconnect();
+  const config = join(dir, 'tally.json');
+  writeFileSync(config, JSON.stringify(options));
+  const store = { connection, config };
+  const seen = json(store, ['--s3db', 'inspect', 'wallets', 'w1']);
+  assert.deepEqual([seen.fields[0].value, seen.fields[0].hostValue, seen.fields[0].inSync], [505, 5, false]);
+  assert.equal(seen.host.balance, 5);
+  assert.match(cli(store, ['--s3db', 'inspect', 'wallets', 'w1']).out, /s3db\.js copy: 5 \(differs/);
+  assert.match(cli(store, ['--s3db', 'inspect', 'wallets', 'w2']).out, /s3db\.js copy: 7 \(in sync\)/);
+  const audit = cli(store, ['--s3db', 'verify', '--json']);
+  assert.equal(audit.code, 1, audit.err);
+  assert.deepEqual(JSON.parse(audit.out)[0].problems.map((p) => [p.id, p.kind]), [['w1', 'host-mismatch']]);
 });
 
 test('exit codes and messages scripts can rely on', async () => {
