@@ -44,4 +44,12 @@ function log(logger, level, obj, msg) {
   else fn.call(logger, msg, obj);
 }
 
-module.exports = { ownLogger, loggerFor, log, levelOf };
+/** Whether debug lines may go to `logger`: pino filters them by its own level; any other
+ * logger gets them only when `logLevel` (or `debug: true`) asks for debug or trace. */
+function debugs(logger, options) {
+  if (logger && pinoLike(logger)) return true;
+  const level = levelOf(options ?? {});
+  return level === 'debug' || level === 'trace';
+}
+
+module.exports = { ownLogger, loggerFor, log, levelOf, debugs };

@@ -172,20 +172,26 @@ class EventualConsistencyPlugin extends EventEmitter {
     return this._track(this._native.call(resource, method, args.map(tag)));
   }
 
-  /** Installs the plugin on a database (`db.usePlugin(plugin)` calls this): Tally's own
-   * S3db, or an s3db.js Database (records through its resource API, Tally's data beside it). */
-  /** One log object per consolidation run (with `verbose`); errors and dead letters at error
-   * level. Messages carry codes and ids, never connection strings. */
+  /** One log object per consolidation run (info with `verbose`, else debug), GC runs at
+   * debug; errors and dead letters at error level. Messages carry codes and ids, never
+   * connection strings. */
   _log(name, payload) {
     if (!payload) return;
     const where = { resource: payload.resource, field: payload.field };
-    if (name === CONSOLIDATED && this.config.verbose) {
+    // pino filters debug lines itself; a logger that does not (console) gets them when asked.
+    const debugs = logging.debugs(this.logger, this._logOptions);
+    if (name === CONSOLIDATED) {
+      const level = this.config.verbose ? 'info' : 'debug';
+      if (level === 'debug' && !debugs) return;
       logging.log(
         this.logger,
-        'info',
+        level,
         { ...where, records: payload.recordCount, consolidated: payload.successCount, applied: payload.transactionsApplied, errors: payload.errorCount, ms: payload.duration },
         `consolidated ${payload.resource}.${payload.field}`,
       );
+    } else if (name === 'plg:eventual-consistency:gc-completed') {
+      if (!debugs) return;
+      logging.log(this.logger, 'debug', { ...where, deleted: payload.deletedCount, errors: payload.errorCount }, `garbage collected ${payload.resource}.${payload.field}`);
     } else if (name === 'plg:eventual-consistency:consolidation-error' || name === 'plg:eventual-consistency:gc-error') {
       const e = payload.error ?? {};
       const what = name.endsWith('gc-error') ? 'garbage collection failed' : 'consolidation failed';
@@ -199,6 +205,8 @@ class EventualConsistencyPlugin extends EventEmitter {
     }
   }
 
+  /** Installs the plugin on a database (`db.usePlugin(plugin)` calls this): Tally's own
+   * S3db, or an s3db.js Database (records through its resource API, Tally's data beside it). */
   async install(database) {
     clearTimeout(this._installWatch);
     if (this.database === database) return;

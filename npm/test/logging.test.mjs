@@ -99,6 +99,31 @@ test("pino's own logger writes JSON lines to stderr at logLevel", () => {
   for (const l of info.lines) assert.ok(!JSON.stringify(l).includes('hunter22secret'));
 });
 
+test('debug: true (or logLevel debug) shows the runs verbose: false leaves out, at debug level', async () => {
+  const debug = ownLoggerRun({ verbose: false, debug: true });
+  const run = debug.lines.find((l) => l.msg === 'consolidated wallets.balance');
+  assert.ok(run, JSON.stringify(debug.lines));
+  assert.deepEqual([run.level, run.applied], [20, 1]);
+  assert.ok(ownLoggerRun({ verbose: false, logLevel: 'debug' }).lines.some((l) => l.level === 20));
+  // A logger that does not filter by level gets debug lines only when they are asked for.
+  const lines = [];
+  const consoleLike = { info: (m) => lines.push(['info', m]), debug: (m) => lines.push(['debug', m]), warn() {}, error() {} };
+  const quiet = await wallets({ resources: { wallets: ['balance'] }, consolidation: { auto: false }, verbose: false, logger: consoleLike });
+  await quiet.w.add('w1', 1);
+  await quiet.w.consolidate('w1');
+  await quiet.plugin.runGC();
+  await settle();
+  await quiet.db.disconnect();
+  assert.deepEqual(lines, []);
+  const loud = await wallets({ resources: { wallets: ['balance'] }, consolidation: { auto: false }, verbose: false, debug: true, logger: consoleLike });
+  await loud.w.add('w1', 1);
+  await loud.w.consolidate('w1');
+  await loud.plugin.runGC();
+  await settle();
+  await loud.db.disconnect();
+  assert.deepEqual(lines.map((l) => l[1]), ['consolidated wallets.balance', 'garbage collected wallets.balance']);
+});
+
 test("inside s3db.js the plugin logs through a child of the database's logger", async () => {
   const db = await s3dbDatabase(`memory://logging-host-${process.pid}/app`);
   await db.connect();
