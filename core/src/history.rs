@@ -40,6 +40,9 @@ pub struct Journal {
     /// The hash its predecessor had when it was written (`None` for the first batch, and in
     /// journals written before journals were chained).
     pub prev_hash: Option<String>,
+    /// The batches of earlier incarnations of the id when it was written (see
+    /// [`crate::records`]).
+    pub base: u64,
 }
 
 /// A checkpoint: every path's value after batch `seq`.
@@ -159,6 +162,7 @@ pub(crate) fn parse_journal(key: &str, bytes: &[u8]) -> Result<(Journal, Option<
             values,
             hash: crate::verify::sha256_hex(bytes),
             prev_hash: v["prevHash"].as_str().map(str::to_string),
+            base: v["base"].as_u64().unwrap_or(0),
         },
         v["prev"].as_str().map(str::to_string),
     ))

@@ -194,7 +194,8 @@ fn parse_attribute(resource: &str, name: &str, spec: &Value) -> Result<Attribute
                 .to_string();
             let mut flags = declared.split('|');
             let base = flags.next().unwrap_or("object").to_string();
-            let optional = flags.any(|f| f.trim() == "optional");
+            // As in s3db.js (`allNestedObjectsOptional`): optional unless declared required.
+            let required = flags.any(|f| f.trim() == "required");
             let mut children = Vec::new();
             for (child, cspec) in map {
                 if child.starts_with("$$") {
@@ -211,7 +212,7 @@ fn parse_attribute(resource: &str, name: &str, spec: &Value) -> Result<Attribute
                 name: name.to_string(),
                 ty,
                 type_name: base,
-                required: !optional,
+                required,
                 default: None,
             })
         }
@@ -248,16 +249,10 @@ fn validate_level(
         let fail = |what: String| Err(Error::new(ErrorCode::Validation, what));
         match data.get_mut(&attr.name) {
             None | Some(Value::Null) => {
-                if let Some(d) = &attr.default {
+                // Defaults fill top-level attributes only, as s3db.js stores them.
+                if let Some(d) = attr.default.as_ref().filter(|_| prefix.is_empty()) {
                     data.insert(attr.name.clone(), d.clone());
-                } else if attr.required && !matches!(attr.ty, AttrType::Object(_)) {
-                    return fail(format!(
-                        "The '{full}' field is required (resource \"{resource}\")."
-                    ));
-                } else if let AttrType::Object(children) = &attr.ty
-                    && attr.required
-                    && children.iter().any(|c| c.required)
-                {
+                } else if attr.required && attr.default.is_none() {
                     return fail(format!(
                         "The '{full}' field is required (resource \"{resource}\")."
                     ));

@@ -14,7 +14,7 @@
 //! Cost: per record, one GET of the record, one LIST of its journals and one of its
 //! checkpoints, and one GET per kept journal and checkpoint.
 
-use crate::amount::decimal_from_json;
+use crate::amount::{decimal_from_json, decimal_to_json};
 use crate::config::FieldConfig;
 use crate::consolidate::FieldState;
 use crate::engine::Engine;
@@ -46,12 +46,28 @@ pub struct Problem {
     pub id: String,
     /// Stable kind: `journal-changed`, `journal-removed`, `journal-reordered`,
     /// `journal-unreadable`, `journal-inconsistent`, `checkpoint-mismatch`, `value-mismatch`,
-    /// `host-mismatch` (inside a host database, its copy differs) or `record-missing`.
+    /// `host-mismatch` (inside a host database, its copy differs), `bookkeeping-changed` or
+    /// `record-missing`; as a warning, `chain-downgraded`.
     pub kind: &'static str,
     /// The object concerned (a journal or checkpoint key), when there is one.
     pub key: Option<String>,
     /// What is wrong, in words.
     pub message: String,
+}
+
+impl Problem {
+    fn new(id: &str, kind: &'static str, key: Option<&str>, message: String) -> Problem {
+        Problem {
+            id: id.to_string(),
+            kind,
+            key: key.map(str::to_string),
+            message,
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        json!({ "id": self.id, "kind": self.kind, "key": self.key, "message": self.message })
+    }
 }
 
 /// What `verify` concluded about one record's field.
@@ -61,16 +77,16 @@ struct Verdict {
     hashed: u64,
     unchained: u64,
     problems: Vec<Problem>,
+    warnings: Vec<Problem>,
 }
 
 impl Verdict {
+    fn warning(&mut self, id: &str, kind: &'static str, key: Option<&str>, message: String) {
+        self.warnings.push(Problem::new(id, kind, key, message));
+    }
+
     fn problem(&mut self, id: &str, kind: &'static str, key: Option<&str>, message: String) {
-        self.problems.push(Problem {
-            id: id.to_string(),
-            kind,
-            key: key.map(str::to_string),
-            message,
-        });
+        self.problems.push(Problem::new(id, kind, key, message));
     }
 }
 
@@ -82,8 +98,10 @@ fn differing(
     values
         .iter()
         .filter_map(|(path, value)| {
+            // Values are stored as JSON numbers (f64): compare with what a commit stores.
             let stored = get_path(data, path).and_then(decimal_from_json);
-            (stored != Some(*value)).then(|| {
+            let written = decimal_from_json(&decimal_to_json(*value));
+            (stored != written).then(|| {
                 (
                     path.clone(),
                     stored.map_or("nothing".to_string(), |d| d.to_string()),
@@ -103,8 +121,9 @@ impl Engine {
     /// Verifies the history of every record of `resource`'s `field` that has journals or
     /// checkpoints, and of each id in `ids` (the records the caller lists, so a record whose
     /// every journal was removed is checked too). Returns `{ resource, field, records,
-    /// journals, chained, unchained, problems: [{ id, kind, key, message }], heads: { id:
-    /// { seq, hash } }, digest }`; `problems` is empty when the history explains every value.
+    /// journals, chained, unchained, problems: [{ id, kind, key, message }], warnings (the
+    /// same form), heads: { id: { seq, hash } }, digest }`; `problems` is empty when the
+    /// history explains every value.
     pub async fn verify(&self, resource: &str, field: &str, ids: &[String]) -> Result<Value> {
         let fc = self.field_config(resource, field)?;
         let mut all: BTreeSet<String> = ids.iter().cloned().collect();
@@ -130,6 +149,7 @@ impl Engine {
             total.hashed = total.hashed.saturating_add(verdict.hashed);
             total.unchained = total.unchained.saturating_add(verdict.unchained);
             total.problems.extend(verdict.problems);
+            total.warnings.extend(verdict.warnings);
             if let Some((seq, hash)) = head {
                 heads.insert(id.clone(), json!({ "seq": seq, "hash": hash }));
             }
@@ -145,9 +165,8 @@ impl Engine {
             "journals": total.journals,
             "chained": total.hashed,
             "unchained": total.unchained,
-            "problems": total.problems.iter().map(|p| json!({
-                "id": p.id, "kind": p.kind, "key": p.key, "message": p.message,
-            })).collect::<Vec<_>>(),
+            "problems": total.problems.iter().map(Problem::to_json).collect::<Vec<_>>(),
+            "warnings": total.warnings.iter().map(Problem::to_json).collect::<Vec<_>>(),
             "heads": heads,
             "digest": sha256_hex(digest_lines.as_bytes()),
         }))
@@ -219,11 +238,11 @@ impl Engine {
         let mut v = Verdict::default();
         // The record (or a deleted record's tombstone) first: every journal of a batch it
         // names was written before the listing below.
-        let (data, meta) = match self.records().load(resource, id).await? {
-            Some(r) => (Some(r.data), r.meta),
+        let (data, meta, exists) = match self.records().load(resource, id).await? {
+            Some(r) => (Some(r.data), r.meta, true),
             None => match self.records().bookkeeping(resource, id).await? {
-                Some(meta) => (None, meta),
-                None => (None, Map::new()),
+                Some(meta) => (None, meta, true),
+                None => (None, Map::new(), false),
             },
         };
         let state = FieldState::of(&meta, &fc.field);
@@ -232,8 +251,22 @@ impl Engine {
         let checkpoints = self
             .read_checkpoints(resource, &fc.field, id, &mut v)
             .await?;
+        if state.base > state.seq || (state.batch.is_none() && state.seq > state.base) {
+            v.problem(
+                id,
+                "bookkeeping-changed",
+                None,
+                format!(
+                    "the bookkeeping counts {} batches after {} of earlier incarnations, and names {}",
+                    state.seq.saturating_sub(state.base),
+                    state.base,
+                    state.batch.as_deref().unwrap_or("no last batch")
+                ),
+            );
+        }
         if state.batch.is_none() {
-            if !reads.is_empty() && meta.is_empty() {
+            // A record that never committed a batch may have a lost commit's journal.
+            if !reads.is_empty() && !exists {
                 v.problem(
                     id,
                     "record-missing",
@@ -279,6 +312,26 @@ impl Engine {
                 }
                 Some(Read::Parsed(j, prev)) => {
                     v.journals = v.journals.saturating_add(1);
+                    let head = chain.is_empty() && seq == state.seq;
+                    if head && state.seq > state.base && j.base != state.base {
+                        v.problem(
+                            id,
+                            "bookkeeping-changed",
+                            Some(&key),
+                            format!(
+                                "the bookkeeping says this incarnation starts after batch {}; its last journal says {}",
+                                state.base, j.base
+                            ),
+                        );
+                    }
+                    if expected.is_none() && j.prev_hash.is_some() {
+                        v.warning(
+                            id,
+                            "chain-downgraded",
+                            Some(&key),
+                            format!("batch {seq} was chained, yet what follows it carries no hash: written by an earlier version during an upgrade, or its hash removed"),
+                        );
+                    }
                     match &expected {
                         Some(h) if *h != j.hash => v.problem(
                             id,

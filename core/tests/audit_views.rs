@@ -7,7 +7,7 @@ use common::*;
 use serde_json::json;
 use std::sync::Arc;
 use tally_core::store::memory::MemoryStore;
-use tally_core::store::{PutMode, Store};
+use tally_core::store::Store;
 
 #[tokio::test]
 async fn a_lost_commits_journal_never_shows_its_transactions_as_applied() {
@@ -31,19 +31,7 @@ async fn a_lost_commits_journal_never_shows_its_transactions_as_applied() {
         .pending;
     assert_eq!(pending.len(), 1);
     // A consolidator wrote its journal, then lost the compare-and-swap and crashed.
-    let journal = json!({
-        "seq": 1, "prev": null, "resource": "wallets", "field": "balance", "recordId": "w1",
-        "committedAt": 1, "keys": [], "transactions": pending,
-        "values": { "balance": { "before": "0", "after": "5" } },
-    });
-    store
-        .put(
-            "db/j/wallets/balance/w1/0000000001-000000001-lostlostlost",
-            serde_json::to_vec(&journal).unwrap(),
-            PutMode::Create,
-        )
-        .await
-        .unwrap();
+    put_lost_first_journal(&store, "w1", json!(pending)).await;
     let seen = i
         .engine
         .field_transactions("wallets", "balance", None)

@@ -62,6 +62,21 @@ async fn edit(store: &Arc<dyn Store>, key: &str, f: impl FnOnce(String) -> Strin
         .unwrap();
 }
 
+/// Edits a stored JSON object in place.
+async fn edit_json(store: &Arc<dyn Store>, key: &str, f: impl FnOnce(&mut Value)) {
+    edit(store, key, |t| {
+        let mut v: Value = serde_json::from_str(&t).unwrap();
+        f(&mut v);
+        v.to_string()
+    })
+    .await;
+}
+
+/// Whether `report` names `id` with a problem of `kind`.
+fn names(report: &Value, id: &str, kind: &str) -> bool {
+    kinds(report).contains(&(id.to_string(), kind.to_string()))
+}
+
 async fn five_adds_each(i: &Instance) {
     for k in 1..=5 {
         add(i, "balance", "w1", k as f64).await;
@@ -99,12 +114,8 @@ async fn one_changed_byte_of_a_journal_is_named() {
     })
     .await;
     let r = verify(&i).await;
-    let found = kinds(&r);
-    assert!(
-        found.contains(&("w1".into(), "journal-changed".into())),
-        "{r}"
-    );
-    assert!(found.iter().all(|(id, _)| id == "w1"), "{r}");
+    assert!(names(&r, "w1", "journal-changed"), "{r}");
+    assert!(kinds(&r).iter().all(|(id, _)| id == "w1"), "{r}");
     // A byte that breaks the JSON is named too.
     edit(&store, &keys[3], |t| t.replacen('{', "[", 1)).await;
     let r = verify(&i).await;
@@ -136,10 +147,7 @@ async fn a_removed_journal_is_named() {
         store.delete(&k).await.unwrap();
     }
     let r = verify(&i).await;
-    assert!(
-        kinds(&r).contains(&("w1".into(), "journal-removed".into())),
-        "{r}"
-    );
+    assert!(names(&r, "w1", "journal-removed"), "{r}");
 }
 
 #[tokio::test]
@@ -157,15 +165,9 @@ async fn reordered_journals_are_named() {
         .put(&keys[2], a.to_vec(), PutMode::Overwrite)
         .await
         .unwrap();
-    let found = kinds(&verify(&i).await);
-    assert!(
-        found.contains(&("w1".into(), "journal-reordered".into())),
-        "{found:?}"
-    );
-    assert!(
-        found.contains(&("w1".into(), "journal-changed".into())),
-        "{found:?}"
-    );
+    let r = verify(&i).await;
+    assert!(names(&r, "w1", "journal-reordered"), "{r}");
+    assert!(names(&r, "w1", "journal-changed"), "{r}");
 }
 
 #[tokio::test]
@@ -201,10 +203,8 @@ async fn a_journal_whose_transactions_do_not_give_its_values_is_named() {
     .await;
     let forged = store.get(&keys[4]).await.unwrap().unwrap().bytes;
     let hash = tally_core::verify::sha256_hex(&forged);
-    edit(&store, "db/r/wallets/w2", |t| {
-        let mut v: Value = serde_json::from_str(&t).unwrap();
+    edit_json(&store, "db/r/wallets/w2", |v| {
         v["m"]["balance"]["hash"] = json!(hash);
-        v.to_string()
     })
     .await;
     let r = verify(&i).await;
@@ -254,17 +254,13 @@ async fn journals_written_before_chaining_verify_as_unchained() {
     // As an earlier version wrote them: no prevHash in journals, no hash in bookkeeping.
     for id in ["w1", "w2"] {
         for k in journals_of(&store, id).await {
-            edit(&store, &k, |t| {
-                let mut v: Value = serde_json::from_str(&t).unwrap();
+            edit_json(&store, &k, |v| {
                 v.as_object_mut().unwrap().remove("prevHash");
-                v.to_string()
             })
             .await;
         }
-        edit(&store, &format!("db/r/wallets/{id}"), |t| {
-            let mut v: Value = serde_json::from_str(&t).unwrap();
+        edit_json(&store, &format!("db/r/wallets/{id}"), |v| {
             v["m"]["balance"].as_object_mut().unwrap().remove("hash");
-            v.to_string()
         })
         .await;
     }
@@ -282,4 +278,57 @@ async fn journals_written_before_chaining_verify_as_unchained() {
         (r["chained"].as_u64(), r["unchained"].as_u64()),
         (Some(1), Some(10))
     );
+}
+
+#[tokio::test]
+async fn edited_bookkeeping_is_named() {
+    let (store, i) = setup(sync(), None).await;
+    five_adds_each(&i).await;
+    // The last batch's name removed, the value changed: the audit must not go quiet.
+    edit_json(&store, "db/r/wallets/w1", |v| {
+        v["m"]["balance"]["batch"] = Value::Null;
+        v["d"]["balance"] = json!(999);
+    })
+    .await;
+    // An incarnation boundary its last journal does not know.
+    edit_json(&store, "db/r/wallets/w2", |v| {
+        v["m"]["balance"]["base"] = json!(2);
+    })
+    .await;
+    let r = verify(&i).await;
+    assert!(names(&r, "w1", "bookkeeping-changed"), "{r}");
+    assert!(names(&r, "w2", "bookkeeping-changed"), "{r}");
+}
+
+#[tokio::test]
+async fn a_lost_first_commit_and_a_rolling_upgrade_are_not_problems() {
+    let (store, i) = setup(sync(), None).await;
+    // w1 never committed a batch; a consolidator wrote its first journal and died.
+    put_lost_first_journal(&store, "w1", json!([])).await;
+    for _ in 0..3 {
+        add(&i, "balance", "w2", 1.0).await;
+    }
+    // The last commit by a process of the earlier version: no hash in the bookkeeping.
+    edit_json(&store, "db/r/wallets/w2", |v| {
+        v["m"]["balance"].as_object_mut().unwrap().remove("hash");
+    })
+    .await;
+    let r = verify(&i).await;
+    assert_eq!(kinds(&r), vec![], "{r}");
+    let warned: Vec<&str> = r["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(warned, ["chain-downgraded"], "{r}");
+}
+
+#[tokio::test]
+async fn values_beyond_double_precision_verify_as_stored() {
+    let (_, i) = setup(sync(), None).await;
+    add(&i, "balance", "w1", 1e16).await;
+    add(&i, "balance", "w1", 1.0).await;
+    let r = verify(&i).await;
+    assert_eq!(kinds(&r), vec![], "{r}");
 }

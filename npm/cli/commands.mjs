@@ -230,7 +230,9 @@ export async function verify(session, out, resource, field) {
         v.map((x) => [key(x.resource, x.field), x.records, x.journals, x.chained, x.unchained, x.problems.length, x.digest.slice(0, 16)]),
       ),
       ...v.flatMap((x) =>
-        x.problems.map((p) => `${p.kind} on ${key(x.resource, x.field)} ${JSON.stringify(p.id)}: ${p.message}${p.key ? ` (${p.key})` : ''}`),
+        [...x.problems, ...x.warnings.map((w) => ({ ...w, kind: `warning: ${w.kind}` }))].map(
+          (p) => `${p.kind} on ${key(x.resource, x.field)} ${JSON.stringify(p.id)}: ${p.message}${p.key ? ` (${p.key})` : ''}`,
+        ),
       ),
       v.some((x) => x.problems.length) ? 'verify FAILED: the history does not explain the records named above' : 'verify passed: every value is explained by its history',
     ].join('\n'),

@@ -63,6 +63,8 @@ export async function open(opts) {
   const db = opts.s3db ? await s3dbDatabase(connectionString) : new S3db({ connectionString });
   await db.connect();
   const plugin = new EventualConsistencyPlugin(options);
+  // Inside s3db.js: no carry-over of 21.6.2's pending transactions (see plugin.install).
+  Object.defineProperty(plugin, '_carryOver', { value: false });
   await db.usePlugin(plugin);
   return { db, plugin, fields: configuredFields(plugin) };
 }

@@ -4,6 +4,7 @@
 
 /** The Prometheus exposition content type `metrics('prometheus')` writes. */
 const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+const { TallyError } = require('./errors.cjs');
 
 const REQUEST_KINDS = [['get', 'get'], ['put', 'put'], ['list', 'list'], ['delete', 'delete'], ['delete_many', 'deleteMany']];
 
@@ -53,16 +54,25 @@ function register(plugin, registry) {
     return current;
   };
   for (const [name, type, help, values] of FAMILIES) {
-    registry.registerMetric({
+    // Across cluster workers (prom-client's AggregatorRegistry): counters add up; every
+    // worker reads the same store for the gauges, and the latest success is the newest.
+    const aggregator = type !== 'gauge' ? 'sum' : name.includes('timestamp') ? 'max' : 'first';
+    const metric = {
       name,
       help,
       type,
-      aggregator: 'sum',
+      aggregator,
       async get() {
-        return { name, help, type, aggregator: 'sum', values: values(await snapshot()) };
+        // `this.name`: an OpenMetrics registry renames counters (`…_total` → `…`) once registered.
+        return { name: this.name, help, type, aggregator, values: values(await snapshot()) };
       },
       reset() {},
-    });
+    };
+    try {
+      registry.registerMetric(metric);
+    } catch (e) {
+      throw new TallyError('ERR_INVALID_ARGUMENT', `registerMetrics: ${e.message} (one plugin per registry, or a registry per plugin)`);
+    }
   }
   return FAMILIES.map(([name]) => name);
 }

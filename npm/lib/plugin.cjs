@@ -249,6 +249,11 @@ class EventualConsistencyPlugin extends EventEmitter {
       database.disconnect = wrapped;
     }
     this._now();
+    // The CLI reads and audits: it never takes a running 21.6.2 app's pending transactions.
+    if (this._carryOver === false) {
+      this.carriedOver = [];
+      return;
+    }
     this.carriedOver = await this._track(host.carryOver(database, this._native, this.config, this.logger));
     for (const { resource, field, records } of this.carriedOver) {
       await eachInTurn(records, (id) => this._call(resource, 'consolidate', [id, field]));
@@ -431,8 +436,12 @@ class EventualConsistencyPlugin extends EventEmitter {
    * `problems` is empty when the history explains every value. */
   async verify(resource, field) {
     this._now();
-    const res = this.database?.resources?.[resource];
     // The records the database lists are checked too: one whose every journal is gone shows.
+    const db = this.database;
+    let res = db?.resources?.[resource];
+    if (!res && db && typeof db.resource === 'function' && typeof db._requireNative === 'function') {
+      res = await db.resource(resource).catch(() => null); // Tally's S3db attaches to stored ones
+    }
     const ids = res && typeof res.listIds === 'function' ? await res.listIds() : [];
     return wrap(this._native.verify(String(resource), String(field), ids.map(String)));
   }

@@ -88,12 +88,12 @@ function ruleOf(value) {
   return config;
 }
 
-/** s3db.js's own renamings of its attribute strings before they reach the validator. */
+/** s3db.js's own renamings of its attribute strings before they reach the validator (those
+ * of 21.6.2's `ResourceValidator`, which checks inserts and updates: `bool` and `text` are
+ * not among them, so fastest-validator refuses them as 21.6.2 does). */
 const RENAMES = [
   [/^ip[46](?=$|\|)/, 'string'],
-  [/^bool(?=$|\|)/, 'boolean'],
   [/^(buffer|bits|geo:point)(?=$|\||:)[^|]*.*$/, 'any'],
-  [/^text(?=$|\|)/, 'string'],
   [/^decimal(:\d+)?(?=$|\|)/, 'number'],
 ];
 
@@ -127,15 +127,23 @@ function preprocess(resource, attributes, prefix = '') {
         );
       }
       out[key] = r.value.includes('|') ? ruleOf(r.value) : r.value;
+      // 21.6.2 accepts a nested attribute with a default when it is absent, and stores no
+      // default there (only top-level ones are applied).
+      if (prefix && typeof out[key] === 'object' && 'default' in out[key]) {
+        delete out[key].default;
+        out[key].optional = true;
+      }
     } else if (value && typeof value === 'object' && !Array.isArray(value)) {
       if (typeof value.type === 'string' && !value.type.includes('|') && key !== '$$type') {
         if (REFUSED[value.type]) return preprocess(resource, { [key]: value.type }, prefix);
         out[key] = value;
         continue;
       }
+      // s3db.js resources default to `allNestedObjectsOptional: true`: a nested object is
+      // optional unless its `$$type` says `required`.
       const declared = typeof value.$$type === 'string' ? value.$$type : '';
       const rule = { type: 'object', props: preprocess(resource, value, `${prefix}${key}.`), strict: false };
-      if (!declared.includes('required') && declared.includes('optional')) rule.optional = true;
+      if (!declared.includes('required')) rule.optional = true;
       out[key] = rule;
     } else {
       out[key] = value;
@@ -161,18 +169,28 @@ function compile(resource, attributes) {
     }
   };
   const whole = build(schema);
-  // Updates: what is present is checked; nothing absent is required or filled with a default.
-  const optional = {};
-  for (const [k, rule] of Object.entries(schema)) {
-    if (k === '$$type') continue;
-    const loose = typeof rule === 'string' ? { ...v.parseShortHand(rule), optional: true } : { ...rule, optional: true };
-    delete loose.default;
-    optional[k] = loose;
-  }
-  const some = build(optional);
+  // Updates: what is present is checked; nothing absent is required or filled with a
+  // default, at any depth.
+  const loosen = (rules) => {
+    const out = {};
+    for (const [k, rule] of Object.entries(rules)) {
+      if (k === '$$type') continue;
+      const loose = typeof rule === 'string' ? { ...v.parseShortHand(rule), optional: true } : { ...rule, optional: true };
+      delete loose.default;
+      if (loose.type === 'object' && loose.props) loose.props = loosen(loose.props);
+      out[k] = loose;
+    }
+    return out;
+  };
+  const some = build(loosen(schema));
   return (data, { partial = false } = {}) => {
     if (!data || typeof data !== 'object' || Array.isArray(data)) return data;
-    const copy = structuredClone(data);
+    let copy;
+    try {
+      copy = structuredClone(data);
+    } catch (e) {
+      throw new TallyError('ERR_VALIDATION', `a record of resource "${resource}" must be plain data (${e.message})`);
+    }
     const result = (partial ? some : whole)(copy);
     if (result !== true) {
       const err = new TallyError('ERR_VALIDATION', result[0]?.message ?? `the record is not valid for resource "${resource}"`);

@@ -176,6 +176,11 @@ test('verify names the record whose journal was changed or removed, or whose val
   unlinkSync(third);
   assert.deepEqual(problems(), [['w2', 'journal-removed']]);
   writeFileSync(third, kept);
+  // Every journal of w2 removed: the record the database lists is still checked.
+  const all = filesUnder(dir, join('j', 'wallets', 'balance', 'w2', '/')).map((f) => [f, readFileSync(f)]);
+  for (const [f] of all) unlinkSync(f);
+  assert.deepEqual(problems(), [['w2', 'journal-removed']]);
+  for (const [f, bytes] of all) writeFileSync(f, bytes);
   // w1's stored value edited: 10 becomes 11.
   const [record] = filesUnder(dir, join('r', 'wallets', 'w1'));
   const doc = JSON.parse(readFileSync(record, 'utf8'));

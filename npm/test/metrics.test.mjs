@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { Registry } from 'prom-client';
+const OPENMETRICS = Registry.OPENMETRICS_CONTENT_TYPE;
 import { EventualConsistencyPlugin } from '../index.js';
 import { freshDb, plugin, WALLET_ATTRIBUTES } from './helpers.mjs';
 
@@ -75,5 +76,12 @@ test('a prom-client registry scrapes the same families', async () => {
   assert.equal(families.tally_pending_transactions.metrics[0].value, '1');
   assert.equal(families.tally_consolidation_duration_seconds.type, 'HISTOGRAM');
   assert.throws(() => p.registerMetrics({}), TypeError);
+  assert.throws(() => p.registerMetrics(registry), { code: 'ERR_INVALID_ARGUMENT' });
+  // OpenMetrics: prom-client renames counters; the samples keep one `_total`.
+  const open = new Registry(OPENMETRICS);
+  p.registerMetrics(open);
+  const om = await open.metrics();
+  assert.match(om, /^tally_requests_total\{kind="put"\} \d+$/m);
+  assert.doesNotMatch(om, /_total_total/);
   await db.disconnect();
 });

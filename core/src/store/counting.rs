@@ -23,7 +23,8 @@ pub struct Counts {
     pub conflicts: u64,
     /// Requests that failed otherwise (after the retries of a store that retries).
     pub failures: u64,
-    /// Attempts the wrapped store sent again after a transient failure.
+    /// Attempts the wrapped store sent again after a transient failure, and read-backs of
+    /// conditional writes whose outcome was unknown.
     pub retries: u64,
 }
 

@@ -127,7 +127,8 @@ pub trait Store: Send + Sync {
     async fn delete_many(&self, keys: &[String]) -> Result<(), StoreError>;
     /// A short description for logs and errors (never with credentials).
     fn describe(&self) -> String;
-    /// Attempts this store (or one it wraps) sent again after a transient failure.
+    /// Requests this store (or one it wraps) sent again after a transient failure, or to read
+    /// back a conditional write whose outcome was unknown.
     fn retries(&self) -> u64 {
         0
     }

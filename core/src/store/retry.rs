@@ -143,7 +143,11 @@ impl<S: Store> Store for RetryingStore<S> {
                 Err(StoreError::Transient {
                     ambiguous: true,
                     message,
-                }) => return self.settle(key, &bytes, &message).await,
+                }) => {
+                    // The read-back is a request the failure caused: counted with the retries.
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    return self.settle(key, &bytes, &message).await;
+                }
                 other => return other,
             }
         }

@@ -224,3 +224,21 @@ pub fn append_to(path: &str) -> std::fs::File {
         .open(path)
         .unwrap()
 }
+
+/// Writes what a consolidator that lost its first commit of `wallets.balance` on `id` leaves:
+/// the journal of batch 1, applying `transactions` (0 → 5), that nothing names.
+pub async fn put_lost_first_journal(store: &Arc<dyn Store>, id: &str, transactions: Value) {
+    let journal = json!({
+        "seq": 1, "prev": null, "resource": "wallets", "field": "balance", "recordId": id,
+        "committedAt": 1, "keys": [], "transactions": transactions,
+        "values": { "balance": { "before": "0", "after": "5" } },
+    });
+    store
+        .put(
+            &format!("db/j/wallets/balance/{id}/0000000001-000000001-lostlostlost"),
+            serde_json::to_vec(&journal).unwrap(),
+            tally_core::store::PutMode::Create,
+        )
+        .await
+        .unwrap();
+}
