@@ -6,8 +6,8 @@ mod common;
 use common::*;
 use serde_json::json;
 use std::sync::Arc;
-use tally_core::store::memory::MemoryStore;
 use tally_core::store::Store;
+use tally_core::store::memory::MemoryStore;
 
 #[tokio::test]
 async fn a_lost_commits_journal_never_shows_its_transactions_as_applied() {
