@@ -100,6 +100,27 @@ export async function run(argv, io = {}) {
     .argument('<name>')
     .action(action(commands.deadDiscard));
   program
+    .command('dashboard')
+    .description('serve the dashboard: live from the store (--connection), or over an exported file (--data) without one')
+    .option('--port <n>', 'port to listen on (0: any free one)', (v) => port(v), 4600)
+    .option('--host <address>', 'address to listen on; beyond 127.0.0.1 it needs --token', '127.0.0.1')
+    .option('--token <token>', 'access token the page and API ask for (or TALLY_DASHBOARD_TOKEN)')
+    .option('--data <file>', 'an exported transactions file (JSON) for the static mode')
+    .action(async (opts) => {
+      const global = program.opts();
+      const live = Boolean(global.connection ?? process.env.TALLY_CONNECTION) && !opts.data;
+      const session = live ? await open(global) : null;
+      const { startDashboard } = await import('./dashboard.mjs');
+      const { server, url } = await startDashboard(session, { ...opts, token: opts.token ?? process.env.TALLY_DASHBOARD_TOKEN });
+      stdout.write(`dashboard on ${url} (${live ? 'live from the store' : 'static: computed in the browser'}); Ctrl-C stops it\n`);
+      await new Promise((done) => {
+        const stop = () => server.close(() => done());
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+      if (session) await session.db.disconnect();
+    });
+  program
     .command('export')
     .description('raw events (default) or analytics points, streamed as JSON lines or CSV')
     .argument('<resource>')
@@ -120,6 +141,12 @@ export async function run(argv, io = {}) {
     return exitCodeOf(e);
   }
   return code;
+}
+
+function port(value) {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('--port must be a whole number from 0 to 65535');
+  return n;
 }
 
 function positive(value, name) {

@@ -101,10 +101,10 @@ console.log('\nAnalytics: page views by hour today (UTC), and the top pages:');
 const today = new Date().toISOString().slice(0, 10);
 table((await counters.getDayByHour('pages', 'views', today)).map(({ operations, ...p }) => p));
 table(await counters.getTopRecords('pages', 'views', { period: 'day', date: today, limit: 3 }));
-// A JSON export for the browser dashboard (npm/examples/dashboard), which computes the same
-// analytics with the WASM build.
+// A JSON export for the dashboard's static mode (`tally-ec dashboard --data <file>`), which
+// computes the same analytics in the browser with the WASM build.
 const exported = join(folder, 'transactions.json');
 writeFileSync(exported, JSON.stringify({ transactions: await counters.getRawEvents('pages', 'views') }));
-console.log(`\nDashboard export: ${exported} (open npm/examples/dashboard/ and pick this file)`);
+console.log(`\nDashboard export: ${exported} (npx tally-ec dashboard --data ${exported})`);
 await site.disconnect();
 console.log(`\nData kept in ${folder} (records, transaction journals, checkpoints).`);

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL, fileURLToPath } from 'node:url';
 import { S3db } from '../index.js';
-import { plugin, WALLET_ATTRIBUTES, s3dbDatabase } from './helpers.mjs';
+import { plugin, WALLET_ATTRIBUTES, s3dbDatabase, localS3 } from './helpers.mjs';
 
 const BIN = fileURLToPath(new URL('../bin/tally-ec.mjs', import.meta.url));
 const OPTIONS = { resources: { wallets: ['balance'] }, analytics: { enabled: true } };
@@ -97,17 +97,9 @@ test('the operator flow on a folder store', async () => {
 });
 
 test('the operator flow on the local S3 server, with no secret in any output', async (t) => {
-  const endpoint = process.env.TALLY_S3_ENDPOINT;
-  if (!endpoint) {
-    assert.ok(!process.env.TALLY_S3_REQUIRED, 'TALLY_S3_REQUIRED is set but no S3 server is running');
-    t.skip('no TALLY_S3_ENDPOINT (scripts/test.sh starts the server)');
-    return;
-  }
-  const url = new URL(endpoint);
-  const secret = process.env.TALLY_S3_SECRET_KEY ?? 'test';
-  url.username = process.env.TALLY_S3_ACCESS_KEY ?? 'test';
-  url.password = encodeURIComponent(secret);
-  url.pathname = `/tally-node/cli-${process.pid}-${Date.now()}/app`;
+  const s3 = localS3(t, 'cli');
+  if (!s3) return;
+  const { url, secret } = s3;
   const store = await flow(url.href);
   const outputs = [
     cli(store, ['status']),

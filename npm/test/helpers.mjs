@@ -33,6 +33,23 @@ export function freshConnectionString() {
   }
 }
 
+/** A connection string for a fresh prefix `name-…` on the local S3 server, with its secret;
+ * `null` (the test skipped) when no server runs and none is required. */
+export function localS3(t, name) {
+  const endpoint = process.env.TALLY_S3_ENDPOINT;
+  if (!endpoint) {
+    if (process.env.TALLY_S3_REQUIRED) throw new Error('TALLY_S3_REQUIRED is set but no S3 server is running');
+    t.skip('no TALLY_S3_ENDPOINT (scripts/test.sh starts the server)');
+    return null;
+  }
+  const secret = process.env.TALLY_S3_SECRET_KEY ?? 'test';
+  const url = new URL(endpoint);
+  url.username = process.env.TALLY_S3_ACCESS_KEY ?? 'test';
+  url.password = encodeURIComponent(secret);
+  url.pathname = `/tally-node/${name}-${process.pid}-${Date.now()}/app`;
+  return { url, secret };
+}
+
 /** Which database the plugin is installed on: `TALLY_TEST_HOST` = tally (Tally's own S3db,
  * the default) or s3db (a real s3db.js 21.6.2 Database on the same backend). */
 export const HOST = process.env.TALLY_TEST_HOST || 'tally';

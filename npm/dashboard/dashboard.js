@@ -1,0 +1,338 @@
+// The Tally dashboard. Live: served by `tally-ec dashboard`, it reads the store through the
+// read-only API (`api/…`). Static: opened with `?data=<url>` or a chosen file, it computes
+// everything in the browser with tally-ec/wasm from exported transactions. Every value is
+// rendered as text. URL parameters: view, date, n, metric, tz, field, data, token.
+import { drawChart, resizeChart, fmt } from './charts.js';
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const token = params.get('token');
+const el = (tag, text, attrs = {}) => {
+  const e = document.createElement(tag);
+  if (text !== undefined && text !== null) e.textContent = String(text);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+  return e;
+};
+
+/** Where the numbers come from: `live` (the API) or `static` (transactions in the page). */
+const state = { mode: null, config: null, tally: null, prepared: null, transactions: [], recordId: null, timer: null, seq: 0 };
+
+function setState(kind, message) {
+  $('state').dataset.state = kind;
+  $('state').textContent = message;
+}
+
+// The period of the top records next to a view (top records are per day, week or month).
+const VIEW_PERIOD = { dayByHour: 'day', monthByDay: 'month', yearByWeek: null, yearByMonth: null, lastDays: 'month', lastHours: 'day' };
+const VIEW_FN = { dayByHour: 'getDayByHour', monthByDay: 'getMonthByDay', yearByWeek: 'getYearByWeek', yearByMonth: 'getYearByMonth', lastDays: 'getLastNDays', lastHours: 'getLastNHours' };
+const usesN = (view) => view === 'lastDays' || view === 'lastHours';
+const BARS = new Set(['dayByHour', 'yearByWeek', 'lastHours']);
+
+/** The date argument in the form a view wants, from a `YYYY-MM-DD` day. */
+function dateFor(view, day) {
+  if (view === 'monthByDay') return day.slice(0, 7);
+  if (view === 'yearByWeek' || view === 'yearByMonth') return day.slice(0, 4);
+  return day;
+}
+
+async function api(path, query) {
+  const q = new URLSearchParams(query);
+  if (token) q.set('token', token);
+  const res = await fetch(`${path}?${q}`);
+  let body;
+  try {
+    body = await res.json();
+  } catch {
+    throw new Error(`${path} answered HTTP ${res.status} with something that is not JSON`);
+  }
+  if (!res.ok) throw new Error(`${body.error?.message ?? `HTTP ${res.status}`} (${body.error?.code ?? res.status})`);
+  return body;
+}
+
+function selected() {
+  const [resource, field] = ($('field').value || '.').split('.');
+  const view = $('view').value;
+  return { resource, field, view, date: $('date').value.trim(), n: Number($('n').value), metric: $('metric').value, timezone: $('timezone').value, pending: $('pending').checked };
+}
+
+/** The points, top records and (for a record) events of the current selection. */
+async function fetchData(s) {
+  if (state.mode === 'live') {
+    const base = { resource: s.resource, field: s.field };
+    const query = { ...base, view: s.view, includePending: s.pending ? '1' : '0', ...(usesN(s.view) ? { n: s.n } : { date: s.date }) };
+    if (state.recordId) query.recordId = state.recordId;
+    const top = { ...base, period: VIEW_PERIOD[s.view], limit: 10, ...(usesN(s.view) ? {} : { date: s.date }) };
+    const [points, records, events] = await Promise.all([
+      state.config.analytics || s.pending ? api('api/points', query).then((r) => r.points) : Promise.resolve(null),
+      top.period ? api('api/top', top).then((r) => r.records) : Promise.resolve(null),
+      state.recordId ? api('api/events', { ...base, recordId: state.recordId }).then((r) => r.events) : Promise.resolve(null),
+    ]);
+    return { points, records, events };
+  }
+  const t = state.tally;
+  const opts = { fillGaps: true, timezone: s.timezone };
+  const source = state.recordId ? t.prepare(state.transactions.filter((x) => x.originalId === state.recordId)) : state.prepared;
+  try {
+    const points = t[VIEW_FN[s.view]](source, usesN(s.view) ? s.n : s.date, opts);
+    const top = { period: VIEW_PERIOD[s.view], sortBy: 'totalValue', limit: 10, timezone: s.timezone };
+    if (!usesN(s.view)) top.date = s.date;
+    const records = top.period ? t.getTopRecords(state.prepared, top) : null;
+    const events = state.recordId ? state.transactions.filter((x) => x.originalId === state.recordId).slice(-50).reverse() : null;
+    return { points, records, events };
+  } finally {
+    if (source !== state.prepared) source.free();
+  }
+}
+
+function renderPoints(points, metric, view) {
+  const table = $('points');
+  const head = el('tr');
+  for (const h of ['cohort', 'count', 'sum', 'avg', 'min', 'max', 'records']) head.append(el('th', h, h === 'cohort' ? {} : { class: 'n' }));
+  const rows = points.map((p) => {
+    const tr = el('tr', null, { 'data-cohort': p.cohort, 'data-count': p.count, 'data-sum': p.sum, 'data-records': p.recordCount });
+    for (const k of ['avg', 'min', 'max']) if (typeof p[k] === 'number') tr.dataset[k] = String(p[k]);
+    tr.append(el('td', p.cohort));
+    for (const v of [p.count, p.sum, p.avg, p.min, p.max, p.recordCount]) tr.append(el('td', fmt(v), { class: 'n' }));
+    return tr;
+  });
+  table.replaceChildren(head, ...rows);
+  drawChart($('chart'), $('tooltip'), points, metric, { bars: BARS.has(view) });
+}
+
+function renderTop(records) {
+  if (records === null) {
+    const row = el('tr');
+    row.append(el('td', 'Top records are per day or month: pick a day or month view.'));
+    $('top').replaceChildren(row);
+    return;
+  }
+  const head = el('tr');
+  for (const h of ['record', 'transactions', 'total']) head.append(el('th', h, h === 'record' ? {} : { class: 'n' }));
+  const rows = records.map((r) => {
+    const tr = el('tr', null, { 'data-record': r.recordId, 'data-count': r.count, 'data-sum': r.sum });
+    const td = el('td');
+    const button = el('button', r.recordId, { type: 'button', class: 'record', title: `show ${r.recordId} alone` });
+    button.addEventListener('click', () => {
+      state.recordId = r.recordId;
+      render();
+    });
+    td.append(button);
+    tr.append(td, el('td', r.count, { class: 'n' }), el('td', fmt(r.sum), { class: 'n' }));
+    return tr;
+  });
+  if (rows.length === 0) {
+    const none = el('tr');
+    none.append(el('td', 'No records in this period', { colspan: 3 }));
+    rows.push(none);
+  }
+  $('top').replaceChildren(head, ...rows);
+}
+
+function renderEvents(events) {
+  $('record-section').hidden = !state.recordId;
+  if (!state.recordId) return;
+  $('record-title').textContent = `Record ${state.recordId}: latest transactions`;
+  const head = el('tr');
+  for (const h of ['time', 'operation', 'value', 'applied']) head.append(el('th', h, h === 'value' ? { class: 'n' } : {}));
+  const rows = (events ?? []).map((e) => {
+    const tr = el('tr', null, { 'data-event': e.id });
+    tr.append(el('td', e.timestamp), el('td', e.operation), el('td', fmt(e.value), { class: 'n' }), el('td', e.applied === false ? 'pending' : 'applied'));
+    return tr;
+  });
+  $('events').replaceChildren(head, ...rows);
+}
+
+async function renderStatus() {
+  if (state.mode !== 'live') {
+    $('status-section').hidden = true;
+    return;
+  }
+  const s = await api('api/status', {});
+  const head = el('tr');
+  for (const h of ['field', 'pending', 'dead letters']) head.append(el('th', h, h === 'field' ? {} : { class: 'n' }));
+  const rows = [];
+  for (const f of s.fields) {
+    const tr = el('tr', null, { 'data-field': `${f.resource}.${f.field}`, 'data-pending': f.pending, 'data-dead': f.deadLetters.length });
+    tr.append(el('td', `${f.resource}.${f.field}`), el('td', f.pending, { class: 'n' }), el('td', f.deadLetters.length, { class: 'n' }));
+    rows.push(tr);
+    for (const d of f.deadLetters) {
+      const row = el('tr', null, { class: 'dead' });
+      row.append(el('td', `dead letter of ${d.recordId}`), el('td', d.name), el('td', `[${d.error.code}] ${d.error.message}`));
+      rows.push(row);
+    }
+  }
+  $('status').replaceChildren(head, ...rows);
+}
+
+/** Draws everything for the current selection; a later call supersedes an earlier one. */
+async function render() {
+  const seq = ++state.seq;
+  const s = selected();
+  $('n-label').hidden = !usesN(s.view);
+  $('date-label').hidden = usesN(s.view);
+  const where = state.recordId ? ` of ${state.recordId}` : '';
+  $('chart-title').textContent = `${$('view').selectedOptions[0].textContent}${usesN(s.view) ? ` (${s.n})` : `, ${s.date}`}${where} · ${s.timezone}`;
+  setState('loading', 'Loading…');
+  try {
+    const { points, records, events } = await fetchData(s);
+    if (seq !== state.seq) return;
+    renderTop(records);
+    renderEvents(events);
+    await renderStatus();
+    if (points === null) {
+      renderPoints([], s.metric, s.view);
+      setState('disabled', 'Analytics are disabled for this store (analytics.enabled is false): no points to chart. Top records, events and status still show; turn on "include pending" to chart what is pending.');
+      return;
+    }
+    renderPoints(points, s.metric, s.view);
+    if (points.every((p) => p.count === 0)) setState('empty', `No transactions in this range${where}: pick another date or view.`);
+    else setState('ready', '');
+    $('state').dataset.ready = 'true';
+  } catch (e) {
+    if (seq !== state.seq) return;
+    setState('error', `Could not compute this view: ${e.message}`);
+  }
+}
+
+function fillZones(zones, chosen) {
+  const select = $('timezone');
+  select.replaceChildren(...zones.map((z) => el('option', z, { value: z })));
+  select.value = chosen;
+}
+
+function today() {
+  return new Date().toISOString().slice(0, 10);
+}
+
+async function startLive(config) {
+  state.mode = 'live';
+  state.config = config;
+  $('source').textContent = `Live from the store · tally-ec ${config.version} · ${config.mode} mode · cohorts in ${config.timezone}`;
+  $('file-label').hidden = true;
+  $('field').replaceChildren(...config.fields.map((f) => el('option', `${f.resource}.${f.field}`, { value: `${f.resource}.${f.field}` })));
+  if (params.get('field')) $('field').value = params.get('field');
+  // Points are materialized in the store's zone: other zones need the static mode.
+  fillZones([config.timezone], config.timezone);
+  $('timezone').disabled = true;
+  $('timezone').title = 'Cohorts are materialized in the store\'s cohort.timezone';
+  if (!$('date').value) $('date').value = dateFor($('view').value, today());
+}
+
+async function startStatic(load) {
+  state.mode = 'static';
+  $('status-section').hidden = true;
+  $('field').replaceChildren(el('option', 'exported transactions', { value: '.' }));
+  // Nothing is pending in an export, and it does not change.
+  $('live').closest('label').hidden = true;
+  $('pending').closest('label').hidden = true;
+  const browser = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  const all = typeof Intl.supportedValuesOf === 'function' ? Intl.supportedValuesOf('timeZone') : ['UTC'];
+  const zones = [...new Set([browser, 'UTC', ...all])];
+  fillZones(zones, params.get('tz') && zones.includes(params.get('tz')) ? params.get('tz') : browser);
+  setState('loading', 'Loading the WebAssembly analytics…');
+  try {
+    const mod = await import('./wasm/index.js');
+    await mod.default();
+    state.tally = mod;
+  } catch (e) {
+    setState('error', `The WebAssembly build could not load (${e.message}): build it with scripts/build-wasm.sh, or serve the page with tally-ec dashboard.`);
+    return false;
+  }
+  return load();
+}
+
+/** Takes exported transactions (an array, or `{ transactions }`) from JSON text. */
+function takeExport(text, name) {
+  let data;
+  try {
+    data = JSON.parse(text);
+  } catch (e) {
+    setState('error', `${name} is not JSON (${e.message}): export transactions with tally-ec export or the demo.`);
+    return false;
+  }
+  const txs = Array.isArray(data) ? data : data?.transactions;
+  if (!Array.isArray(txs)) {
+    setState('error', `${name} holds no transactions array: expected [ … ] or { "transactions": [ … ] }.`);
+    return false;
+  }
+  try {
+    state.prepared?.free();
+    state.prepared = state.tally.prepare(txs);
+  } catch (e) {
+    setState('error', `${name} has transactions Tally cannot read: ${e.message}`);
+    return false;
+  }
+  state.transactions = txs;
+  $('source').textContent = `${txs.length} transactions from ${name}, computed in this browser`;
+  const last = txs.map((t) => String(t.timestamp)).sort().pop();
+  if (!$('date').value) $('date').value = dateFor($('view').value, (last ?? today()).slice(0, 10));
+  return true;
+}
+
+async function loadUrl(url) {
+  let res;
+  try {
+    res = await fetch(url);
+  } catch (e) {
+    setState('error', `Could not fetch ${url}: ${e.message}`);
+    return false;
+  }
+  if (!res.ok) {
+    setState('error', `Could not load ${url}: HTTP ${res.status}. Check the data= address.`);
+    return false;
+  }
+  return takeExport(await res.text(), url);
+}
+
+function wire() {
+  for (const id of ['field', 'metric', 'timezone', 'pending', 'n']) $(id).addEventListener('change', () => render());
+  $('date').addEventListener('change', () => render());
+  $('view').addEventListener('change', () => {
+    const day = /^\d{4}-\d{2}-\d{2}$/.test($('date').value) ? $('date').value : today();
+    $('date').value = dateFor($('view').value, day.length === 10 ? day : today());
+    render();
+  });
+  $('record-clear').addEventListener('click', () => {
+    state.recordId = null;
+    render();
+  });
+  $('live').addEventListener('change', () => {
+    clearInterval(state.timer);
+    if ($('live').checked) state.timer = setInterval(() => render(), 10_000);
+  });
+  $('file').addEventListener('change', async () => {
+    const file = $('file').files[0];
+    if (!file) return;
+    if (state.mode !== 'static' && !(await startStatic(async () => true))) return;
+    if (takeExport(await file.text(), file.name)) render();
+  });
+  window.addEventListener('resize', () => resizeChart($('chart')));
+}
+
+async function main() {
+  for (const [k, id] of [['view', 'view'], ['metric', 'metric'], ['n', 'n']]) if (params.get(k)) $(id).value = params.get(k);
+  if (params.get('date')) $('date').value = params.get('date');
+  wire();
+  const data = params.get('data');
+  if (data) {
+    if (await startStatic(() => loadUrl(data))) render();
+    return;
+  }
+  let config = null;
+  try {
+    config = await api('api/config', {});
+  } catch (e) {
+    if (!/HTTP 404|not JSON/.test(e.message)) {
+      setState('error', `The dashboard API answered with an error: ${e.message}`);
+      return;
+    }
+  }
+  if (config) {
+    await startLive(config);
+    render();
+    return;
+  }
+  if (await startStatic(async () => true)) setState('empty', 'No store: choose an exported transactions file above, or start tally-ec dashboard.');
+}
+
+main();
