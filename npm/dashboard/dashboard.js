@@ -171,6 +171,7 @@ async function render() {
   $('n-label').hidden = !usesN(s.view);
   $('date-label').hidden = usesN(s.view);
   const where = state.recordId ? ` of ${state.recordId}` : '';
+  $('top-title').textContent = usesN(s.view) || !VIEW_PERIOD[s.view] ? 'Top records' : `Top records, ${s.date}`;
   $('chart-title').textContent = `${$('view').selectedOptions[0].textContent}${usesN(s.view) ? ` (${s.n})` : `, ${s.date}`}${where} · ${s.timezone}`;
   setState('loading', 'Loading…');
   try {

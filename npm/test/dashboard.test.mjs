@@ -9,7 +9,7 @@
 // TALLY_BROWSER_REQUIRED is set (the README's test command sets it).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -187,6 +187,37 @@ test('analytics disabled shows its own state; the API is read-only and keeps to 
   }
   const refused = serveDashboard({ TALLY_CONNECTION: connectionString, TALLY_CONFIG: store.config }, ['--host', '0.0.0.0']);
   await assert.rejects(refused.url, /--token/);
+});
+
+test("the demo's store: eight weeks of history on the live dashboard", { skip }, async () => {
+  const folder = mkdtempSync(join(tmpdir(), 'tally-dash-demo-'));
+  const demo = spawnSync(process.execPath, [join(ROOT, 'npm/examples/quickstart.mjs'), folder], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(demo.status, 0, demo.stderr);
+  const connectionString = pathToFileURL(folder).href;
+  assert.ok(demo.stdout.includes(`tally-ec dashboard --connection ${connectionString}`), 'the demo says how to open it');
+  const { child, url } = serveDashboard({ TALLY_CONNECTION: connectionString, TALLY_CONFIG: join(folder, 'tally.json') });
+  const db = new S3db({ connectionString });
+  try {
+    const base = await url;
+    await db.connect();
+    const plugin = new EventualConsistencyPlugin({ ...JSON.parse(readFileSync(join(folder, 'tally.json'), 'utf8')), logLevel: 'silent' });
+    await db.usePlugin(plugin);
+    const expectedPoints = await plugin.getLastNDays('shops', 'revenue', 56, { fillGaps: true });
+    assert.ok(expectedPoints.filter((p) => p.count > 0).length >= 50, 'weeks of history');
+    await withChromium(async (context) => {
+      const page = await context.newPage();
+      await page.goto(`${base}?field=shops.revenue&view=lastDays&n=56`);
+      await settled(page);
+      const s = await shown(page);
+      assert.equal(s.state, 'ready', s.message);
+      assert.deepEqual(s.rows, pick(expectedPoints));
+      mkdirSync(OUT, { recursive: true });
+      await page.screenshot({ path: join(OUT, 'dashboard-demo.png') });
+    });
+  } finally {
+    child.kill('SIGTERM');
+    await db.disconnect();
+  }
 });
 
 const fixture = JSON.parse(readFileSync(join(ROOT, 'tests/golden/analytics.json'), 'utf8'));
