@@ -136,51 +136,77 @@ const ROUTES = {
   },
 };
 
-function allowed(req, token) {
-  if (!token) return true;
-  const url = new URL(req.url, 'http://x');
-  const given = url.searchParams.get('token') ?? (req.headers.authorization ?? '').replace(/^Bearer /, '');
-  const a = Buffer.from(given);
+const COOKIE = 'tally_dashboard_token';
+
+function same(given, token) {
+  const a = Buffer.from(given ?? '');
   const b = Buffer.from(token);
   return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/** Whether a request may be answered: its token when one is set, and on loopback a Host
+ * header naming loopback (a page elsewhere cannot rebind its name to this server). */
+function allowed(req, url, { token, loopback }) {
+  if (loopback) {
+    const host = (req.headers.host ?? '').replace(/:\d+$/, '');
+    if (!['127.0.0.1', 'localhost', '[::1]'].includes(host)) return false;
+  }
+  if (!token) return true;
+  const cookie = (req.headers.cookie ?? '').split(';').map((c) => c.trim()).find((c) => c.startsWith(`${COOKIE}=`));
+  const candidates = [url.searchParams.get('token'), (req.headers.authorization ?? '').replace(/^Bearer /, ''), cookie ? decodeURIComponent(cookie.slice(COOKIE.length + 1)) : null];
+  return candidates.some((c) => c && same(c, token));
 }
 
 /** An http.Server answering the page and the API for `session` (not listening yet). Without
  * a session (no store) the API is absent and the page runs in its static mode, over the
  * exported file `data` when one is given (served as `data.json`). */
-export function dashboardServer(session, { token, data } = {}) {
+export function dashboardServer(session, { token, data, loopback = true } = {}) {
   return createServer(async (req, res) => {
-    const send = (status, type, body) => {
-      res.writeHead(status, { ...SECURITY_HEADERS, 'content-type': type });
+    const send = (status, type, body, extra = {}) => {
+      res.writeHead(status, { ...SECURITY_HEADERS, 'content-type': type, ...extra });
       res.end(req.method === 'HEAD' ? undefined : body);
     };
     const json = (status, value) => send(status, 'application/json; charset=utf-8', JSON.stringify(value));
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.setHeader('allow', 'GET, HEAD');
-      json(405, { error: { code: 'ERR_METHOD', message: 'the dashboard is read-only: GET and HEAD only' } });
-      return;
-    }
-    if (!allowed(req, token)) {
-      json(401, { error: { code: 'ERR_UNAUTHORIZED', message: 'this dashboard needs its access token (?token=…)' } });
-      return;
-    }
-    const url = new URL(req.url, 'http://x');
+    // Nothing a request carries may stop the server: every failure is an answer.
     try {
-      if (url.pathname === '/data.json' && data) {
-        send(200, 'application/json', readFileSync(data));
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        res.setHeader('allow', 'GET, HEAD');
+        json(405, { error: { code: 'ERR_METHOD', message: 'the dashboard is read-only: GET and HEAD only' } });
         return;
       }
-      const route = session ? ROUTES[url.pathname] : undefined;
-      if (route) {
-        json(200, await route(session, url.searchParams));
+      let url;
+      try {
+        url = new URL(req.url, 'http://localhost');
+      } catch {
+        json(400, { error: { code: 'ERR_INVALID_ARGUMENT', message: 'not a valid request path' } });
         return;
       }
-      const path = staticPath(url.pathname);
-      if (!path || !existsSync(path)) throw new HttpError(404, 'ERR_NOT_FOUND', `nothing at ${url.pathname}`);
-      send(200, TYPES[path.slice(path.lastIndexOf('.'))] ?? 'application/octet-stream', readFileSync(path));
-    } catch (e) {
-      const status = e instanceof HttpError ? e.status : e.code === 'ERR_STORAGE' ? 502 : e.code ? 400 : 500;
-      json(status, { error: { code: e.code ?? 'ERR_INTERNAL', message: e.message } });
+      if (!allowed(req, url, { token, loopback })) {
+        json(401, { error: { code: 'ERR_UNAUTHORIZED', message: 'this dashboard needs its access token (?token=…) and its own address' } });
+        return;
+      }
+      // The page's own requests (styles, scripts, data) carry the token as a cookie.
+      const cookie = token ? { 'set-cookie': `${COOKIE}=${encodeURIComponent(token)}; HttpOnly; SameSite=Strict; Path=/` } : {};
+      try {
+        if (url.pathname === '/data.json' && data) {
+          send(200, 'application/json', readFileSync(data));
+          return;
+        }
+        const route = session ? ROUTES[url.pathname] : undefined;
+        if (route) {
+          json(200, await route(session, url.searchParams));
+          return;
+        }
+        const path = staticPath(url.pathname);
+        if (!path || !existsSync(path)) throw new HttpError(404, 'ERR_NOT_FOUND', `nothing at ${url.pathname}`);
+        send(200, TYPES[path.slice(path.lastIndexOf('.'))] ?? 'application/octet-stream', readFileSync(path), url.pathname === '/' ? cookie : {});
+      } catch (e) {
+        const status = e instanceof HttpError ? e.status : e.code === 'ERR_STORAGE' ? 502 : e.code ? 400 : 500;
+        json(status, { error: { code: e.code ?? 'ERR_INTERNAL', message: e.message } });
+      }
+    } catch {
+      if (!res.headersSent) res.writeHead(500);
+      res.end();
     }
   });
 }
@@ -193,13 +219,14 @@ export async function startDashboard(session, { host = '127.0.0.1', port = 4600,
     throw new TallyError('ERR_INVALID_ARGUMENT', `--host ${host} reaches beyond this machine: give an access token with --token (or TALLY_DASHBOARD_TOKEN)`);
   }
   if (data && !existsSync(data)) throw new TallyError('ERR_INVALID_ARGUMENT', `--data ${data}: no such file`);
-  const server = dashboardServer(session, { token, data });
+  const server = dashboardServer(session, { token, data, loopback: LOOPBACK.has(host) });
   await new Promise((ok, fail) => {
     server.once('error', (e) => fail(new TallyError('ERR_INVALID_ARGUMENT', `cannot listen on ${host}:${port}: ${e.code ?? e.message}`)));
     server.listen(port, host, ok);
   });
   const { port: bound } = server.address();
   const shown = host.includes(':') ? `[${host}]` : host;
-  const query = [data ? 'data=data.json' : null, token ? 'token=…' : null].filter(Boolean).join('&');
+  // The token is the operator's own: the address says where it goes, never what it is.
+  const query = [data ? 'data=data.json' : null, token ? 'token=<your token>' : null].filter(Boolean).join('&');
   return { server, url: `http://${shown}:${bound}/${query ? `?${query}` : ''}` };
 }

@@ -27,6 +27,8 @@ export function drawChart(el, tooltip, points, metric, { bars }) {
     current = null;
   }
   el.replaceChildren();
+  el.dataset.points = '0';
+  el.dataset.series = '[]';
   if (points.length === 0) return;
   const xs = points.map((_, i) => i);
   const ys = points.map((p) => (typeof p[metric] === 'number' ? p[metric] : null));
@@ -77,6 +79,8 @@ export function drawChart(el, tooltip, points, metric, { bars }) {
   };
   current = new uPlot(opts, [xs, ys], el);
   el.dataset.points = String(points.length);
+  el.dataset.metric = metric;
+  el.dataset.series = JSON.stringify(ys);
 }
 
 /** Resizes the chart to its container (the page calls it on window resize). */

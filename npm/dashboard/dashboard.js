@@ -23,7 +23,7 @@ function setState(kind, message) {
 }
 
 // The period of the top records next to a view (top records are per day, week or month).
-const VIEW_PERIOD = { dayByHour: 'day', monthByDay: 'month', yearByWeek: null, yearByMonth: null, lastDays: 'month', lastHours: 'day' };
+const VIEW_PERIOD = { dayByHour: 'day', monthByDay: 'month', yearByWeek: null, yearByMonth: null, lastDays: null, lastHours: null };
 const VIEW_FN = { dayByHour: 'getDayByHour', monthByDay: 'getMonthByDay', yearByWeek: 'getYearByWeek', yearByMonth: 'getYearByMonth', lastDays: 'getLastNDays', lastHours: 'getLastNHours' };
 const usesN = (view) => view === 'lastDays' || view === 'lastHours';
 const BARS = new Set(['dayByHour', 'yearByWeek', 'lastHours']);
@@ -49,8 +49,11 @@ async function api(path, query) {
   return body;
 }
 
+/** The configured fields, by the index the field picker's options carry. */
+let fields = [];
+
 function selected() {
-  const [resource, field] = ($('field').value || '.').split('.');
+  const { resource, field } = fields[Number($('field').value)] ?? {};
   const view = $('view').value;
   return { resource, field, view, date: $('date').value.trim(), n: Number($('n').value), metric: $('metric').value, timezone: $('timezone').value, pending: $('pending').checked };
 }
@@ -63,18 +66,19 @@ async function fetchData(s) {
     if (state.recordId) query.recordId = state.recordId;
     const top = { ...base, period: VIEW_PERIOD[s.view], limit: 10, ...(usesN(s.view) ? {} : { date: s.date }) };
     const [points, records, events] = await Promise.all([
-      state.config.analytics || s.pending ? api('api/points', query).then((r) => r.points) : Promise.resolve(null),
+      state.config.analytics ? api('api/points', query).then((r) => r.points) : Promise.resolve(null),
       top.period ? api('api/top', top).then((r) => r.records) : Promise.resolve(null),
       state.recordId ? api('api/events', { ...base, recordId: state.recordId }).then((r) => r.events) : Promise.resolve(null),
     ]);
     return { points, records, events };
   }
   const t = state.tally;
-  const opts = { fillGaps: true, timezone: s.timezone };
+  // "Last N" counts back from the export's last transaction, not from today.
+  const opts = { fillGaps: true, timezone: s.timezone, now: state.lastAt };
   const source = state.recordId ? t.prepare(state.transactions.filter((x) => x.originalId === state.recordId)) : state.prepared;
   try {
     const points = t[VIEW_FN[s.view]](source, usesN(s.view) ? s.n : s.date, opts);
-    const top = { period: VIEW_PERIOD[s.view], sortBy: 'totalValue', limit: 10, timezone: s.timezone };
+    const top = { period: VIEW_PERIOD[s.view], sortBy: 'totalValue', limit: 10, timezone: s.timezone, now: state.lastAt };
     if (!usesN(s.view)) top.date = s.date;
     const records = top.period ? t.getTopRecords(state.prepared, top) : null;
     const events = state.recordId ? state.transactions.filter((x) => x.originalId === state.recordId).slice(-50).reverse() : null;
@@ -102,7 +106,7 @@ function renderPoints(points, metric, view) {
 function renderTop(records) {
   if (records === null) {
     const row = el('tr');
-    row.append(el('td', 'Top records are per day or month: pick a day or month view.'));
+    row.append(el('td', 'Top records are per day or month: pick "Day by hour" or "Month by day".'));
     $('top').replaceChildren(row);
     return;
   }
@@ -111,9 +115,10 @@ function renderTop(records) {
   const rows = records.map((r) => {
     const tr = el('tr', null, { 'data-record': r.recordId, 'data-count': r.count, 'data-sum': r.sum });
     const td = el('td');
-    const button = el('button', r.recordId, { type: 'button', class: 'record', title: `show ${r.recordId} alone` });
+    const button = el('button', r.recordId, { type: 'button', class: 'record', title: `show ${r.recordId} alone`, 'data-id': r.recordId });
     button.addEventListener('click', () => {
       state.recordId = r.recordId;
+      state.focus = r.recordId; // keyboard focus stays on the record after the redraw
       render();
     });
     td.append(button);
@@ -126,6 +131,7 @@ function renderTop(records) {
     rows.push(none);
   }
   $('top').replaceChildren(head, ...rows);
+  if (state.focus) document.querySelector(`#top button.record[data-id="${CSS.escape(state.focus)}"]`)?.focus();
 }
 
 function renderEvents(events) {
@@ -142,12 +148,18 @@ function renderEvents(events) {
   $('events').replaceChildren(head, ...rows);
 }
 
-async function renderStatus() {
-  if (state.mode !== 'live') {
+function renderStatus(s) {
+  if (state.mode !== 'live' || !s) {
     $('status-section').hidden = true;
     return;
   }
-  const s = await api('api/status', {});
+  if (s.error) {
+    const row = el('tr');
+    row.append(el('td', `The status could not be read: ${s.error.message}`));
+    $('status').replaceChildren(row);
+    return;
+  }
+  $('status-title').textContent = s.lastRunAt ? `Status · last consolidation ${s.lastRunAt}` : 'Status';
   const head = el('tr');
   for (const h of ['field', 'pending', 'dead letters']) head.append(el('th', h, h === 'field' ? {} : { class: 'n' }));
   const rows = [];
@@ -165,7 +177,7 @@ async function renderStatus() {
 }
 
 /** Draws everything for the current selection; a later call supersedes an earlier one. */
-async function render() {
+async function render({ refresh = false } = {}) {
   const seq = ++state.seq;
   const s = selected();
   $('n-label').hidden = !usesN(s.view);
@@ -173,16 +185,20 @@ async function render() {
   const where = state.recordId ? ` of ${state.recordId}` : '';
   $('top-title').textContent = usesN(s.view) || !VIEW_PERIOD[s.view] ? 'Top records' : `Top records, ${s.date}`;
   $('chart-title').textContent = `${$('view').selectedOptions[0].textContent}${usesN(s.view) ? ` (${s.n})` : `, ${s.date}`}${where} · ${s.timezone}`;
-  setState('loading', 'Loading…');
+  // A refresh keeps what is shown until the new numbers are in.
+  if (!refresh) setState('loading', 'Loading…');
   try {
-    const { points, records, events } = await fetchData(s);
+    const [{ points, records, events }, status] = await Promise.all([
+      fetchData(s),
+      state.mode === 'live' ? api('api/status', {}).catch((e) => ({ error: e })) : Promise.resolve(null),
+    ]);
     if (seq !== state.seq) return;
     renderTop(records);
     renderEvents(events);
-    await renderStatus();
+    renderStatus(status);
     if (points === null) {
       renderPoints([], s.metric, s.view);
-      setState('disabled', 'Analytics are disabled for this store (analytics.enabled is false): no points to chart. Top records, events and status still show; turn on "include pending" to chart what is pending.');
+      setState('disabled', 'Analytics are disabled for this store (analytics.enabled is false), so there are no points to chart: enable them in the plugin options. Top records, a record\'s transactions and the status still show.');
       return;
     }
     renderPoints(points, s.metric, s.view);
@@ -210,19 +226,27 @@ async function startLive(config) {
   state.config = config;
   $('source').textContent = `Live from the store · tally-ec ${config.version} · ${config.mode} mode · cohorts in ${config.timezone}`;
   $('file-label').hidden = true;
-  $('field').replaceChildren(...config.fields.map((f) => el('option', `${f.resource}.${f.field}`, { value: `${f.resource}.${f.field}` })));
-  if (params.get('field')) $('field').value = params.get('field');
+  fields = config.fields;
+  $('field').replaceChildren(...fields.map((f, i) => el('option', `${f.resource}.${f.field}`, { value: i })));
+  const asked = fields.findIndex((f) => `${f.resource}.${f.field}` === params.get('field'));
+  if (asked >= 0) $('field').value = String(asked);
+  if (fields.length === 0) {
+    setState('empty', 'The plugin options configure no fields: add resources to the config file.');
+    return false;
+  }
   // Points are materialized in the store's zone: other zones need the static mode.
   fillZones([config.timezone], config.timezone);
   $('timezone').disabled = true;
   $('timezone').title = 'Cohorts are materialized in the store\'s cohort.timezone';
   if (!$('date').value) $('date').value = dateFor($('view').value, today());
+  return true;
 }
 
 async function startStatic(load) {
   state.mode = 'static';
   $('status-section').hidden = true;
-  $('field').replaceChildren(el('option', 'exported transactions', { value: '.' }));
+  fields = [{ resource: 'export', field: 'transactions' }];
+  $('field').replaceChildren(el('option', 'exported transactions', { value: 0 }));
   // Nothing is pending in an export, and it does not change.
   $('live').closest('label').hidden = true;
   $('pending').closest('label').hidden = true;
@@ -256,15 +280,20 @@ function takeExport(text, name) {
     setState('error', `${name} holds no transactions array: expected [ … ] or { "transactions": [ … ] }.`);
     return false;
   }
+  // Only applied transactions count, as in the plugin's points (an export may hold pending ones).
+  const applied = txs.filter((t) => t && t.applied !== false);
+  let prepared;
   try {
-    state.prepared?.free();
-    state.prepared = state.tally.prepare(txs);
+    prepared = state.tally.prepare(applied);
   } catch (e) {
     setState('error', `${name} has transactions Tally cannot read: ${e.message}`);
     return false;
   }
-  state.transactions = txs;
-  $('source').textContent = `${txs.length} transactions from ${name}, computed in this browser`;
+  state.prepared?.free();
+  state.prepared = prepared;
+  state.transactions = applied;
+  state.lastAt = applied.reduce((m, t) => Math.max(m, Date.parse(t.timestamp) || 0), 0) || Date.now();
+  $('source').textContent = `${applied.length} applied transactions from ${name}, computed in this browser`;
   const last = txs.map((t) => String(t.timestamp)).sort().pop();
   if (!$('date').value) $('date').value = dateFor($('view').value, (last ?? today()).slice(0, 10));
   return true;
@@ -299,11 +328,12 @@ function wire() {
   });
   $('live').addEventListener('change', () => {
     clearInterval(state.timer);
-    if ($('live').checked) state.timer = setInterval(() => render(), 10_000);
+    if ($('live').checked) state.timer = setInterval(() => render({ refresh: true }), 10_000);
   });
   $('file').addEventListener('change', async () => {
     const file = $('file').files[0];
     if (!file) return;
+    clearInterval(state.timer);
     if (state.mode !== 'static' && !(await startStatic(async () => true))) return;
     if (takeExport(await file.text(), file.name)) render();
   });
@@ -311,7 +341,11 @@ function wire() {
 }
 
 async function main() {
-  for (const [k, id] of [['view', 'view'], ['metric', 'metric'], ['n', 'n']]) if (params.get(k)) $(id).value = params.get(k);
+  for (const id of ['view', 'metric']) {
+    const asked = params.get(id);
+    if (asked && [...$(id).options].some((o) => o.value === asked)) $(id).value = asked;
+  }
+  if (params.get('n')) $('n').value = params.get('n');
   if (params.get('date')) $('date').value = params.get('date');
   wire();
   const data = params.get('data');
@@ -329,8 +363,7 @@ async function main() {
     }
   }
   if (config) {
-    await startLive(config);
-    render();
+    if (await startLive(config)) render();
     return;
   }
   if (await startStatic(async () => true)) setState('empty', 'No store: choose an exported transactions file above, or start tally-ec dashboard.');

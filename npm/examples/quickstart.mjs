@@ -106,7 +106,7 @@ await site.disconnect();
 
 // --- Eight weeks of history, back-dated through the `clock` option, for the dashboard. -------
 const DAY = 86_400_000;
-const end = Date.now();
+const end = Math.floor(Date.now() / DAY) * DAY; // today, 00:00 UTC: the history ends yesterday
 let now = end - 56 * DAY;
 const historyOptions = {
   verbose: false,

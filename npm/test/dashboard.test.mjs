@@ -76,6 +76,9 @@ async function shown(page) {
     })),
     top: [...document.querySelectorAll('#top tr[data-record]')].map((r) => ({ recordId: r.dataset.record, count: Number(r.dataset.count), sum: Number(r.dataset.sum) })),
     chartPoints: Number(document.getElementById('chart').dataset.points ?? 0),
+    series: JSON.parse(document.getElementById('chart').dataset.series ?? '[]'),
+    // What a reader sees: the count column's text of each row.
+    countText: [...document.querySelectorAll('#points tr[data-cohort] td:nth-child(2)')].map((td) => td.textContent),
     legend: document.querySelector('.u-legend .u-series:nth-child(2) .u-label')?.textContent ?? null,
   }));
 }
@@ -92,6 +95,7 @@ async function liveRun(connectionString, label) {
       const page = await context.newPage();
       const errors = [];
       page.on('pageerror', (e) => errors.push(String(e)));
+      page.on('console', (m) => { if (m.type() === 'error') errors.push(`console: ${m.text()}`); }); // CSP violations too
       page.on('dialog', (d) => { errors.push(`dialog: ${d.message()}`); d.dismiss(); });
       const views = [
         ['dayByHour', '2026-09-10', 'getDayByHour'],
@@ -106,6 +110,8 @@ async function liveRun(connectionString, label) {
         assert.equal(s.state, 'ready', `${label} ${view}: ${s.message}`);
         assert.deepEqual(s.rows, pick(expected), `${label} ${view}: the table shows the plugin's points`);
         assert.equal(s.chartPoints, expected.length, 'one chart point per cohort');
+        assert.deepEqual(s.series, expected.map((p) => p.sum), 'the chart plots the chosen metric (sum)');
+        assert.deepEqual(s.countText, expected.map((p) => p.count.toLocaleString('en-US')), 'the cells show the counts');
         const period = { dayByHour: 'day', monthByDay: 'month' }[view];
         const top = period ? await store.plugin.getTopRecords('wallets', 'balance', { period, date, limit: 10, sortBy: 'totalValue' }) : [];
         assert.deepEqual(s.top, top);
@@ -113,10 +119,13 @@ async function liveRun(connectionString, label) {
       await page.goto(`${base}?view=monthByDay&date=2026-09`);
       await settled(page);
       // Each metric drives the chart; the numbers stay the plugin's.
+      const month = await store.plugin.getMonthByDay('wallets', 'balance', '2026-09', { fillGaps: true });
       for (const [metric, name] of [['count', 'transactions'], ['avg', 'average'], ['max', 'maximum'], ['recordCount', 'records']]) {
         await page.selectOption('#metric', metric);
         await settled(page);
-        assert.equal((await shown(page)).legend, name);
+        const now = await shown(page);
+        assert.equal(now.legend, name);
+        assert.deepEqual(now.series, month.map((p) => (typeof p[metric] === 'number' ? p[metric] : null)), `the chart plots ${metric}`);
       }
       // The crosshair's tooltip names the cohort under the cursor.
       const over = await page.locator('#chart .u-over').boundingBox();
@@ -187,6 +196,51 @@ test('analytics disabled shows its own state; the API is read-only and keeps to 
   }
   const refused = serveDashboard({ TALLY_CONNECTION: connectionString, TALLY_CONFIG: store.config }, ['--host', '0.0.0.0']);
   await assert.rejects(refused.url, /--token/);
+});
+
+test('an access token guards the page, its files and the API; a bad request or a foreign Host is refused', { skip }, async () => {
+  const connectionString = pathToFileURL(mkdtempSync(join(tmpdir(), 'tally-dash-token-'))).href;
+  const store = await seeded(connectionString);
+  await store.db.disconnect();
+  const { child, url } = serveDashboard({ TALLY_CONNECTION: connectionString, TALLY_CONFIG: store.config }, ['--token', 's3cret-token']);
+  try {
+    const printed = await url;
+    assert.ok(!printed.includes('s3cret-token'), `the token is never printed: ${printed}`);
+    const base = printed.replace(/\?.*$/, '');
+    assert.equal((await fetch(base)).status, 401);
+    assert.equal((await fetch(`${base}api/config`)).status, 401);
+    assert.equal((await fetch(`${base}api/config`, { headers: { authorization: 'Bearer s3cret-token' } })).status, 200);
+    // Another name for this address (DNS rebinding) is not this dashboard.
+    const { port } = new URL(base);
+    const rebound = await new Promise((ok) => {
+      import('node:http').then(({ request }) => {
+        const r = request({ host: '127.0.0.1', port, path: '/api/config?token=s3cret-token', headers: { host: `evil.example:${port}` } }, (res) => ok(res.statusCode));
+        r.end();
+      });
+    });
+    assert.equal(rebound, 401);
+    // A request path no URL parser takes: answered, and the server keeps serving.
+    const { connect } = await import('node:net');
+    await new Promise((ok) => {
+      const sock = connect(Number(port), '127.0.0.1', () => sock.end(`GET //a:99999/x HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`));
+      sock.on('data', () => {});
+      sock.on('close', ok);
+    });
+    assert.equal((await fetch(`${base}api/config?token=s3cret-token`)).status, 200, 'still serving');
+    await withChromium(async (context) => {
+      const page = await context.newPage();
+      const errors = [];
+      page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+      await page.goto(`${base}?token=s3cret-token&view=monthByDay&date=2026-09`);
+      await settled(page);
+      const s = await shown(page);
+      assert.equal(s.state, 'ready', s.message);
+      assert.equal(s.rows.length, 30);
+      assert.deepEqual(errors, [], 'every file of the page loaded');
+    });
+  } finally {
+    child.kill('SIGTERM');
+  }
 });
 
 test("the demo's store: eight weeks of history on the live dashboard", { skip }, async () => {
