@@ -115,10 +115,20 @@ const ROUTES = {
     if (q.get('date')) options.date = q.get('date');
     return { resource, field, records: await session.plugin.getTopRecords(resource, field, options) };
   },
+  /** One record's latest transactions (`recordId`), or every applied transaction of a range
+   * of days (`startDate`, `endDate`: the page computes other time zones from them). */
   async '/api/events'(session, q) {
     const [resource, field] = fieldOf(session, q);
     const recordId = q.get('recordId');
-    if (!recordId) throw bad('events need recordId');
+    const [startDate, endDate] = [q.get('startDate'), q.get('endDate')];
+    if (startDate || endDate) {
+      const day = /^\d{4}-\d{2}-\d{2}$/;
+      if (!day.test(startDate ?? '') || !day.test(endDate ?? '')) throw bad('startDate and endDate must both be YYYY-MM-DD');
+      const options = { startDate, endDate, ...(boolean(q, 'includePending') ? {} : { applied: true }), ...(recordId ? { recordId } : {}) };
+      const events = await session.plugin.getRawEvents(resource, field, options);
+      return { resource, field, startDate, endDate, total: events.length, events };
+    }
+    if (!recordId) throw bad('events need recordId, or startDate and endDate');
     const limit = Number(q.get('limit') ?? 50);
     if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw bad('limit must be a whole number from 1 to 500');
     const events = await session.plugin.getRawEvents(resource, field, { recordId });

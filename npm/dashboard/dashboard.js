@@ -58,8 +58,64 @@ function selected() {
   return { resource, field, view, date: $('date').value.trim(), n: Number($('n').value), metric: $('metric').value, timezone: $('timezone').value, pending: $('pending').checked };
 }
 
+const DAY = 86_400_000;
+const isoDay = (ms) => new Date(ms).toISOString().slice(0, 10);
+
+/** The days (in the store's zone, a day of margin each side for any zone's offset) whose
+ * transactions make up a view in another zone. */
+function daysOf(view, date, n) {
+  const at = (d) => Date.parse(`${d}T00:00:00Z`);
+  const [from, to] = {
+    dayByHour: () => [at(date), at(date)],
+    monthByDay: () => [at(`${date}-01`), at(`${date}-01`) + 31 * DAY],
+    yearByWeek: () => [at(`${date}-01-01`) - 7 * DAY, at(`${date}-12-31`) + 7 * DAY],
+    yearByMonth: () => [at(`${date}-01-01`), at(`${date}-12-31`)],
+    lastDays: () => [Date.now() - n * DAY, Date.now()],
+    lastHours: () => [Date.now() - n * 3_600_000, Date.now()],
+  }[view]();
+  return [isoDay(from - DAY), isoDay(to + DAY)];
+}
+
+/** Loads the WASM analytics once. */
+async function wasm() {
+  if (!state.tally) {
+    const mod = await import('./wasm/index.js');
+    await mod.default();
+    state.tally = mod;
+  }
+  return state.tally;
+}
+
+/** A view in a zone other than the store's: its transactions from the API, computed here. */
+async function fetchInZone(s, base) {
+  if (!/^\d{4}(-\d{2}(-\d{2})?)?$/.test(s.date) && !usesN(s.view)) throw new Error(`"${s.date}" is not a date for this view`);
+  const [startDate, endDate] = daysOf(s.view, s.date, s.n);
+  const [t, { events }] = await Promise.all([
+    wasm(),
+    api('api/events', { ...base, startDate, endDate, includePending: s.pending ? '1' : '0', ...(state.recordId ? { recordId: state.recordId } : {}) }),
+  ]);
+  const set = t.prepare(events);
+  try {
+    const opts = { fillGaps: true, timezone: s.timezone, now: Date.now() };
+    const points = t[VIEW_FN[s.view]](set, usesN(s.view) ? s.n : s.date, opts);
+    const period = VIEW_PERIOD[s.view];
+    const records = period ? t.getTopRecords(set, { period, date: s.date, sortBy: 'totalValue', limit: 10, timezone: s.timezone }) : null;
+    return { points, records };
+  } finally {
+    set.free();
+  }
+}
+
 /** The points, top records and (for a record) events of the current selection. */
 async function fetchData(s) {
+  if (state.mode === 'live' && s.timezone !== state.config.timezone) {
+    const base = { resource: s.resource, field: s.field };
+    const [{ points, records }, events] = await Promise.all([
+      fetchInZone(s, base),
+      state.recordId ? api('api/events', { ...base, recordId: state.recordId }).then((r) => r.events) : Promise.resolve(null),
+    ]);
+    return { points, records, events };
+  }
   if (state.mode === 'live') {
     const base = { resource: s.resource, field: s.field };
     const query = { ...base, view: s.view, includePending: s.pending ? '1' : '0', ...(usesN(s.view) ? { n: s.n } : { date: s.date }) };
@@ -184,6 +240,10 @@ async function render({ refresh = false } = {}) {
   $('date-label').hidden = usesN(s.view);
   const where = state.recordId ? ` of ${state.recordId}` : '';
   $('top-title').textContent = usesN(s.view) || !VIEW_PERIOD[s.view] ? 'Top records' : `Top records, ${s.date}`;
+  if (state.mode === 'live') {
+    const here = s.timezone === state.config.timezone ? 'materialized points' : 'computed in this browser from the retained transactions of the range';
+    $('source').textContent = `Live from the store · tally-ec ${state.config.version} · cohorts in ${state.config.timezone} · ${s.timezone}: ${here}`;
+  }
   $('chart-title').textContent = `${$('view').selectedOptions[0].textContent}${usesN(s.view) ? ` (${s.n})` : `, ${s.date}`}${where} · ${s.timezone}`;
   // A refresh keeps what is shown until the new numbers are in.
   if (!refresh) setState('loading', 'Loading…');
@@ -211,6 +271,24 @@ async function render({ refresh = false } = {}) {
   }
 }
 
+/** The `tz` the address asks for, when it is a zone this browser knows (also a name its
+ * list leaves out, such as Asia/Kolkata where the list says Asia/Calcutta). */
+function askedZone() {
+  const tz = params.get('tz');
+  try {
+    return tz ? (new Intl.DateTimeFormat('en', { timeZone: tz }), tz) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Every IANA zone, the browser's first (then `also`, then UTC, then one the address asks for). */
+function allZones(also = 'UTC') {
+  const browser = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  const all = typeof Intl.supportedValuesOf === 'function' ? Intl.supportedValuesOf('timeZone') : [];
+  return [...new Set([browser, also, 'UTC', ...(askedZone() ? [askedZone()] : []), ...all])];
+}
+
 function fillZones(zones, chosen) {
   const select = $('timezone');
   select.replaceChildren(...zones.map((z) => el('option', z, { value: z })));
@@ -234,10 +312,9 @@ async function startLive(config) {
     setState('empty', 'The plugin options configure no fields: add resources to the config file.');
     return false;
   }
-  // Points are materialized in the store's zone: other zones need the static mode.
-  fillZones([config.timezone], config.timezone);
-  $('timezone').disabled = true;
-  $('timezone').title = 'Cohorts are materialized in the store\'s cohort.timezone';
+  // The store's zone reads materialized points; any other is computed in the browser from
+  // the retained transactions of the range.
+  fillZones(allZones(config.timezone), askedZone() ?? config.timezone);
   if (!$('date').value) $('date').value = dateFor($('view').value, today());
   return true;
 }
@@ -250,15 +327,11 @@ async function startStatic(load) {
   // Nothing is pending in an export, and it does not change.
   $('live').closest('label').hidden = true;
   $('pending').closest('label').hidden = true;
-  const browser = Intl.DateTimeFormat().resolvedOptions().timeZone;
-  const all = typeof Intl.supportedValuesOf === 'function' ? Intl.supportedValuesOf('timeZone') : ['UTC'];
-  const zones = [...new Set([browser, 'UTC', ...all])];
-  fillZones(zones, params.get('tz') && zones.includes(params.get('tz')) ? params.get('tz') : browser);
+  const zones = allZones();
+  fillZones(zones, askedZone() ?? zones[0]);
   setState('loading', 'Loading the WebAssembly analytics…');
   try {
-    const mod = await import('./wasm/index.js');
-    await mod.default();
-    state.tally = mod;
+    await wasm();
   } catch (e) {
     setState('error', `The WebAssembly build could not load (${e.message}): build it with scripts/build-wasm.sh, or serve the page with tally-ec dashboard.`);
     return false;

@@ -17,6 +17,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { S3db, EventualConsistencyPlugin } from '../index.js';
 import { CHROMIUM, ROOT, withChromium } from './support/browser.mjs';
 import { localS3 } from './helpers.mjs';
+import * as tallyWasm from '../wasm/index.js';
 
 const available = existsSync(CHROMIUM);
 if (!available && process.env.TALLY_BROWSER_REQUIRED) throw new Error(`TALLY_BROWSER_REQUIRED is set but ${CHROMIUM} is missing`);
@@ -115,6 +116,18 @@ async function liveRun(connectionString, label) {
         const period = { dayByHour: 'day', monthByDay: 'month' }[view];
         const top = period ? await store.plugin.getTopRecords('wallets', 'balance', { period, date, limit: 10, sortBy: 'totalValue' }) : [];
         assert.deepEqual(s.top, top);
+      }
+      // Another zone: computed in the page from the store's transactions, as the WASM build
+      // computes it in Node from all of them.
+      await tallyWasm.default();
+      const applied = await store.plugin.getRawEvents('wallets', 'balance', { applied: true });
+      for (const [zone, view, date, fn] of [['America/New_York', 'dayByHour', '2026-09-10', 'getDayByHour'], ['Asia/Kolkata', 'monthByDay', '2026-09', 'getMonthByDay']]) {
+        await page.goto(`${base}?view=${view}&date=${date}&tz=${zone}`);
+        await settled(page);
+        const s = await shown(page);
+        assert.equal(s.state, 'ready', `${zone}: ${s.message}`);
+        assert.deepEqual(s.rows, pick(tallyWasm[fn](applied, date, { fillGaps: true, timezone: zone })), `${view} in ${zone}`);
+        assert.match(await page.textContent('#source'), new RegExp(`${zone}: computed in this browser`));
       }
       await page.goto(`${base}?view=monthByDay&date=2026-09`);
       await settled(page);
