@@ -20,8 +20,10 @@ function tick(cohort, narrow) {
 
 let current = null;
 
-/** Draws `points` (`metric` of each) into `el`; the tooltip element follows the cursor. */
-export function drawChart(el, tooltip, points, metric, { bars }) {
+/** Draws `points` (`metric` of each) into `el`; the tooltip element follows the cursor. With
+ * `applied` (the pending overlay), `points` include pending transactions and are drawn dashed
+ * over the applied ones. */
+export function drawChart(el, tooltip, points, metric, { bars, applied = null }) {
   if (current) {
     current.destroy();
     current = null;
@@ -31,7 +33,8 @@ export function drawChart(el, tooltip, points, metric, { bars }) {
   el.dataset.series = '[]';
   if (points.length === 0) return;
   const xs = points.map((_, i) => i);
-  const ys = points.map((p) => (typeof p[metric] === 'number' ? p[metric] : null));
+  const of = (list) => list.map((p) => (typeof p[metric] === 'number' ? p[metric] : null));
+  const ys = of(points);
   const width = Math.max(280, el.clientWidth || 600);
   const label = METRIC_NAMES[metric] ?? metric;
   const opts = {
@@ -58,6 +61,9 @@ export function drawChart(el, tooltip, points, metric, { bars }) {
         points: { show: !bars, size: 5 },
         value: (_u, v) => fmt(v),
       },
+      ...(applied
+        ? [{ label: `${label} with pending`, stroke: '#c06a00', dash: [6, 4], width: 2, points: { show: false }, value: (_u, v) => fmt(v) }]
+        : []),
     ],
     hooks: {
       setCursor: [
@@ -77,10 +83,13 @@ export function drawChart(el, tooltip, points, metric, { bars }) {
       ],
     },
   };
-  current = new uPlot(opts, [xs, ys], el);
+  // With the overlay the first series is the applied one, the second includes pending.
+  const data = applied ? [xs, of(applied), ys] : [xs, ys];
+  current = new uPlot(opts, data, el);
   el.dataset.points = String(points.length);
   el.dataset.metric = metric;
   el.dataset.series = JSON.stringify(ys);
+  el.dataset.applied = applied ? JSON.stringify(of(applied)) : '';
 }
 
 /** Resizes the chart to its container (the page calls it on window resize). */

@@ -96,11 +96,13 @@ async function fetchInZone(s, base) {
   ]);
   const set = t.prepare(events);
   try {
+    const arg = usesN(s.view) ? s.n : s.date;
     const opts = { fillGaps: true, timezone: s.timezone, now: Date.now() };
-    const points = t[VIEW_FN[s.view]](set, usesN(s.view) ? s.n : s.date, opts);
+    const points = t[VIEW_FN[s.view]](set, arg, { ...opts, includePending: s.pending });
+    const applied = s.pending ? t[VIEW_FN[s.view]](set, arg, opts) : null;
     const period = VIEW_PERIOD[s.view];
     const records = period ? t.getTopRecords(set, { period, date: s.date, sortBy: 'totalValue', limit: 10, timezone: s.timezone }) : null;
-    return { points, records };
+    return { points, applied, records };
   } finally {
     set.free();
   }
@@ -110,23 +112,26 @@ async function fetchInZone(s, base) {
 async function fetchData(s) {
   if (state.mode === 'live' && s.timezone !== state.config.timezone) {
     const base = { resource: s.resource, field: s.field };
-    const [{ points, records }, events] = await Promise.all([
+    const [{ points, applied, records }, events] = await Promise.all([
       fetchInZone(s, base),
       state.recordId ? api('api/events', { ...base, recordId: state.recordId }).then((r) => r.events) : Promise.resolve(null),
     ]);
-    return { points, records, events };
+    return { points, applied, records, events };
   }
   if (state.mode === 'live') {
     const base = { resource: s.resource, field: s.field };
     const query = { ...base, view: s.view, includePending: s.pending ? '1' : '0', ...(usesN(s.view) ? { n: s.n } : { date: s.date }) };
     if (state.recordId) query.recordId = state.recordId;
     const top = { ...base, period: VIEW_PERIOD[s.view], limit: 10, ...(usesN(s.view) ? {} : { date: s.date }) };
-    const [points, records, events] = await Promise.all([
-      state.config.analytics ? api('api/points', query).then((r) => r.points) : Promise.resolve(null),
+    const analytics = state.config.analytics;
+    const [points, applied, records, events] = await Promise.all([
+      analytics ? api('api/points', query).then((r) => r.points) : Promise.resolve(null),
+      // The pending overlay: the applied points next to the ones with pending included.
+      analytics && s.pending ? api('api/points', { ...query, includePending: '0' }).then((r) => r.points) : Promise.resolve(null),
       top.period ? api('api/top', top).then((r) => r.records) : Promise.resolve(null),
       state.recordId ? api('api/events', { ...base, recordId: state.recordId }).then((r) => r.events) : Promise.resolve(null),
     ]);
-    return { points, records, events };
+    return { points, applied, records, events };
   }
   const t = state.tally;
   // "Last N" counts back from the export's last transaction, not from today.
@@ -144,7 +149,7 @@ async function fetchData(s) {
   }
 }
 
-function renderPoints(points, metric, view) {
+function renderPoints(points, metric, view, applied = null) {
   const table = $('points');
   const head = el('tr');
   for (const h of ['cohort', 'count', 'sum', 'avg', 'min', 'max', 'records']) head.append(el('th', h, h === 'cohort' ? {} : { class: 'n' }));
@@ -156,7 +161,7 @@ function renderPoints(points, metric, view) {
     return tr;
   });
   table.replaceChildren(head, ...rows);
-  drawChart($('chart'), $('tooltip'), points, metric, { bars: BARS.has(view) });
+  drawChart($('chart'), $('tooltip'), points, metric, { bars: BARS.has(view), applied });
 }
 
 function renderTop(records) {
@@ -248,7 +253,7 @@ async function render({ refresh = false } = {}) {
   // A refresh keeps what is shown until the new numbers are in.
   if (!refresh) setState('loading', 'Loading…');
   try {
-    const [{ points, records, events }, status] = await Promise.all([
+    const [{ points, applied, records, events }, status] = await Promise.all([
       fetchData(s),
       state.mode === 'live' ? api('api/status', {}).catch((e) => ({ error: e })) : Promise.resolve(null),
     ]);
@@ -261,7 +266,7 @@ async function render({ refresh = false } = {}) {
       setState('disabled', 'Analytics are disabled for this store (analytics.enabled is false), so there are no points to chart: enable them in the plugin options. Top records, a record\'s transactions and the status still show.');
       return;
     }
-    renderPoints(points, s.metric, s.view);
+    renderPoints(points, s.metric, s.view, applied);
     if (points.every((p) => p.count === 0)) setState('empty', `No transactions in this range${where}: pick another date or view.`);
     else setState('ready', '');
     $('state').dataset.ready = 'true';
@@ -419,6 +424,7 @@ async function main() {
     if (asked && [...$(id).options].some((o) => o.value === asked)) $(id).value = asked;
   }
   if (params.get('n')) $('n').value = params.get('n');
+  if (params.get('pending') === '1') $('pending').checked = true;
   if (params.get('date')) $('date').value = params.get('date');
   wire();
   const data = params.get('data');
