@@ -267,7 +267,9 @@ async function render({ refresh = false } = {}) {
       return;
     }
     renderPoints(points, s.metric, s.view, applied);
-    if (points.every((p) => p.count === 0)) setState('empty', `No transactions in this range${where}: pick another date or view.`);
+    if (points.length > 0 && !points.some((p) => typeof p[s.metric] === 'number')) {
+      setState('empty', `${s.metric} is not kept for this field: add it to analytics.metrics in the plugin options, or pick another metric.`);
+    } else if (points.every((p) => p.count === 0)) setState('empty', `No transactions in this range${where}: pick another date or view.`);
     else setState('ready', '');
     $('state').dataset.ready = 'true';
   } catch (e) {
@@ -300,8 +302,13 @@ function fillZones(zones, chosen) {
   select.value = chosen;
 }
 
-function today() {
-  return new Date().toISOString().slice(0, 10);
+/** Today's date in `timezone` (the store's, live; else UTC). */
+function today(timezone = 'UTC') {
+  try {
+    return new Intl.DateTimeFormat('en-CA', { timeZone: timezone, year: 'numeric', month: '2-digit', day: '2-digit' }).format(new Date());
+  } catch {
+    return new Date().toISOString().slice(0, 10);
+  }
 }
 
 async function startLive(config) {
@@ -320,7 +327,7 @@ async function startLive(config) {
   // The store's zone reads materialized points; any other is computed in the browser from
   // the retained transactions of the range.
   fillZones(allZones(config.timezone), askedZone() ?? config.timezone);
-  if (!$('date').value) $('date').value = dateFor($('view').value, today());
+  if (!$('date').value) $('date').value = dateFor($('view').value, today(config.timezone));
   return true;
 }
 
@@ -396,8 +403,10 @@ function wire() {
   for (const id of ['field', 'metric', 'timezone', 'pending', 'n']) $(id).addEventListener('change', () => render());
   $('date').addEventListener('change', () => render());
   $('view').addEventListener('change', () => {
-    const day = /^\d{4}-\d{2}-\d{2}$/.test($('date').value) ? $('date').value : today();
-    $('date').value = dateFor($('view').value, day.length === 10 ? day : today());
+    // The date carries over between views: a month becomes its first day, a year its first.
+    const v = $('date').value.trim();
+    const day = /^\d{4}-\d{2}-\d{2}$/.test(v) ? v : /^\d{4}-\d{2}$/.test(v) ? `${v}-01` : /^\d{4}$/.test(v) ? `${v}-01-01` : today(state.config?.timezone);
+    $('date').value = dateFor($('view').value, day);
     render();
   });
   $('record-clear').addEventListener('click', () => {
