@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -27,6 +27,11 @@ test('a tarball from npm pack works from an empty folder through import and requ
     .trim()
     .split('\n')
     .pop();
+  // What the tarball holds: the package page, the licence, the dashboard, the WASM build.
+  const listed = execFileSync('tar', ['-tzf', join(work, packed)], { encoding: 'utf8' }).split('\n');
+  for (const f of ['README.md', 'LICENSE', 'dashboard/index.html', 'dashboard/dashboard.js', 'wasm/pkg/tally_wasm_bg.wasm', 'cli/dashboard.mjs']) {
+    assert.ok(listed.includes(`package/${f}`), `the tarball lacks ${f}`);
+  }
   const app = join(work, 'app');
   execFileSync('mkdir', ['-p', app]);
   writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true }));
@@ -54,4 +59,25 @@ test('a tarball from npm pack works from an empty folder through import and requ
   // The CLI is the package's bin, with its dependencies installed alongside.
   const help = execFileSync(join(app, 'node_modules', '.bin', 'tally-ec'), ['--help'], { cwd: app, encoding: 'utf8' });
   assert.match(help, /Usage: tally-ec/);
+  // The installed dashboard finds its page, uPlot and the WASM build.
+  const served = execFileSync(process.execPath, ['--input-type=module', '-e', `
+    const { startDashboard } = await import(${JSON.stringify(join(app, 'node_modules/tally-ec/cli/dashboard.mjs'))});
+    const { server, url } = await startDashboard(null, { port: 0 });
+    const base = url.replace(/\\?.*$/, '');
+    const codes = [];
+    for (const path of ['', 'dashboard.js', 'vendor/uPlot.esm.js', 'wasm/index.js', 'wasm/pkg/tally_wasm_bg.wasm']) codes.push((await fetch(base + path)).status);
+    server.close();
+    console.log(codes.join(' '));`], { cwd: app, encoding: 'utf8' });
+  assert.equal(served.trim(), '200 200 200 200 200');
+});
+
+test('npm pack refuses a package without its WASM build', () => {
+  const r = spawnSync(process.execPath, [join(pkgDir, 'scripts/check-pack.mjs')], { encoding: 'utf8', env: { ...process.env } });
+  assert.equal(r.status, 0, r.stderr);
+  const copy = mkdtempSync(join(tmpdir(), 'tally-pack-guard-'));
+  execFileSync('cp', ['-r', join(pkgDir, 'scripts'), join(pkgDir, 'package.json'), copy]);
+  const bare = spawnSync(process.execPath, [join(copy, 'scripts/check-pack.mjs')], { encoding: 'utf8' });
+  assert.equal(bare.status, 1);
+  assert.match(bare.stderr, /wasm\/pkg\/tally_wasm_bg\.wasm is missing \(bash scripts\/build-wasm\.sh/);
+  assert.match(bare.stderr, /native\/\*\.node is missing/);
 });

@@ -1,0 +1,34 @@
+// The package page (npm/README.md): every JavaScript block runs as written, from inside the
+// package (so `tally-ec` resolves to it), and prints what its comments say.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+
+const here = fileURLToPath(new URL('..', import.meta.url));
+const readme = readFileSync(join(here, 'README.md'), 'utf8');
+const blocks = [...readme.matchAll(/```js\n([\s\S]*?)```/g)].map((m) => m[1]);
+
+test('the package README has its blocks', () => {
+  assert.ok(blocks.length >= 3, `${blocks.length} js blocks`);
+});
+
+for (const [i, code] of blocks.entries()) {
+  test(`README block ${i + 1} runs and prints what it says`, () => {
+    const file = join(here, `.readme-block-${process.pid}-${i}.mjs`);
+    writeFileSync(file, code);
+    try {
+      const r = spawnSync(process.execPath, [file], { cwd: here, encoding: 'utf8', timeout: 60_000, env: { ...process.env, S3DB_DISABLE_CRON: 'true' } });
+      assert.equal(r.status, 0, r.stderr);
+      // Each `console.log(…); // a b c` line prints `a b c` (the comment up to a colon, when it explains).
+      const said = [...code.matchAll(/console\.log\(.*\); \/\/ (.*)$/gm)].map((m) => m[1].replace(/^the retry: /, '').split(/,| in /)[0].trim());
+      const lines = r.stdout.trim().split('\n');
+      assert.equal(lines.length, said.length, r.stdout);
+      said.forEach((want, k) => assert.equal(lines[k].trim(), want, `line ${k + 1} of block ${i + 1}`));
+    } finally {
+      rmSync(file, { force: true });
+    }
+  });
+}
