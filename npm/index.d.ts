@@ -73,9 +73,12 @@ export interface EventualConsistencyMethods {
   increment(id: string, options?: MutationOptions): Promise<MutationResult>;
   decrement(id: string, field?: string, options?: MutationOptions): Promise<MutationResult>;
   decrement(id: string, options?: MutationOptions): Promise<MutationResult>;
-  consolidate(id: string, field?: string): Promise<unknown>;
+  /** Applies the record's pending transactions now; the value, or `null` for a record that
+   * does not exist (yet). */
+  consolidate(id: string, field?: string): Promise<number | null>;
   getConsolidatedValue(id: string, field?: string, options?: object): Promise<number | null>;
-  recalculate(id: string, field?: string): Promise<unknown>;
+  /** Rebuilds the value from the record's history and writes it; `null` for a missing record. */
+  recalculate(id: string, field?: string): Promise<number | null>;
 }
 
 export interface ListOptions {
@@ -418,14 +421,16 @@ export class EventualConsistencyPlugin extends EventEmitter<EventualConsistencyE
     verbose: boolean;
     debug: boolean;
   };
-  logger: Logger;
+  /** The plugin's logger: pino inside s3db.js and by default (the `logger` option may be any
+   * object with pino's methods). */
+  logger: import('pino').Logger;
   /** Tally's S3db, or the s3db.js Database it was installed on. */
   database: S3db | HostDatabase | null;
   /** What installing on an s3db.js database carried over from 21.6.2's transaction resources. */
   carriedOver?: CarriedOver[];
   setInstanceName(name: string): void;
   /** Installs on Tally's own S3db or on an s3db.js 21.6.2 Database (`db.usePlugin` calls it). */
-  install(db: S3db | HostDatabase): Promise<void>;
+  install(db: object): Promise<void>;
   start(): Promise<void>;
   stop(): Promise<void>;
   uninstall(): Promise<void>;
@@ -449,8 +454,8 @@ export class EventualConsistencyPlugin extends EventEmitter<EventualConsistencyE
   retryDeadLetter(resource: string, field: string, recordId: string, name: string): Promise<Transaction>;
   discardDeadLetter(resource: string, field: string, recordId: string, name: string): Promise<void>;
   getConsolidatedValue(resource: string, field: string, id: string, options?: object): Promise<number | null>;
-  recalculateRecord(resource: string, field: string, id: string): Promise<unknown>;
-  consolidate(resource: string, field: string, id: string): Promise<unknown>;
+  recalculateRecord(resource: string, field: string, id: string): Promise<number | null>;
+  consolidate(resource: string, field: string, id: string): Promise<number | null>;
   getAnalytics(resource: string, field: string, options?: AnalyticsOptions & {
     period?: Period; date?: string; startDate?: string; endDate?: string; month?: string; year?: number | string;
   }): Promise<AnalyticsPoint[]>;
@@ -507,3 +512,12 @@ declare const _default: {
   TallyError: typeof TallyError;
 };
 export default _default;
+
+// Inside an s3db.js Database the plugin adds its methods to the configured resources: typed
+// on s3db.js's own `Resource` (a no-op where s3db.js is not installed).
+declare module 's3db.js/lite' {
+  interface Resource extends EventualConsistencyMethods {}
+}
+declare module 's3db.js' {
+  interface Resource extends EventualConsistencyMethods {}
+}
