@@ -333,6 +333,7 @@ export interface VerifyProblem {
     | 'checkpoint-mismatch'
     | 'value-mismatch'
     | 'host-mismatch'
+    | 'bookkeeping-changed'
     | 'record-missing';
   /** The journal or checkpoint concerned. */
   key: string | null;
@@ -352,6 +353,8 @@ export interface VerifyReport {
   unchained: number;
   /** Empty when the history explains every stored value. */
   problems: VerifyProblem[];
+  /** What does not fail the audit: a hash-less link after a chained one (a rolling upgrade). */
+  warnings: { id: string; kind: 'chain-downgraded'; key: string | null; message: string }[];
   /** Per record, its last batch and that journal's SHA-256. */
   heads: Record<string, { seq: number; hash: string | null }>;
   /** SHA-256 over every head: keep it elsewhere to notice a later rewrite of a whole chain. */

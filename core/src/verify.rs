@@ -9,7 +9,7 @@
 //! value it says it started from, carries the values from batch to batch and through the
 //! checkpoints, and compares the result with the stored value. The report also carries each
 //! record's head and a digest of all heads; an auditor who keeps the digest elsewhere can
-//! tell a later rewrite of a whole chain (see `docs/fault-model.md`).
+//! tell a later rewrite of a whole chain (see `docs/audit-trail.md`).
 //!
 //! Cost: per record, one GET of the record, one LIST of its journals and one of its
 //! checkpoints, and one GET per kept journal and checkpoint.

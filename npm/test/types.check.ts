@@ -35,7 +35,7 @@ async function usage(): Promise<void> {
   const waiting = await plugin.getPendingSummary('wallets', 'balance');
   console.log(waiting[0]?.recordId, waiting[0]?.count);
   const audit = await plugin.verify('wallets', 'balance');
-  if (audit.problems[0]?.kind === 'journal-changed') console.log(audit.heads['w1']?.hash, audit.digest);
+  if (audit.problems[0]?.kind === 'journal-changed') console.log(audit.heads["w1"]?.hash, audit.digest, audit.warnings[0]?.kind);
   const snap = await plugin.metrics();
   const text: string = await plugin.metrics('prometheus');
   console.log(snap.requests.put, snap.consolidation.latencyMs.buckets[0]?.le, snap.fields[0]?.lastSuccessAt, text.length);
