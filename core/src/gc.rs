@@ -137,18 +137,7 @@ impl Engine {
             markers: journals.min(now.saturating_sub(RESURRECTION_WINDOW_MS)),
         };
         // Records with journals, or with a checkpoint only (which may carry markers).
-        let mut ids = std::collections::BTreeSet::new();
-        for prefix in [
-            self.layout().journals_field(resource, &fc.field),
-            self.layout().checkpoints_field(resource, &fc.field),
-        ] {
-            ids.extend(
-                list_all(self.store().as_ref(), &prefix)
-                    .await?
-                    .iter()
-                    .filter_map(|k| crate::keys::split_record_key(&prefix, k).map(|(id, _)| id)),
-            );
-        }
+        let ids = self.ids_with_history(resource, &fc.field).await?;
         let (mut deleted, mut errors) = (0u64, 0u64);
         for id in ids {
             // One record's trouble never stops the collection of the others.
@@ -161,6 +150,28 @@ impl Engine {
             }
         }
         Ok((deleted, errors))
+    }
+
+    /// The ids of the records of a field that have journals or checkpoints (one LIST page per
+    /// 1,000 of each).
+    pub(crate) async fn ids_with_history(
+        &self,
+        resource: &str,
+        field: &str,
+    ) -> Result<std::collections::BTreeSet<String>> {
+        let mut ids = std::collections::BTreeSet::new();
+        for prefix in [
+            self.layout().journals_field(resource, field),
+            self.layout().checkpoints_field(resource, field),
+        ] {
+            ids.extend(
+                list_all(self.store().as_ref(), &prefix)
+                    .await?
+                    .iter()
+                    .filter_map(|k| crate::keys::split_record_key(&prefix, k).map(|(id, _)| id)),
+            );
+        }
+        Ok(ids)
     }
 
     /// A listed journal's commit time: from its name, or its body for names of earlier

@@ -25,7 +25,7 @@ use crate::store::list_all;
 use futures::StreamExt;
 use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 /// How many journals of one record are read at once.
 const READ_AHEAD: usize = 8;
@@ -126,18 +126,8 @@ impl Engine {
     /// history explains every value.
     pub async fn verify(&self, resource: &str, field: &str, ids: &[String]) -> Result<Value> {
         let fc = self.field_config(resource, field)?;
-        let mut all: BTreeSet<String> = ids.iter().cloned().collect();
-        for prefix in [
-            self.layout().journals_field(resource, &fc.field),
-            self.layout().checkpoints_field(resource, &fc.field),
-        ] {
-            all.extend(
-                list_all(self.store().as_ref(), &prefix)
-                    .await?
-                    .iter()
-                    .filter_map(|k| crate::keys::split_record_key(&prefix, k).map(|(id, _)| id)),
-            );
-        }
+        let mut all = self.ids_with_history(resource, &fc.field).await?;
+        all.extend(ids.iter().cloned());
         let mut total = Verdict::default();
         let mut heads = Map::new();
         let mut records = 0u64;
