@@ -58,21 +58,29 @@ export interface Transaction {
   metadata?: unknown;
 }
 
-/** Sync mode: the new value (`null` for a missing record). Async mode: the transaction. */
-export type MutationResult = number | null | Transaction;
+/** How a field's mutations are applied: `sync` at once, `async` by a later consolidation. */
+export type Mode = 'sync' | 'async';
 
-/** Methods the plugin installs on a configured resource. */
-export interface EventualConsistencyMethods {
-  set(id: string, field: string, value: number, options?: MutationOptions): Promise<MutationResult>;
-  set(id: string, value: number, options?: MutationOptions): Promise<MutationResult>;
-  add(id: string, field: string, amount: number, options?: MutationOptions): Promise<MutationResult>;
-  add(id: string, amount: number, options?: MutationOptions): Promise<MutationResult>;
-  sub(id: string, field: string, amount: number, options?: MutationOptions): Promise<MutationResult>;
-  sub(id: string, amount: number, options?: MutationOptions): Promise<MutationResult>;
-  increment(id: string, field?: string, options?: MutationOptions): Promise<MutationResult>;
-  increment(id: string, options?: MutationOptions): Promise<MutationResult>;
-  decrement(id: string, field?: string, options?: MutationOptions): Promise<MutationResult>;
-  decrement(id: string, options?: MutationOptions): Promise<MutationResult>;
+/** What a mutation resolves to. Sync mode: the new value (`null` for a missing record).
+ * Async mode: the stored transaction. A resource whose mode the types do not know: either. */
+export type MutationResult<M extends Mode = Mode> = [M] extends ['sync']
+  ? number | null
+  : [M] extends ['async']
+    ? Transaction
+    : number | null | Transaction;
+
+/** Methods the plugin installs on a configured resource; `M` narrows the mutation results. */
+export interface EventualConsistencyMethods<M extends Mode = Mode> {
+  set(id: string, field: string, value: number, options?: MutationOptions): Promise<MutationResult<M>>;
+  set(id: string, value: number, options?: MutationOptions): Promise<MutationResult<M>>;
+  add(id: string, field: string, amount: number, options?: MutationOptions): Promise<MutationResult<M>>;
+  add(id: string, amount: number, options?: MutationOptions): Promise<MutationResult<M>>;
+  sub(id: string, field: string, amount: number, options?: MutationOptions): Promise<MutationResult<M>>;
+  sub(id: string, amount: number, options?: MutationOptions): Promise<MutationResult<M>>;
+  increment(id: string, field?: string, options?: MutationOptions): Promise<MutationResult<M>>;
+  increment(id: string, options?: MutationOptions): Promise<MutationResult<M>>;
+  decrement(id: string, field?: string, options?: MutationOptions): Promise<MutationResult<M>>;
+  decrement(id: string, options?: MutationOptions): Promise<MutationResult<M>>;
   /** Applies the record's pending transactions now; the value, or `null` for a record that
    * does not exist (yet). */
   consolidate(id: string, field?: string): Promise<number | null>;
@@ -86,7 +94,7 @@ export interface ListOptions {
   offset?: number;
 }
 
-export class Resource implements Partial<EventualConsistencyMethods> {
+export class Resource<M extends Mode = Mode> implements Partial<EventualConsistencyMethods<M>> {
   readonly name: string;
   attributes: Attributes;
   readonly database: S3db;
@@ -101,18 +109,22 @@ export class Resource implements Partial<EventualConsistencyMethods> {
   listIds(): Promise<string[]>;
   count(): Promise<number>;
   getMany(ids: string[]): Promise<StoredRecord[]>;
-  set?: EventualConsistencyMethods['set'];
-  add?: EventualConsistencyMethods['add'];
-  sub?: EventualConsistencyMethods['sub'];
-  increment?: EventualConsistencyMethods['increment'];
-  decrement?: EventualConsistencyMethods['decrement'];
-  consolidate?: EventualConsistencyMethods['consolidate'];
-  getConsolidatedValue?: EventualConsistencyMethods['getConsolidatedValue'];
-  recalculate?: EventualConsistencyMethods['recalculate'];
+  set?: EventualConsistencyMethods<M>['set'];
+  add?: EventualConsistencyMethods<M>['add'];
+  sub?: EventualConsistencyMethods<M>['sub'];
+  increment?: EventualConsistencyMethods<M>['increment'];
+  decrement?: EventualConsistencyMethods<M>['decrement'];
+  consolidate?: EventualConsistencyMethods<M>['consolidate'];
+  getConsolidatedValue?: EventualConsistencyMethods<M>['getConsolidatedValue'];
+  recalculate?: EventualConsistencyMethods<M>['recalculate'];
 }
 
 /** A resource with the plugin's methods installed. */
-export type ConsistentResource = Resource & EventualConsistencyMethods;
+export type ConsistentResource<M extends Mode = Mode> = Resource<M> & EventualConsistencyMethods<M>;
+
+/** Any resource (such as an s3db.js one) with the plugin's methods narrowed to mode `M`:
+ * `const wallets = resource as WithMode<typeof resource, 'sync'>`. */
+export type WithMode<R, M extends Mode> = Omit<R, keyof EventualConsistencyMethods> & EventualConsistencyMethods<M>;
 
 export interface S3dbOptions {
   /** `memory://bucket/prefix`, `file:///abs/path` (default: `./.tally-data`), `s3://…`, `http(s)://…`. */
@@ -155,7 +167,9 @@ export class S3db extends EventEmitter {
   plugins: Record<string, Plugin>;
   connect(): Promise<this>;
   isConnected(): boolean;
-  createResource(config: { name: string; attributes?: Attributes; [option: string]: unknown }): Promise<ConsistentResource>;
+  /** Creates a resource, or attaches to the stored one of that name. Name the mode of its
+   * fields to narrow mutation results: `db.createResource<'sync'>({ ... })`. */
+  createResource<M extends Mode = Mode>(config: { name: string; attributes?: Attributes; [option: string]: unknown }): Promise<ConsistentResource<M>>;
   resource(name: string): Promise<Resource>;
   listResources(): Promise<{ name: string }[]>;
   usePlugin<P extends Plugin>(plugin: P, name?: string | null): Promise<P>;

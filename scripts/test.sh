@@ -20,8 +20,9 @@ bash scripts/sim.sh
 bash scripts/test-s3.sh
 bash scripts/build-wasm.sh
 bash scripts/test-node.sh
+bash scripts/package.sh --host
 bash scripts/chaos.sh
 echo "== demos: Rust example and Node quickstart"
 cargo run --quiet -p tally-core --example demo -- "$CARGO_TARGET_DIR/demo-data" >/dev/null
 bash scripts/demo.sh "$CARGO_TARGET_DIR/demo-node" >/dev/null
-echo "== all suites passed in $(( $(date +%s) - start ))s (fmt, clippy, rust tests, simulator, S3 on a local server, WASM package, node tests incl. golden fixtures and Chromium dashboard, chaos on S3 and inside s3db.js, demos)"
+echo "== all suites passed in $(( $(date +%s) - start ))s (fmt, clippy, rust tests, simulator, S3 on a local server, WASM package, node tests incl. golden fixtures and Chromium dashboard, the packed host platform package, chaos on S3 and inside s3db.js, demos)"

@@ -32,10 +32,21 @@ test('a tarball from npm pack works from an empty folder through import and requ
   for (const f of ['README.md', 'LICENSE', 'dashboard/index.html', 'dashboard/dashboard.js', 'wasm/pkg/tally_wasm_bg.wasm', 'cli/dashboard.mjs']) {
     assert.ok(listed.includes(`package/${f}`), `the tarball lacks ${f}`);
   }
+  assert.ok(!listed.some((f) => f.endsWith('.node')), 'the main package carries no binary');
+  const manifest = JSON.parse(execFileSync('tar', ['-xzOf', join(work, packed), 'package/package.json'], { encoding: 'utf8' }));
+  assert.equal(manifest.scripts.install, undefined, 'no install script');
+  assert.equal(manifest.optionalDependencies['tally-ec-linux-x64-gnu'], manifest.version);
+  // The platform package, packed around this checkout's build (scripts/package.sh packs the
+  // release one): both tarballs install without scripts, npm taking the binary from the
+  // optional dependency.
+  const platform = join(work, 'platform');
+  execFileSync('cp', ['-r', join(pkgDir, 'platforms', 'linux-x64-gnu'), platform]);
+  execFileSync('cp', [join(pkgDir, 'native', 'tally.linux-x64-gnu.node'), platform]);
+  const platformTgz = execFileSync('npm', ['pack', '--silent', '--ignore-scripts', '--pack-destination', work], { cwd: platform, encoding: 'utf8' }).trim().split('\n').pop();
   const app = join(work, 'app');
   execFileSync('mkdir', ['-p', app]);
   writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true }));
-  execFileSync('npm', ['install', '--no-audit', '--no-fund', '--silent', join(work, packed)], { cwd: app, stdio: 'inherit' });
+  execFileSync('npm', ['install', '--no-audit', '--no-fund', '--silent', '--ignore-scripts', join(work, packed), join(work, platformTgz)], { cwd: app, stdio: 'inherit' });
   const script = (kind) =>
     kind === 'esm'
       ? `import { S3db, EventualConsistencyPlugin } from 'tally-ec';`
@@ -79,5 +90,11 @@ test('npm pack refuses a package without its WASM build', () => {
   const bare = spawnSync(process.execPath, [join(copy, 'scripts/check-pack.mjs')], { encoding: 'utf8' });
   assert.equal(bare.status, 1);
   assert.match(bare.stderr, /wasm\/pkg\/tally_wasm_bg\.wasm is missing \(bash scripts\/build-wasm\.sh/);
-  assert.match(bare.stderr, /native\/\*\.node is missing/);
+  assert.match(bare.stderr, /native\/index\.cjs is missing/);
+  // A platform package without its binary is refused too.
+  const plat = mkdtempSync(join(tmpdir(), 'tally-pack-platform-'));
+  execFileSync('cp', [join(pkgDir, 'platforms/linux-arm64-musl/package.json'), join(pkgDir, 'platforms/linux-arm64-musl/README.md'), plat]);
+  const noBinary = spawnSync(process.execPath, [join(pkgDir, 'scripts/check-pack.mjs'), '--platform'], { cwd: plat, encoding: 'utf8' });
+  assert.equal(noBinary.status, 1);
+  assert.match(noBinary.stderr, /tally-ec-linux-arm64-musl pack: tally\.linux-arm64-musl\.node is missing/);
 });

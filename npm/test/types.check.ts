@@ -17,6 +17,17 @@ async function usage(): Promise<void> {
   if (typeof v === 'number') console.log(v.toFixed(2));
   const tx = (await wallets.increment('w1')) as Transaction;
   console.log(tx.cohortWeek);
+  // Results narrow by mode when the resource's mode is named.
+  const syncWallets = await db.createResource<'sync'>({ name: 'wallets' });
+  const balance: number | null = await syncWallets.add('w1', 5);
+  // @ts-expect-error a sync mutation resolves to the value, not a transaction
+  const notTx: Transaction = await syncWallets.sub('w1', 1);
+  const counters = await db.createResource<'async'>({ name: 'counters' });
+  const queued: Transaction = await counters.increment('c1');
+  // @ts-expect-error an async mutation resolves to the transaction, not a number
+  const notNumber: number | null = await counters.add('c1', 2);
+  const consolidated: number | null = await counters.consolidate('c1');
+  console.log(balance, notTx, queued.applied, notNumber, consolidated);
   const status = await plugin.getStatus();
   console.log(status.pending['wallets.balance']);
   try {

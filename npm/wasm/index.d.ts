@@ -12,8 +12,14 @@ export interface WasmEnv {
 }
 
 /** A transaction as the WASM functions read it (the SPEC §4 shape; extra keys are ignored). */
-export type WasmTransaction = Pick<Transaction, 'originalId' | 'timestamp'> &
-  Partial<Pick<Transaction, 'operation' | 'applied'>> & { value: number | string; timestamp: string | number };
+export type WasmTransaction = Pick<Transaction, 'originalId'> &
+  Partial<Pick<Transaction, 'applied'>> & {
+    value: number | string;
+    timestamp: string | number;
+    /** `'add'`, `'sub'` or `'set'` (a plain string, so untyped JSON and object literals fit;
+     * anything else is refused when read). */
+    operation?: Transaction['operation'] | (string & {});
+  };
 
 type Opts = AnalyticsOptions & WasmEnv;
 
