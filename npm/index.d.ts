@@ -15,7 +15,9 @@ export type TallyErrorCode =
   | 'ERR_VALIDATION'
   | 'ERR_CONFLICT'
   | 'ERR_STORAGE'
-  | 'ERR_INVALID_CONFIG';
+  | 'ERR_INVALID_CONFIG'
+  /** No native addon for this platform (the platform package is missing); tally-ec/wasm works. */
+  | 'ERR_NATIVE_UNAVAILABLE';
 
 /** Every error the package throws. */
 export class TallyError extends Error {
