@@ -10,7 +10,8 @@ echo "== wasm: tally-core (no default features) for wasm32, then tally-wasm"
 cargo build --quiet -p tally-core --no-default-features --target wasm32-unknown-unknown
 if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WB_VERSION" ]; then
   echo "== wasm: installing wasm-bindgen-cli $WB_VERSION (a few minutes, once per machine)"
-  cargo install --quiet wasm-bindgen-cli --version "$WB_VERSION"
+  # Only the `wasm-bindgen` binary, and without the TLS stack its test runner downloads with.
+  cargo install --quiet --no-default-features --bin wasm-bindgen wasm-bindgen-cli --version "$WB_VERSION"
 fi
 cargo build --quiet --release -p tally-wasm --target wasm32-unknown-unknown
 out=npm/wasm/pkg

@@ -25,7 +25,7 @@ done
 echo "== chaos: 6 processes through the fault proxy (127.0.0.1:$port) in front of $TALLY_S3_ENDPOINT"
 out="$dir/chaos.log"
 if ! TALLY_CHAOS_PROXY="http://127.0.0.1:$port" TALLY_S3_REQUIRED=1 \
-    cargo test -p tally-core --features s3 --test chaos -- --nocapture --test-threads=1 2>&1 | tee "$out"; then
+    cargo test --workspace --features tally-core/s3 --test chaos -- --nocapture --test-threads=1 2>&1 | tee "$out"; then
   tail -n 30 "$dir/proxy.log"
   exit 1
 fi

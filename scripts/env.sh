@@ -2,4 +2,8 @@
 # CI runs on this machine reuse compiled crates.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tally/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# The host triple named explicitly, as `napi build` names it: cargo then keeps one set of
+# artifacts (target/<triple>/) for the tests and the addon instead of compiling every crate
+# twice. Builds for other targets (wasm32, the packages) pass their own --target.
+export CARGO_BUILD_TARGET="${CARGO_BUILD_TARGET:-$(rustc -vV | sed -n 's/^host: //p')}"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

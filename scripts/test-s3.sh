@@ -14,7 +14,7 @@ fi
 trap '[ -n "$started" ] && bash scripts/s3-server.sh stop' EXIT
 echo "== rust tests on S3 ($TALLY_S3_ENDPOINT)"
 out="$CARGO_TARGET_DIR/s3-server/rust-s3-tests.log"
-if ! TALLY_S3_REQUIRED=1 cargo test -p tally-core --features s3 --test s3 2>&1 | tee "$out"; then
+if ! TALLY_S3_REQUIRED=1 cargo test --workspace --features tally-core/s3 --test s3 2>&1 | tee "$out"; then
   bash scripts/s3-server.sh log
   exit 1
 fi

@@ -11,6 +11,8 @@ bash scripts/setup-browser.sh
 export TALLY_BROWSER_REQUIRED=1
 bash scripts/fmt.sh
 bash scripts/lint.sh
+echo "== layers: no import cycle between core modules, no core/src file over 600 lines"
+python3 scripts/check-layers.py
 bash scripts/s3-server.sh start
 trap 'bash scripts/s3-server.sh stop' EXIT
 source "${TALLY_S3_DIR:-$CARGO_TARGET_DIR/s3-server}/env"
@@ -23,6 +25,6 @@ bash scripts/test-node.sh
 bash scripts/package.sh --host
 bash scripts/chaos.sh
 echo "== demos: Rust example and Node quickstart"
-cargo run --quiet -p tally-core --example demo -- "$CARGO_TARGET_DIR/demo-data" >/dev/null
+cargo run --quiet --features tally-core/s3 --example demo -- "$CARGO_TARGET_DIR/demo-data" >/dev/null
 bash scripts/demo.sh "$CARGO_TARGET_DIR/demo-node" >/dev/null
-echo "== all suites passed in $(( $(date +%s) - start ))s (fmt, clippy, rust tests, simulator, S3 on a local server, WASM package, node tests incl. golden fixtures and Chromium dashboard, the packed host platform package, chaos on S3 and inside s3db.js, demos)"
+echo "== all suites passed in $(( $(date +%s) - start ))s (fmt, clippy, layers, rust tests, simulator, S3 on a local server, WASM package, node tests incl. golden fixtures and Chromium dashboard, the packed host platform package, chaos on S3 and inside s3db.js, demos)"

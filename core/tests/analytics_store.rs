@@ -7,12 +7,12 @@ use common::{Instance, instance, wallets};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use tally_core::analytics::points::Fact;
-use tally_core::clock::ManualClock;
+use tally_core::clock::{Clock, ManualClock};
 use tally_core::queries::{FUNCTIONS, Plan};
 use tally_core::store::counting::CountingStore;
 use tally_core::store::faulty::{FaultKind, FaultyStore};
 use tally_core::store::memory::MemoryStore;
-use tally_core::store::{Store, list_all};
+use tally_core::store::{PutMode, Store, list_all};
 use tally_core::{Arg, MutationOptions, MutationResult, Op};
 
 const ZONE: &str = "America/New_York";
@@ -95,11 +95,18 @@ async fn applied_facts(i: &Instance) -> Vec<Fact> {
     all.applied.iter().map(Fact::from).collect()
 }
 
-/// Transactions on two records across the repeated 01:00 hour, then one consolidation of
-/// record `a` through a store that fails request `k`, then a fresh instance consolidates. With
-/// `big`, `a` has 300 transactions an hour apart, so that consolidation's fold writes the
-/// packed objects (a flush) rather than only carrying its plan in the fold state.
-async fn crash_at(k: u64, kind: FaultKind, big: bool) -> u64 {
+/// The world before the crash: transactions on two records across the repeated 01:00 hour,
+/// record `b` consolidated (so the crash meets a non-empty fold state). With `big`, `a` has
+/// 300 transactions an hour apart, so that consolidation's fold writes the packed objects (a
+/// flush) rather than only carrying its plan in the fold state. Built once per case; every
+/// crash starts from a copy of its objects.
+struct Before {
+    objects: Vec<(String, Vec<u8>)>,
+    facts: Vec<Fact>,
+    now: i64,
+}
+
+async fn before(big: bool) -> Before {
     let base: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let clock = ManualClock::new(START);
     let setup = instance(base.clone(), config("async"), Some(clock.clone()), 7);
@@ -122,12 +129,32 @@ async fn crash_at(k: u64, kind: FaultKind, big: bool) -> u64 {
         facts.push(mutate_async(&setup, "a", Op::Add, 1.0).await);
         clock.advance(3_600_000);
     }
-    // One record is consolidated before the crash, so the crash meets a non-empty fold state.
     setup
         .engine
         .consolidate("wallets", None, "b")
         .await
         .unwrap();
+    let mut objects = Vec::new();
+    for key in list_all(base.as_ref(), "").await.unwrap() {
+        let object = base.get(&key).await.unwrap().unwrap();
+        objects.push((key, object.bytes));
+    }
+    Before {
+        objects,
+        facts,
+        now: clock.now_ms(),
+    }
+}
+
+/// One consolidation of record `a` through a store that fails request `k`, then a fresh
+/// instance consolidates; the analytics must equal the pure computation over the facts.
+/// Returns how many requests the crashing consolidation made.
+async fn crash_at(world: &Before, k: u64, kind: FaultKind, big: bool) -> u64 {
+    let base: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    for (key, bytes) in &world.objects {
+        base.put(key, bytes.clone(), PutMode::Create).await.unwrap();
+    }
+    let clock = ManualClock::new(world.now);
     let faulty = Arc::new(FaultyStore::new(base.clone()).fail_request(k, kind));
     let crashing = instance(faulty.clone(), config("async"), Some(clock.clone()), 8);
     let _ = crashing.engine.consolidate("wallets", None, "a").await;
@@ -140,7 +167,7 @@ async fn crash_at(k: u64, kind: FaultKind, big: bool) -> u64 {
         .unwrap();
     let what = format!("crash at request {k} ({kind:?}, big: {big})");
     let got = answers(&fresh).await;
-    assert_eq!(got, expected(&fresh, &facts), "{what}");
+    assert_eq!(got, expected(&fresh, &world.facts), "{what}");
     if big && k == u64::MAX {
         let packed = list_all(base.as_ref(), "db/a/wallets/balance/h/")
             .await
@@ -156,20 +183,38 @@ async fn crash_at(k: u64, kind: FaultKind, big: bool) -> u64 {
     seen
 }
 
-#[tokio::test]
-async fn a_crash_at_any_request_neither_loses_nor_double_counts_analytics() {
-    for big in [false, true] {
-        let total = crash_at(u64::MAX, FaultKind::Before, big).await;
-        assert!(
-            total >= 8,
-            "a clean consolidation with analytics makes {total} requests"
-        );
-        for k in 1..=total {
-            for kind in [FaultKind::Before, FaultKind::After] {
-                crash_at(k, kind, big).await;
-            }
-        }
+/// A crash before or after every request of one consolidation (`big`: one that flushes).
+/// Four tests, so the test harness runs them on every core.
+async fn crash_at_every_request(kind: FaultKind, big: bool) {
+    let world = before(big).await;
+    let total = crash_at(&world, u64::MAX, kind, big).await;
+    assert!(
+        total >= 8,
+        "a clean consolidation with analytics makes {total} requests"
+    );
+    for k in 1..=total {
+        crash_at(&world, k, kind, big).await;
     }
+}
+
+#[tokio::test]
+async fn a_crash_before_any_request_neither_loses_nor_double_counts_analytics() {
+    crash_at_every_request(FaultKind::Before, false).await;
+}
+
+#[tokio::test]
+async fn a_crash_after_any_request_neither_loses_nor_double_counts_analytics() {
+    crash_at_every_request(FaultKind::After, false).await;
+}
+
+#[tokio::test]
+async fn a_crash_before_any_request_of_a_flushing_fold_neither_loses_nor_double_counts() {
+    crash_at_every_request(FaultKind::Before, true).await;
+}
+
+#[tokio::test]
+async fn a_crash_after_any_request_of_a_flushing_fold_neither_loses_nor_double_counts() {
+    crash_at_every_request(FaultKind::After, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

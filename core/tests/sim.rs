@@ -355,10 +355,34 @@ fn main() {
             (first..first + env_u64("TALLY_SIM_SEEDS").unwrap_or(24)).collect()
         }
     };
+    // Seeds are independent worlds: run them on every core, report them in seed order.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut outcomes: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers.min(seeds.len()))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&seed) = seeds.get(i) else {
+                            break mine;
+                        };
+                        let outcome = std::panic::catch_unwind(|| run_seed(seed, replay.is_some()));
+                        mine.push((i, seed, outcome.map_err(|_| ())));
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    outcomes.sort_by_key(|(i, _, _)| *i);
     let mut failed = Vec::new();
     let (mut acked, mut lost, mut crashes, mut requests, mut hosted) = (0, 0, 0, 0, 0);
-    for &seed in &seeds {
-        let outcome = std::panic::catch_unwind(|| run_seed(seed, replay.is_some()));
+    for (_, seed, outcome) in outcomes {
         match outcome {
             Ok(Ok(r)) => {
                 acked += r.acked;
@@ -374,7 +398,7 @@ fn main() {
                 }
                 failed.push(seed);
             }
-            Err(_) => {
+            Err(()) => {
                 println!("seed {seed} FAILED: panicked");
                 failed.push(seed);
             }
