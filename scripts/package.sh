@@ -86,7 +86,7 @@ for target in "${TARGETS[@]}"; do
   node_file="platforms/$p/tally.$p.node"
   tgz=$(cd "platforms/$p" && npm pack --silent --pack-destination "$dist" | tail -1)
   machine=$(readelf -h "$node_file" | awk -F: '/Machine/ {gsub(/^ +/, "", $2); print $2}')
-  needed=$(readelf -d "$node_file" | grep -o 'Shared library: \[[^]]*\]' | tr '\n' ' ')
+  needed=$(readelf -d "$node_file" | { grep -o 'Shared library: \[[^]]*\]' || true; } | tr '\n' ' ')
   glibc=$(objdump -T "$node_file" | { grep -o "GLIBC_[0-9.]*" || true; } | sort -uV | tail -1)
   libc=unknown
   # zig links musl binaries against plain `libc.so` (musl's loader takes every libc.* as itself).
@@ -109,7 +109,8 @@ for target in "${TARGETS[@]}"; do
     smoke="not run: no $p Node"; fail=1
   elif (cd "$dir" && $runner smoke.mjs > smoke.out 2>&1); then
     how=native; case "$runner" in *qemu*) how=qemu-user ;; esac
-    smoke="passed ($how, Node $(cd "$dir" && $runner -p process.version))"
+    version=$(cd "$dir" && $runner -p process.version) || version="?"
+    smoke="passed ($how, Node $version)"
   else
     cat "$dir/smoke.out" >&2; smoke="FAILED"; fail=1
   fi

@@ -380,6 +380,14 @@ fn main() {
             .collect()
     });
     outcomes.sort_by_key(|(i, _, _)| *i);
+    if outcomes.len() != seeds.len() {
+        println!(
+            "simulation: a worker thread died; {} of {} seeds reported",
+            outcomes.len(),
+            seeds.len()
+        );
+        std::process::exit(1);
+    }
     let mut failed = Vec::new();
     let (mut acked, mut lost, mut crashes, mut requests, mut hosted) = (0, 0, 0, 0, 0);
     for (_, seed, outcome) in outcomes {
