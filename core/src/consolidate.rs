@@ -40,13 +40,16 @@ use crate::config::FieldConfig;
 use crate::dead_letters::{DeadLetter, is_poison, poison_code};
 use crate::engine::Engine;
 use crate::error::{Error, ErrorCode, Result};
+use crate::formats::{
+    self, BeforeAfter, DecimalText, FieldStateDoc, JournalDeadLetter, JournalDoc, MarkerDoc,
+};
 use crate::records::{CommitOutcome, StoredRecord};
 use crate::schema::{get_path, set_path};
 use crate::store::{PutMode, StoreError, delete_all, list_all};
 use crate::txn::{NameInfo, Transaction, parse_key_name, reduce_default};
 use futures::StreamExt;
 use rust_decimal::Decimal;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
@@ -131,88 +134,51 @@ pub struct FieldState {
 }
 
 impl FieldState {
-    /// Reads the state of `field` from a record's bookkeeping.
+    /// Reads the state of `field` from a record's bookkeeping (none, or unreadable: the
+    /// state before the first batch).
     pub fn of(meta: &Map<String, Value>, field: &str) -> FieldState {
-        let Some(Value::Object(s)) = meta.get(field) else {
+        let Some(v @ Value::Object(_)) = meta.get(field) else {
             return FieldState::default();
         };
+        let doc: FieldStateDoc = serde_json::from_value(v.clone()).unwrap_or_default();
         FieldState {
-            seq: s.get("seq").and_then(Value::as_u64).unwrap_or(0),
-            base: s.get("base").and_then(Value::as_u64).unwrap_or(0),
-            batch: s.get("batch").and_then(Value::as_str).map(str::to_string),
-            hash: s.get("hash").and_then(Value::as_str).map(str::to_string),
-            keys: s.get("keys").and_then(Value::as_array).map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            }),
-            done: s.get("done").and_then(Value::as_array).map(|batches| {
+            seq: doc.seq,
+            base: doc.base,
+            batch: doc.batch,
+            hash: doc.hash,
+            keys: doc.keys,
+            done: doc.done.map(|batches| {
                 batches
-                    .iter()
-                    .filter_map(|b| {
-                        let at = b.get(0)?.as_i64()?;
-                        let tokens = b.get(1)?.as_str()?;
-                        Some((
-                            at,
-                            tokens
-                                .split(' ')
-                                .filter(|t| !t.is_empty())
-                                .map(str::to_string)
-                                .collect(),
-                        ))
+                    .into_iter()
+                    .map(|(at, tokens)| {
+                        let tokens = tokens.split(' ').filter(|t| !t.is_empty());
+                        (at, tokens.map(str::to_string).collect())
                     })
                     .collect()
             }),
-            dead: s
-                .get("dead")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|d| {
-                            let text =
-                                |i: usize| d.get(i).and_then(Value::as_str).map(str::to_string);
-                            Some((text(0)?, text(1)?, text(2).unwrap_or_default()))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-            recent: s
-                .get("recent")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            seen: s.get("seen").cloned(),
+            recent: doc.recent,
+            dead: doc.dead,
+            seen: doc.seen,
         }
     }
 
     fn to_json(&self) -> Value {
-        let mut v = json!({ "seq": self.seq, "batch": self.batch, "recent": self.recent });
-        if self.base > 0 {
-            v["base"] = json!(self.base);
-        }
-        if let Some(hash) = &self.hash {
-            v["hash"] = json!(hash);
-        }
-        if let Some(keys) = &self.keys {
-            v["keys"] = json!(keys);
-        }
-        if !self.dead.is_empty() {
-            v["dead"] = self.dead.iter().map(|(n, c, m)| json!([n, c, m])).collect();
-        }
-        if let Some(done) = &self.done {
-            v["done"] = done
-                .iter()
-                .map(|(at, tokens)| json!([at, tokens.join(" ")]))
-                .collect();
-        }
-        if let Some(seen) = &self.seen {
-            v["seen"] = seen.clone();
-        }
-        v
+        let doc = FieldStateDoc {
+            seq: self.seq,
+            batch: self.batch.clone(),
+            recent: self.recent.clone(),
+            base: self.base,
+            hash: self.hash.clone(),
+            keys: self.keys.clone(),
+            dead: self.dead.clone(),
+            done: self.done.as_ref().map(|done| {
+                done.iter()
+                    .map(|(at, tokens)| (*at, tokens.join(" ")))
+                    .collect()
+            }),
+            seen: self.seen.clone(),
+        };
+        serde_json::to_value(doc).unwrap_or_default()
     }
 
     /// The state after committing `batch` (whose journal hashes to `hash`) with `keys` at
@@ -540,16 +506,8 @@ impl Engine {
                 "journal {key} of the last committed batch is missing"
             ))
         })?;
-        let j: Value = serde_json::from_slice(&obj.bytes)
-            .map_err(|e| Error::storage(format!("unreadable journal {key}: {e}")))?;
-        Ok(j["keys"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default())
+        let journal: JournalDoc = formats::decode("journal", &key, &obj.bytes)?;
+        Ok(journal.keys.into_iter().collect())
     }
 
     /// Consolidates one record's pending transactions of one field, exactly once.
@@ -734,34 +692,40 @@ impl Engine {
         let nonce = crate::clock::base36(self.random(), 12);
         let batch = crate::gc::batch_name(seq, committed_at, &nonce);
         let journal_key = format!("{}{batch}", self.layout().journals(resource, &fc.field, id));
-        let journal = json!({
-            "seq": seq,
-            "prev": plan.state.batch,
+        let journal = JournalDoc {
+            seq,
+            prev: plan.state.batch.clone(),
             // The hash chain: the predecessor's SHA-256 (none before the first batch, or
             // when the predecessor was written before journals were chained).
-            "prevHash": plan.state.hash,
-            "resource": resource,
-            "field": fc.field,
-            "recordId": id,
-            "committedAt": committed_at,
-            "keys": names,
-            "transactions": plan.fresh.iter().map(|(_, t)| t).collect::<Vec<_>>(),
-            "values": plan.values.iter().map(|(p, (b, a))| (p.clone(), json!({"before": b.to_string(), "after": a.to_string()}))).collect::<Map<String, Value>>(),
-        });
-        let mut journal = journal;
-        if plan.state.base > 0 {
+            prev_hash: plan.state.hash.clone(),
+            resource: resource.to_string(),
+            field: fc.field.clone(),
+            record_id: id.to_string(),
+            committed_at,
+            keys: names.clone(),
+            transactions: plan.fresh.iter().map(|(_, t)| t.clone()).collect(),
+            values: plan
+                .values
+                .iter()
+                .map(|(p, (b, a))| {
+                    let (before, after) = (DecimalText(*b), DecimalText(*a));
+                    (p.clone(), BeforeAfter { before, after })
+                })
+                .collect(),
             // The id was deleted and created again: this incarnation's history starts after
             // batch `base` (see `crate::records`).
-            journal["base"] = json!(plan.state.base);
-        }
-        if !plan.poison.is_empty() {
-            journal["deadLetters"] = plan
+            base: plan.state.base,
+            dead_letters: plan
                 .poison
                 .iter()
-                .map(|d| json!({ "name": d.name, "id": d.transaction.id, "error": d.error.message() }))
-                .collect();
-        }
-        let body = serde_json::to_vec(&journal).map_err(|e| Error::storage(e.to_string()))?;
+                .map(|d| JournalDeadLetter {
+                    name: d.name.clone(),
+                    id: d.transaction.id.clone(),
+                    error: d.error.message().to_string(),
+                })
+                .collect(),
+        };
+        let body = formats::encode(&journal)?;
         let hash = crate::verify::sha256_hex(&body);
         // Analytics: the batch's contribution goes to the inbox before the commit, written
         // alongside the journal (one round trip for both).
@@ -1022,12 +986,11 @@ impl Engine {
         for tx in applied {
             if let Some(h) = tx.idempotency_hash() {
                 let marker = self.layout().idempotency(resource, &fc.field, id, &h);
-                let body = serde_json::to_vec(&json!({
-                    "transaction": tx,
-                    "batch": state.batch,
-                    "at": at,
-                }))
-                .map_err(|e| Error::storage(e.to_string()))?;
+                let body = formats::encode(&MarkerDoc {
+                    transaction: tx.clone(),
+                    batch: state.batch.clone(),
+                    at,
+                })?;
                 markers.push((marker, body));
             }
         }

@@ -19,10 +19,11 @@
 use crate::engine::Engine;
 use crate::error::{Error, ErrorCode, Result};
 use crate::events::Event;
+use crate::formats::{self, DeadLetterDoc, ErrorDoc};
 use crate::keys::check_record_id;
 use crate::store::{PutMode, StoreError, list_all};
 use crate::txn::Transaction;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// True when an error folding a transaction is the transaction's own (it fails however
 /// often it is tried), not the storage's or the record's.
@@ -66,15 +67,17 @@ impl Engine {
     ) -> Result<()> {
         let prefix = self.layout().dead_letters(resource, field);
         for d in letters {
-            let body = json!({
-                "name": d.name,
-                "recordId": id,
-                "transaction": d.transaction,
-                "error": { "code": d.error.code().as_str(), "message": d.error.message() },
-                "batch": batch,
-                "at": self.now_ms(),
-            });
-            let bytes = serde_json::to_vec(&body).map_err(|e| Error::storage(e.to_string()))?;
+            let bytes = formats::encode(&DeadLetterDoc {
+                name: d.name.clone(),
+                record_id: id.to_string(),
+                transaction: d.transaction.clone(),
+                error: ErrorDoc {
+                    code: d.error.code().as_str().to_string(),
+                    message: d.error.message().to_string(),
+                },
+                batch: batch.map(str::to_string),
+                at: self.now_ms(),
+            })?;
             let key = format!("{prefix}{}/{}", crate::keys::id_segment(id), d.name);
             match self.store().put(&key, bytes, PutMode::Create).await {
                 Ok(_) => self.events().emit(Event::ConsolidationError {
@@ -110,12 +113,8 @@ impl Engine {
             let Some(obj) = self.store().get(&key).await? else {
                 continue;
             };
-            let mut v: Value = serde_json::from_slice(&obj.bytes)
-                .map_err(|e| Error::storage(format!("unreadable dead letter {key}: {e}")))?;
-            if let Ok(tx) = serde_json::from_value::<Transaction>(v["transaction"].clone()) {
-                v["transaction"] = tx.to_json(self.zone(), false);
-            }
-            out.push(v);
+            let doc: DeadLetterDoc = formats::decode("dead letter", &key, &obj.bytes)?;
+            out.push(self.dead_letter_json(doc)?);
         }
         Ok(out)
     }
@@ -132,7 +131,7 @@ impl Engine {
         field: &str,
         id: &str,
         name: &str,
-    ) -> Result<(String, Value)> {
+    ) -> Result<(String, DeadLetterDoc)> {
         check_record_id(id)?;
         let target = self.resolve(resource, Some(field)).await?;
         if name.is_empty() || name.contains('/') {
@@ -152,9 +151,16 @@ impl Engine {
                 format!("no dead letter \"{name}\" for record \"{id}\" of \"{resource}.{field}\""),
             )
         })?;
-        let v = serde_json::from_slice(&obj.bytes)
-            .map_err(|e| Error::storage(format!("unreadable dead letter {key}: {e}")))?;
-        Ok((key, v))
+        let doc = formats::decode("dead letter", &key, &obj.bytes)?;
+        Ok((key, doc))
+    }
+
+    /// A dead letter as users see it: as stored, its transaction as the API shows one.
+    fn dead_letter_json(&self, doc: DeadLetterDoc) -> Result<Value> {
+        let transaction = doc.transaction.to_json(self.zone(), false);
+        let mut v = serde_json::to_value(&doc).map_err(|e| Error::storage(e.to_string()))?;
+        v["transaction"] = transaction;
+        Ok(v)
     }
 
     /// Puts a dead letter back as a pending transaction (to be applied by the next
@@ -166,9 +172,8 @@ impl Engine {
         id: &str,
         name: &str,
     ) -> Result<Value> {
-        let (key, v) = self.dead_letter(resource, field, id, name).await?;
-        let mut tx: Transaction = serde_json::from_value(v["transaction"].clone())
-            .map_err(|e| Error::storage(format!("unreadable dead letter {key}: {e}")))?;
+        let (key, doc) = self.dead_letter(resource, field, id, name).await?;
+        let mut tx = doc.transaction;
         // A new id, derived from the old name.
         let suffix = crate::keys::short_hash(&["retry", name], 16);
         tx.id = format!("tx-{}-{suffix}", tx.timestamp_ms);

@@ -7,6 +7,7 @@ use crate::config::{FieldConfig, Mode, PluginConfig, ResourceConfig};
 use crate::consolidate::Consolidated;
 use crate::error::{Error, ErrorCode, Result};
 use crate::events::{Event, EventBus};
+use crate::formats::{self, JournalDoc, LeaseDoc, MarkerDoc};
 use crate::keys::{Layout, check_field_path, check_record_id};
 use crate::records::{InsertListener, RecordAccess};
 use crate::schema::get_path;
@@ -169,7 +170,7 @@ pub(crate) enum Written {
     /// Stored earlier under the same idempotency key, still pending: that one.
     Existing(Transaction),
     /// Already applied under the same idempotency key: ours, and the applied marker.
-    Duplicate(Transaction, Value),
+    Duplicate(Transaction, Box<MarkerDoc>),
 }
 
 /// Builder of an [`Engine`].
@@ -526,7 +527,7 @@ impl Engine {
         let tx = match self.write_transaction(&target, id, tx).await? {
             Written::Stored(tx) | Written::Existing(tx) => tx,
             Written::Duplicate(tx, marker) => {
-                return self.answer_duplicate(&target, id, &tx, marker).await;
+                return self.answer_duplicate(&target, id, &tx, *marker).await;
             }
         };
         match self.config.mode {
@@ -577,7 +578,7 @@ impl Engine {
                     // Our write duplicated an applied transaction: undo it, answer like the first.
                     Some(first) => {
                         self.store.delete(&key).await?;
-                        return Ok(Written::Duplicate(tx, first));
+                        return Ok(Written::Duplicate(tx, Box::new(first)));
                     }
                     None => tx,
                 },
@@ -608,7 +609,7 @@ impl Engine {
                     None => {
                         let h = tx.idempotency_hash().unwrap_or_default();
                         match self.applied_idempotent(target, id, &h).await? {
-                            Some(first) => return Ok(Written::Duplicate(tx, first)),
+                            Some(first) => return Ok(Written::Duplicate(tx, Box::new(first))),
                             None => {
                                 return Err(Error::new(
                                     ErrorCode::Conflict,
@@ -629,14 +630,16 @@ impl Engine {
         target: &Target,
         id: &str,
         hash: &str,
-    ) -> Result<Option<Value>> {
+    ) -> Result<Option<MarkerDoc>> {
         let key = self
             .layout
             .idempotency(&target.resource, &target.field.field, id, hash);
         match self.store.get(&key).await? {
-            Some(obj) => Ok(Some(
-                serde_json::from_slice(&obj.bytes).map_err(|e| Error::storage(e.to_string()))?,
-            )),
+            Some(obj) => Ok(Some(formats::decode(
+                "idempotency marker",
+                &key,
+                &obj.bytes,
+            )?)),
             None => Ok(None),
         }
     }
@@ -646,31 +649,27 @@ impl Engine {
         target: &Target,
         id: &str,
         tx: &Transaction,
-        marker: Value,
+        marker: MarkerDoc,
     ) -> Result<MutationResult> {
-        let first: Transaction = serde_json::from_value(marker["transaction"].clone())
-            .map_err(|e| Error::storage(format!("unreadable idempotency marker: {e}")))?;
+        let first = marker.transaction;
         check_same(&first, tx)?;
         match self.config.mode {
             Mode::Async => Ok(MutationResult::Transaction(
                 first.to_json(self.zone(), true),
             )),
             Mode::Sync => {
-                let batch = marker["batch"].as_str().unwrap_or_default();
+                let batch = marker.batch.as_deref().unwrap_or_default();
                 let key = format!(
                     "{}{batch}",
                     self.layout
                         .journals(&target.resource, &target.field.field, id)
                 );
+                // The value right after its batch, from the journal; without one (collected),
+                // the record's current value.
                 let after = match self.store.get(&key).await? {
-                    Some(obj) => serde_json::from_slice::<Value>(&obj.bytes)
+                    Some(obj) => formats::decode::<JournalDoc>("journal", &key, &obj.bytes)
                         .ok()
-                        .and_then(|j| {
-                            j["values"][&first.field_path]["after"]
-                                .as_str()
-                                .map(str::to_string)
-                        })
-                        .and_then(|s| s.parse::<Decimal>().ok()),
+                        .and_then(|j| j.values.get(&first.field_path).map(|v| v.after.0)),
                     None => None,
                 };
                 match after {
@@ -891,8 +890,7 @@ impl Engine {
         }
         // Released by compare-and-swap: never someone else's lease, and no DELETE that could
         // land late on a later holder's.
-        let released =
-            serde_json::to_vec(&json!({ "owner": "", "expiresAt": 0 })).unwrap_or_default();
+        let released = formats::encode(&LeaseDoc::default()).unwrap_or_default();
         if let Ok(v) = self
             .store
             .put(&lease, released, PutMode::Update(held))
@@ -911,8 +909,11 @@ impl Engine {
     async fn take_lease(&self, key: &str, renew: Option<Version>) -> Result<Option<Version>> {
         let now = self.now_ms();
         let body = |now: i64| {
-            serde_json::to_vec(&json!({ "owner": base36(self.random(), 10), "expiresAt": now.saturating_add((self.config.lock_timeout_s * 1000.0) as i64) }))
-                .unwrap_or_default()
+            formats::encode(&LeaseDoc {
+                owner: base36(self.random(), 10),
+                expires_at: now.saturating_add((self.config.lock_timeout_s * 1000.0) as i64),
+            })
+            .unwrap_or_default()
         };
         let version = match renew {
             Some(v) => v,
@@ -938,10 +939,8 @@ impl Engine {
                 let Some(cur) = self.store.get(key).await? else {
                     return Ok(None);
                 };
-                let expires = serde_json::from_slice::<Value>(&cur.bytes)
-                    .ok()
-                    .and_then(|v| v["expiresAt"].as_i64())
-                    .unwrap_or(0);
+                let expires = formats::decode::<LeaseDoc>("lease", key, &cur.bytes)
+                    .map_or(0, |l| l.expires_at);
                 if expires > now {
                     return Ok(None);
                 }

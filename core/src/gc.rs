@@ -27,12 +27,12 @@
 use crate::config::FieldConfig;
 use crate::consolidate::{FieldState, RESURRECTION_WINDOW_MS};
 use crate::engine::Engine;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::events::Event;
+use crate::formats::{self, MarkerHead};
 use crate::history::{Checkpoint, Journal, Marker, parse_journal};
 use crate::store::{PutMode, delete_all, list_all};
 use futures::StreamExt;
-use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashMap};
 
 /// A journal or checkpoint name with its batch number and, when the name carries it, its
@@ -297,19 +297,21 @@ impl Engine {
                 let values = self
                     .replay(fc, &covered[..=*end], cp.as_ref(), state.base)
                     .await?;
-                let mut body = json!({
-                    "seq": j.seq,
-                    "at": j.committed_at,
-                    "values": values.iter().map(|(p, v)| (p.clone(), Value::String(v.to_string()))).collect::<Map<String, Value>>(),
-                    // Its place in the hash chain (see `crate::verify`).
-                    "hash": j.hash,
-                });
-                // The newest checkpoint carries the markers too young to go.
-                if n.saturating_add(1) == ends.len() && !young.is_empty() {
-                    body["markers"] = young.iter().map(Marker::to_json).collect();
-                }
                 let name = checkpoint_name(j.seq, j.committed_at);
-                let bytes = serde_json::to_vec(&body).map_err(|e| Error::storage(e.to_string()))?;
+                let bytes = Checkpoint {
+                    seq: j.seq,
+                    at: j.committed_at,
+                    values,
+                    // Its place in the hash chain (see `crate::verify`).
+                    hash: Some(j.hash.clone()),
+                    // The newest checkpoint carries the markers too young to go.
+                    markers: if n.saturating_add(1) == ends.len() {
+                        young.clone()
+                    } else {
+                        Vec::new()
+                    },
+                }
+                .encode()?;
                 self.store()
                     .put(&format!("{cprefix}{name}"), bytes, PutMode::Overwrite)
                     .await?;
@@ -330,7 +332,7 @@ impl Engine {
                     newest_carries = !young.is_empty();
                     cp.markers = young;
                     self.store()
-                        .put(key, cp.to_json(), PutMode::Overwrite)
+                        .put(key, cp.encode()?, PutMode::Overwrite)
                         .await?;
                 }
                 Some(_) => {}
@@ -497,8 +499,10 @@ impl Engine {
                 let Some(obj) = self.store().get(&m.key).await? else {
                     return Ok(None);
                 };
-                let v = serde_json::from_slice::<Value>(&obj.bytes).unwrap_or(Value::Null);
-                let stored_tx = v["transaction"]["id"].as_str();
+                // An unreadable marker goes at its batch's time.
+                let stored: MarkerHead =
+                    formats::decode("idempotency marker", &m.key, &obj.bytes).unwrap_or_default();
+                let stored_tx = stored.transaction.id.as_deref();
                 // Another transaction's marker at the same key (the key reused since): not
                 // this one to collect; its own batch brings it in time.
                 if m.tx
@@ -508,7 +512,7 @@ impl Engine {
                     return Ok(None);
                 }
                 Ok(Some(Marker {
-                    at: v["at"].as_i64().unwrap_or(m.at),
+                    at: stored.at.unwrap_or(m.at),
                     ..m
                 }))
             })
@@ -559,6 +563,6 @@ impl Engine {
         let Some(obj) = self.store().get(key).await? else {
             return Ok(None);
         };
-        Checkpoint::parse(&obj.bytes).map(Some)
+        Checkpoint::decode(key, &obj.bytes).map(Some)
     }
 }

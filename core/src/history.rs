@@ -12,6 +12,7 @@ use crate::config::FieldConfig;
 use crate::consolidate::FieldState;
 use crate::engine::Engine;
 use crate::error::{Error, ErrorCode, Result};
+use crate::formats::{self, CheckpointDoc, DecimalText, JournalDoc};
 use crate::keys::check_record_id;
 use crate::records::CommitOutcome;
 use crate::schema::{get_path, set_path};
@@ -20,7 +21,6 @@ use crate::txn::{Transaction, reduce_default};
 use rust_decimal::Decimal;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::str::FromStr;
 
 /// One committed journal.
 #[derive(Debug, Clone)]
@@ -76,95 +76,63 @@ pub(crate) struct Marker {
 }
 
 impl Marker {
-    /// As a checkpoint stores it: `[key, at, tx]`.
-    pub(crate) fn to_json(&self) -> Value {
-        serde_json::json!([self.key, self.at, self.tx])
-    }
-    fn from_json(v: &Value) -> Option<Marker> {
-        Some(Marker {
-            key: v.get(0)?.as_str()?.to_string(),
-            at: v.get(1)?.as_i64()?,
-            tx: v.get(2).and_then(Value::as_str).map(str::to_string),
-        })
+    fn stored(&self) -> (String, i64, Option<String>) {
+        (self.key.clone(), self.at, self.tx.clone())
     }
 }
 
 impl Checkpoint {
     /// Encodes it as stored.
-    pub(crate) fn to_json(&self) -> Vec<u8> {
-        let values: serde_json::Map<String, Value> = self
-            .values
-            .iter()
-            .map(|(p, v)| (p.clone(), Value::String(v.to_string())))
-            .collect();
-        let mut body = serde_json::json!({
-            "seq": self.seq, "at": self.at, "values": values,
-            "markers": self.markers.iter().map(Marker::to_json).collect::<Vec<_>>(),
-        });
-        if let Some(hash) = &self.hash {
-            body["hash"] = Value::String(hash.clone());
-        }
-        serde_json::to_vec(&body).unwrap_or_default()
+    pub(crate) fn encode(&self) -> Result<Vec<u8>> {
+        formats::encode(&CheckpointDoc {
+            seq: self.seq,
+            at: self.at,
+            values: self
+                .values
+                .iter()
+                .map(|(p, v)| (p.clone(), DecimalText(*v)))
+                .collect(),
+            hash: self.hash.clone(),
+            markers: self.markers.iter().map(Marker::stored).collect(),
+        })
     }
 
-    /// Decodes a stored checkpoint.
-    pub(crate) fn parse(bytes: &[u8]) -> Result<Checkpoint> {
-        let v: Value = serde_json::from_slice(bytes).map_err(|e| Error::storage(e.to_string()))?;
+    /// Decodes the stored checkpoint at `key`.
+    pub(crate) fn decode(key: &str, bytes: &[u8]) -> Result<Checkpoint> {
+        let doc: CheckpointDoc = formats::decode("checkpoint", key, bytes)?;
         Ok(Checkpoint {
-            seq: v["seq"].as_u64().unwrap_or(0),
-            at: v["at"].as_i64().unwrap_or(0),
-            values: v["values"]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .filter_map(|(p, x)| {
-                            x.as_str()
-                                .and_then(|s| Decimal::from_str(s).ok())
-                                .map(|d| (p.clone(), d))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-            hash: v["hash"].as_str().map(str::to_string),
-            markers: v["markers"]
-                .as_array()
-                .map(|a| a.iter().filter_map(Marker::from_json).collect())
-                .unwrap_or_default(),
+            seq: doc.seq,
+            at: doc.at,
+            values: doc.values.into_iter().map(|(p, v)| (p, v.0)).collect(),
+            hash: doc.hash,
+            markers: doc
+                .markers
+                .into_iter()
+                .map(|(key, at, tx)| Marker { key, at, tx })
+                .collect(),
         })
     }
 }
 
 /// Decodes a stored journal, with the name of the batch before it.
 pub(crate) fn parse_journal(key: &str, bytes: &[u8]) -> Result<(Journal, Option<String>)> {
-    let v: Value = serde_json::from_slice(bytes)
-        .map_err(|e| Error::storage(format!("unreadable journal {key}: {e}")))?;
-    let dec = |x: &Value| {
-        x.as_str()
-            .and_then(|s| Decimal::from_str(s).ok())
-            .unwrap_or_default()
-    };
-    let values = v["values"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(p, ba)| (p.clone(), (dec(&ba["before"]), dec(&ba["after"]))))
-                .collect()
-        })
-        .unwrap_or_default();
-    let transactions = serde_json::from_value(v["transactions"].clone())
-        .map_err(|e| Error::storage(format!("unreadable journal {key}: {e}")))?;
+    let doc: JournalDoc = formats::decode("journal", key, bytes)?;
     Ok((
         Journal {
             key: key.to_string(),
-            seq: v["seq"].as_u64().unwrap_or(0),
-            committed_at: v["committedAt"].as_i64().unwrap_or(0),
-            transactions,
-            values,
+            seq: doc.seq,
+            committed_at: doc.committed_at,
+            transactions: doc.transactions,
+            values: doc
+                .values
+                .into_iter()
+                .map(|(p, v)| (p, (v.before.0, v.after.0)))
+                .collect(),
             hash: crate::verify::sha256_hex(bytes),
-            prev_hash: v["prevHash"].as_str().map(str::to_string),
-            base: v["base"].as_u64().unwrap_or(0),
+            prev_hash: doc.prev_hash,
+            base: doc.base,
         },
-        v["prev"].as_str().map(str::to_string),
+        doc.prev,
     ))
 }
 

@@ -23,11 +23,9 @@
 
 use crate::config::PluginConfig;
 use crate::error::Result;
+use crate::formats::{decode_document, encode_document, encode_tombstone, retired_meta};
 use crate::keys::Layout;
-use crate::records::{
-    CommitOutcome, RecordAccess, StoredRecord, decode_document, encode_document, encode_tombstone,
-    put_document, retired_meta,
-};
+use crate::records::{CommitOutcome, RecordAccess, StoredRecord, put_document};
 use crate::schema::{Schema, get_path, set_path};
 use crate::store::{PutMode, SharedStore, Version};
 use async_trait::async_trait;

@@ -6,6 +6,7 @@ use crate::cohort::iso_timestamp;
 use crate::consolidate::FieldState;
 use crate::engine::Engine;
 use crate::error::Result;
+use crate::formats::{self, LeaseDoc};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
@@ -69,13 +70,11 @@ impl Engine {
         let Some(obj) = self.store().get(&key).await? else {
             return Ok(Value::Null);
         };
-        let v: Value = serde_json::from_slice(&obj.bytes).unwrap_or(Value::Null);
-        let owner = v["owner"].as_str().unwrap_or("");
-        let expires = v["expiresAt"].as_i64().unwrap_or(0);
-        if owner.is_empty() || expires <= self.now_ms() {
+        let lease: LeaseDoc = formats::decode("lease", &key, &obj.bytes).unwrap_or_default();
+        if lease.owner.is_empty() || lease.expires_at <= self.now_ms() {
             return Ok(Value::Null);
         }
-        Ok(json!({ "owner": owner, "expiresAt": iso_timestamp(expires) }))
+        Ok(json!({ "owner": lease.owner, "expiresAt": iso_timestamp(lease.expires_at) }))
     }
 
     /// Everything known of one record, per configured field of its resource: `{ resource,

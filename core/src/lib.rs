@@ -32,6 +32,7 @@ pub mod dead_letters;
 pub mod engine;
 pub mod error;
 pub mod events;
+mod formats;
 pub mod gc;
 pub mod history;
 pub mod host;

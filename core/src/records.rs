@@ -20,13 +20,16 @@
 //! the audit trail start at `base`, and analytics keep counting the id once per cohort.
 //! Listing reads the record of each marked id to leave tombstones out.
 
-use crate::clock::{IdSource, SplitMix, base36};
+use crate::clock::{Clock, IdSource, SplitMix, SystemClock, base36};
 use crate::error::{Error, ErrorCode, Result};
+use crate::formats::{
+    self, Document, ResourceDoc, decode_document, encode_document, encode_tombstone,
+};
 use crate::keys::{Layout, check_record_id, check_resource_name};
 use crate::schema::Schema;
 use crate::store::{PutMode, SharedStore, StoreError, Version, list_all};
 use async_trait::async_trait;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, Weak};
 
@@ -101,71 +104,6 @@ pub trait InsertListener: Send + Sync {
     async fn record_inserted(&self, resource: &str, id: &str) -> Result<()>;
 }
 
-/// Encodes a stored document `{"d": data, "m": bookkeeping}` (a record, or a host record's
-/// state object).
-pub(crate) fn encode_document(
-    data: &Map<String, Value>,
-    meta: &Map<String, Value>,
-) -> Result<Vec<u8>> {
-    serde_json::to_vec(&json!({ "d": data, "m": meta })).map_err(|e| Error::storage(e.to_string()))
-}
-
-/// A stored document, decoded.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Document {
-    /// The data (empty for a tombstone).
-    pub data: Map<String, Value>,
-    /// The bookkeeping.
-    pub meta: Map<String, Value>,
-    /// Whether it is the tombstone of a deleted record (see the module docs).
-    pub deleted: bool,
-    /// When a tombstone's record was deleted (epoch ms, the deleting machine's clock).
-    pub deleted_at: Option<i64>,
-}
-
-/// Decodes a document written by [`encode_document`] or [`encode_tombstone`].
-pub(crate) fn decode_document(bytes: &[u8], resource: &str, id: &str) -> Result<Document> {
-    let doc: Value = serde_json::from_slice(bytes)
-        .map_err(|e| Error::storage(format!("unreadable record \"{resource}/{id}\": {e}")))?;
-    let take = |k: &str| match doc.get(k) {
-        Some(Value::Object(m)) => m.clone(),
-        _ => Map::new(),
-    };
-    Ok(Document {
-        data: take("d"),
-        meta: take("m"),
-        deleted: doc.get("t").is_some(),
-        deleted_at: doc.get("t").and_then(Value::as_i64),
-    })
-}
-
-/// The bookkeeping of a deleted incarnation: each field's `base` becomes its batch count, so
-/// a later incarnation starts after them.
-pub(crate) fn retired_meta(meta: &Map<String, Value>) -> Map<String, Value> {
-    meta.iter()
-        .map(|(field, state)| {
-            let mut state = state.clone();
-            if let Value::Object(s) = &mut state {
-                let seq = s.get("seq").cloned().unwrap_or(json!(0));
-                s.insert("base".into(), seq);
-            }
-            (field.clone(), state)
-        })
-        .collect()
-}
-
-/// Encodes the tombstone of a record deleted at `at` whose bookkeeping was `meta`; `data` is
-/// kept for the record's next incarnation to know which paths were owned (never read back
-/// as values).
-pub(crate) fn encode_tombstone(
-    data: &Map<String, Value>,
-    meta: &Map<String, Value>,
-    at: i64,
-) -> Result<Vec<u8>> {
-    serde_json::to_vec(&json!({ "t": at, "d": data, "m": retired_meta(meta) }))
-        .map_err(|e| Error::storage(e.to_string()))
-}
-
 /// Writes a document conditionally; a conflict or a vanished object is an outcome, not an error.
 pub(crate) async fn put_document(
     store: &SharedStore,
@@ -188,6 +126,7 @@ pub struct Database {
     resources: RwLock<HashMap<String, Schema>>,
     listeners: RwLock<Vec<Weak<dyn InsertListener>>>,
     ids: Arc<dyn IdSource>,
+    clock: Arc<dyn Clock>,
 }
 
 /// Options of [`Resource::list`].
@@ -200,14 +139,31 @@ pub struct ListOptions {
 }
 
 impl Database {
-    /// A database on `store` under `prefix`.
+    /// A database on `store` under `prefix`, with the system clock and random ids.
     pub fn new(store: SharedStore, prefix: &str) -> Arc<Database> {
+        Self::with_sources(
+            store,
+            prefix,
+            Arc::new(SystemClock),
+            Arc::new(SplitMix::from_entropy()),
+        )
+    }
+
+    /// A database whose deletion times come from `clock` and whose generated record ids come
+    /// from `ids` (a fixed clock and seed make every stored byte reproducible).
+    pub fn with_sources(
+        store: SharedStore,
+        prefix: &str,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdSource>,
+    ) -> Arc<Database> {
         Arc::new(Database {
             store,
             layout: Layout::new(prefix),
             resources: RwLock::new(HashMap::new()),
             listeners: RwLock::new(Vec::new()),
-            ids: Arc::new(SplitMix::from_entropy()),
+            ids,
+            clock,
         })
     }
 
@@ -238,8 +194,10 @@ impl Database {
     ) -> Result<Resource> {
         check_resource_name(name)?;
         let schema = Schema::parse(name, attributes)?;
-        let body = serde_json::to_vec(&json!({ "name": name, "attributes": attributes }))
-            .map_err(|e| Error::storage(e.to_string()))?;
+        let body = formats::encode(&ResourceDoc {
+            name: name.to_string(),
+            attributes: attributes.clone(),
+        })?;
         self.store
             .put(&self.layout.schema(name), body, PutMode::Overwrite)
             .await?;
@@ -292,9 +250,9 @@ impl Database {
         let Some(obj) = self.store.get(&self.layout.schema(name)).await? else {
             return Ok(None);
         };
-        let def: Value = serde_json::from_slice(&obj.bytes)
-            .map_err(|e| Error::storage(format!("unreadable definition of \"{name}\": {e}")))?;
-        let schema = Schema::parse(name, &def["attributes"])?;
+        let def: ResourceDoc =
+            formats::decode("resource definition", &self.layout.schema(name), &obj.bytes)?;
+        let schema = Schema::parse(name, &def.attributes)?;
         self.resources
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -324,13 +282,6 @@ impl Database {
             }),
             _ => None,
         })
-    }
-
-    fn now_ms() -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            .unwrap_or(0)
     }
 
     fn encode(data: &Map<String, Value>, meta: &Map<String, Value>) -> Result<Vec<u8>> {
@@ -553,7 +504,7 @@ impl Resource {
                     .await?;
                 marked = true;
             }
-            let tombstone = encode_tombstone(&Map::new(), &doc.meta, Database::now_ms())?;
+            let tombstone = encode_tombstone(&Map::new(), &doc.meta, db.clock.now_ms())?;
             match put_document(&db.store, &key, tombstone, PutMode::Update(version)).await? {
                 CommitOutcome::Committed => return Ok(()),
                 CommitOutcome::Conflict => continue,

@@ -203,7 +203,7 @@ impl Engine {
             let Some(obj) = self.store().get(&key).await? else {
                 continue;
             };
-            match Checkpoint::parse(&obj.bytes) {
+            match Checkpoint::decode(&key, &obj.bytes) {
                 Ok(cp) => {
                     out.insert(cp.seq, (key, cp));
                 }
@@ -211,7 +211,7 @@ impl Engine {
                     id,
                     "checkpoint-mismatch",
                     Some(&key),
-                    format!("unreadable checkpoint: {}", e.message()),
+                    e.message().to_string(),
                 ),
             }
         }

@@ -3,14 +3,15 @@
 //! A fixed clock, fixed id seeds and one task make the workload deterministic: sync wallets
 //! with analytics (hour, day, week, month), checkpoints, idempotency keys, a nested path,
 //! `recalculate` and a GC pass after the retention; an async counter consolidated in the
-//! background pass; then journals, markers, packed analytics and pending transactions that stay. The folder it leaves (hidden `.tally-*` working folders aside) must equal
+//! background pass; then journals, markers, packed analytics and pending transactions that
+//! stay; a record with a generated id, deleted (tombstone and mark); a dead letter. The folder it leaves (hidden `.tally-*` working folders aside) must equal
 //! `tests/golden/storage/` file for file, byte for byte. This pins the stored formats for
 //! the redesign (issue 17): a refactor that changes one byte of one object fails here.
 //! `TALLY_UPDATE_GOLDEN=1` rewrites the folder after an intended format change.
 
 mod common;
 
-use common::{instance_at, n};
+use common::{add, instance_at, n};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -167,6 +168,30 @@ async fn workload(folder: &Path) {
         clock.advance(HOUR);
     }
     asynchronous.engine.run_pass().await.unwrap();
+    // A record inserted without an id (a generated one) and deleted: its tombstone and mark.
+    let carol = wallets.insert(&json!({ "balance": 3 })).await.unwrap();
+    let carol = carol["id"].as_str().unwrap().to_string();
+    add(&sync, "balance", &carol, 1.0).await;
+    clock.advance(HOUR);
+    wallets.delete(&carol).await.unwrap();
+    // Two sums past the exact decimal range: the second is set aside as a dead letter.
+    counters.insert(&json!({ "id": "big" })).await.unwrap();
+    for _ in 0..2 {
+        asynchronous
+            .engine
+            .mutate(
+                "counters",
+                Some("clicks"),
+                "big",
+                Op::Add,
+                &n(5e28),
+                MutationOptions::default(),
+            )
+            .await
+            .unwrap();
+    }
+    asynchronous.engine.run_pass().await.unwrap();
+    // Left pending.
     for _ in 0..2 {
         click(&asynchronous).await;
     }

@@ -31,7 +31,16 @@ pub fn instance_at(
     clock: Option<Arc<ManualClock>>,
     seed: u64,
 ) -> Instance {
-    let db = Database::new(store, prefix);
+    // With a fixed clock, the database's deletion times and generated ids are fixed too.
+    let db = match &clock {
+        Some(c) => Database::with_sources(
+            store,
+            prefix,
+            c.clone() as Arc<dyn Clock>,
+            Arc::new(SplitMix::seeded(seed.wrapping_add(0xDB))),
+        ),
+        None => Database::new(store, prefix),
+    };
     let config = PluginConfig::parse(&options).expect("valid config");
     let mut b = Engine::standalone(config, &db)
         .ids(Arc::new(SplitMix::seeded(seed)))
