@@ -3,8 +3,9 @@
 
 use async_trait::async_trait;
 use chrono_tz::Tz;
-use napi::Status;
+use napi::bindgen_prelude::{JsError, ToNapiValue, Unknown};
 use napi::threadsafe_function::ThreadsafeFunction;
+use napi::{Status, sys};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -15,23 +16,74 @@ use tally_core::engine::Reducer;
 use tally_core::txn::Transaction;
 use tally_core::{Arg, Error, ErrorCode};
 
-/// A core error as a JS exception; the wrapper reads the code back from the `[CODE]` prefix.
-pub fn js_error(e: Error) -> napi::Error {
-    napi::Error::new(
-        Status::GenericFailure,
-        format!("[{}] {}", e.code().as_str(), e.message()),
-    )
+/// The `code` property of the JS errors the addon throws: a core error's stable `ERR_*`
+/// code, or for a failure of napi-rs itself (an argument of the wrong type) its status name.
+#[derive(Debug, Clone)]
+pub struct Code(pub String);
+
+impl AsRef<str> for Code {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
 }
 
-/// Shorthand for converting core results.
+/// What a synchronous method returns: a JS error thrown from it has `code` set.
+pub type Coded<T> = napi::Result<T, Code>;
+
+/// A core error as a JS exception: `message` is the core's message, `code` its stable code.
+pub fn js_error(e: Error) -> napi::Error<Code> {
+    napi::Error::new(Code(e.code().as_str().to_string()), e.message().to_string())
+}
+
+/// Shorthand for converting core and napi-rs results.
 pub trait IntoNapi<T> {
     /// Converts the error side.
-    fn napi(self) -> napi::Result<T>;
+    fn napi(self) -> Coded<T>;
 }
 
 impl<T> IntoNapi<T> for tally_core::Result<T> {
-    fn napi(self) -> napi::Result<T> {
+    fn napi(self) -> Coded<T> {
         self.map_err(js_error)
+    }
+}
+
+impl<T> IntoNapi<T> for napi::Result<T> {
+    fn napi(self) -> Coded<T> {
+        self.map_err(|e| napi::Error::new(Code(e.status.as_ref().to_string()), e.reason))
+    }
+}
+
+/// What an async method returns: its value, or a rejection with an error whose `code` is set.
+///
+/// napi-rs rejects a promise with an error of its own `Status` type, which would lose the
+/// code; so the outcome travels as the resolved value, and its conversion on the JS thread
+/// builds the coded error and fails with it, which napi-rs then rejects the promise with as
+/// is (an error holding a JS error object is passed on unchanged).
+pub struct Settled<T>(Coded<T>);
+
+/// Runs an async method's body into a [`Settled`].
+pub async fn settle<T>(body: impl std::future::Future<Output = Coded<T>>) -> Settled<T> {
+    Settled(body.await)
+}
+
+impl<T: ToNapiValue> ToNapiValue for Settled<T> {
+    unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> napi::Result<sys::napi_value> {
+        match val.0 {
+            // SAFETY: called by napi-rs on the JS thread with its live env.
+            Ok(v) => unsafe { T::to_napi_value(env, v) },
+            Err(e) => {
+                let reason = e.reason.clone();
+                // SAFETY: as above; `into_value` returns null when the env is going away.
+                let error = unsafe { JsError::from(e).into_value(env) };
+                if error.is_null() {
+                    return Err(napi::Error::new(Status::GenericFailure, reason));
+                }
+                // SAFETY: `error` is a value of this env, created just now.
+                Err(napi::Error::from(unsafe {
+                    Unknown::from_raw_unchecked(env, error)
+                }))
+            }
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Node.js binding for Tally (napi-rs): conversion and async glue only. Every rule lives in
 //! tally-core; this crate turns JS values into core types, core results into JS values, and
-//! core errors into `[ERR_CODE] message` errors that the JS wrapper turns into `TallyError`s.
-//! One file per exported class.
+//! core errors into JS errors whose `code` property is the stable `ERR_*` code (see
+//! [`convert::Settled`] for async methods). One file per exported class.
 
 mod convert;
 mod database;

@@ -1,7 +1,9 @@
 //! `NativePlugin`: one configured EventualConsistencyPlugin — configuration check at
 //! construction, installation on a database, resource-method calls, runs, status and events.
 
-use crate::convert::{IntoNapi, JsClock, JsReducer, ReducerFn, arg_from_tagged};
+use crate::convert::{
+    Code, Coded, IntoNapi, JsClock, JsReducer, ReducerFn, Settled, arg_from_tagged, settle,
+};
 use crate::database::NativeDatabase;
 use crate::host::{HostFn, JsHost};
 use napi::Status;
@@ -40,7 +42,7 @@ impl NativePlugin {
     /// Validates the options (functions already replaced by `{ "$function": n }`); throws
     /// `ERR_INVALID_CONFIG` naming the option. `has_clock` means the caller drives the clock.
     #[napi(constructor)]
-    pub fn new(options: Value, has_clock: bool) -> napi::Result<Self> {
+    pub fn new(options: Value, has_clock: bool) -> napi::Result<Self, Code> {
         let config = PluginConfig::parse(&options).napi()?;
         Ok(NativePlugin {
             config,
@@ -107,7 +109,7 @@ impl NativePlugin {
         connection_string: String,
         get: HostFn,
         write: HostFn,
-    ) -> napi::Result<()> {
+    ) -> napi::Result<(), Code> {
         let c = connection::open(&connection_string).napi()?;
         let records = HostRecords::new(
             Arc::new(JsHost { get, write }),
@@ -150,46 +152,52 @@ impl NativePlugin {
         resource: String,
         id: String,
         data: Option<Value>,
-    ) -> napi::Result<Value> {
-        let host = lock(&self.host).clone();
-        if let (Some(host), Some(Value::Object(data))) = (host, data) {
-            host.inserted(&resource, &id, &data).await.napi()?;
-        }
-        let fields = self
-            .engine()?
-            .apply_waiting_fields(&resource, &id, false)
-            .await
-            .napi()?;
-        let mut values = serde_json::Map::new();
-        let mut failed = Vec::new();
-        for (field, outcome) in fields {
-            match outcome {
-                Ok(Some((path, value))) => {
-                    values.insert(path, value);
-                }
-                Ok(None) => {}
-                Err(e) => failed.push(
-                    json!({ "field": field, "code": e.code().as_str(), "message": e.message() }),
-                ),
+    ) -> Settled<Value> {
+        settle(async {
+            let host = lock(&self.host).clone();
+            if let (Some(host), Some(Value::Object(data))) = (host, data) {
+                host.inserted(&resource, &id, &data).await.napi()?;
             }
-        }
-        Ok(json!({ "values": values, "failed": failed }))
+            let fields = self
+                .engine()?
+                .apply_waiting_fields(&resource, &id, false)
+                .await
+                .napi()?;
+            let mut values = serde_json::Map::new();
+            let mut failed = Vec::new();
+            for (field, outcome) in fields {
+                match outcome {
+                    Ok(Some((path, value))) => {
+                        values.insert(path, value);
+                    }
+                    Ok(None) => {}
+                    Err(e) => failed.push(
+                        json!({ "field": field, "code": e.code().as_str(), "message": e.message() }),
+                    ),
+                }
+            }
+            Ok(json!({ "values": values, "failed": failed }))
+        })
+        .await
     }
 
     /// The host record `id` was deleted: forget Tally's state of it.
     #[napi]
-    pub async fn forget(&self, resource: String, id: String) -> napi::Result<()> {
-        let Some(host) = lock(&self.host).clone() else {
-            return Ok(());
-        };
-        host.forget(&resource, &id).await.napi()
+    pub async fn forget(&self, resource: String, id: String) -> Settled<()> {
+        settle(async {
+            let Some(host) = lock(&self.host).clone() else {
+                return Ok(());
+            };
+            host.forget(&resource, &id).await.napi()
+        })
+        .await
     }
 
     /// Carries over one transaction of s3db.js 21.6.2 (as its resource API returns it);
     /// false when it was carried over before.
     #[napi]
-    pub async fn carry_over(&self, resource: String, tx: Value) -> napi::Result<bool> {
-        self.engine()?.carry_over(&resource, &tx).await.napi()
+    pub async fn carry_over(&self, resource: String, tx: Value) -> Settled<bool> {
+        settle(async { self.engine()?.carry_over(&resource, &tx).await.napi() }).await
     }
 
     /// Applies the clock, reducers and event callback, and keeps the engine.
@@ -215,7 +223,7 @@ impl NativePlugin {
         engine
     }
 
-    fn engine(&self) -> napi::Result<Arc<Engine>> {
+    fn engine(&self) -> Coded<Arc<Engine>> {
         lock(&self.engine).clone().ok_or_else(|| {
             crate::convert::js_error(Error::new(
                 ErrorCode::InvalidConfig,
@@ -226,14 +234,12 @@ impl NativePlugin {
 
     /// Runs a resource method with tagged arguments.
     #[napi]
-    pub async fn call(
-        &self,
-        resource: String,
-        method: String,
-        args: Vec<Value>,
-    ) -> napi::Result<Value> {
-        let args: Vec<_> = args.iter().map(arg_from_tagged).collect();
-        self.engine()?.call(&resource, &method, &args).await.napi()
+    pub async fn call(&self, resource: String, method: String, args: Vec<Value>) -> Settled<Value> {
+        settle(async {
+            let args: Vec<_> = args.iter().map(arg_from_tagged).collect();
+            self.engine()?.call(&resource, &method, &args).await.napi()
+        })
+        .await
     }
 
     /// Runs an analytics query function (`getDayByHour`, `getTopRecords`, …) with tagged
@@ -245,12 +251,15 @@ impl NativePlugin {
         resource: String,
         field: String,
         args: Vec<Value>,
-    ) -> napi::Result<Value> {
-        let args: Vec<_> = args.iter().map(arg_from_tagged).collect();
-        self.engine()?
-            .query(&function, &resource, &field, &args)
-            .await
-            .napi()
+    ) -> Settled<Value> {
+        settle(async {
+            let args: Vec<_> = args.iter().map(arg_from_tagged).collect();
+            self.engine()?
+                .query(&function, &resource, &field, &args)
+                .await
+                .napi()
+        })
+        .await
     }
 
     /// `fillGaps(data, period, start, end)` in `cohort.timezone`.
@@ -261,7 +270,7 @@ impl NativePlugin {
         period: String,
         start: String,
         end: String,
-    ) -> napi::Result<Value> {
+    ) -> napi::Result<Value, Code> {
         tally_core::queries::fill_gaps_json(
             &data,
             &period,
@@ -275,42 +284,45 @@ impl NativePlugin {
 
     /// One background pass (records with pending transactions, under the pass lease).
     #[napi]
-    pub async fn run_pass(&self) -> napi::Result<()> {
-        self.engine()?.run_pass().await.napi()
+    pub async fn run_pass(&self) -> Settled<()> {
+        settle(async { self.engine()?.run_pass().await.napi() }).await
     }
 
     /// Consolidates every configured field now; one summary per field.
     #[napi]
-    pub async fn consolidate_all(&self) -> napi::Result<Vec<Value>> {
-        let runs = self.engine()?.consolidate_all().await.napi()?;
-        Ok(runs
-            .into_iter()
-            .map(|r| {
-                json!({
-                    "resource": r.resource, "field": r.field, "success": r.errors == 0,
-                    "recordsProcessed": r.records_processed,
-                    "transactionsApplied": r.transactions_applied, "errorCount": r.errors,
+    pub async fn consolidate_all(&self) -> Settled<Vec<Value>> {
+        settle(async {
+            let runs = self.engine()?.consolidate_all().await.napi()?;
+            Ok(runs
+                .into_iter()
+                .map(|r| {
+                    json!({
+                        "resource": r.resource, "field": r.field, "success": r.errors == 0,
+                        "recordsProcessed": r.records_processed,
+                        "transactionsApplied": r.transactions_applied, "errorCount": r.errors,
+                    })
                 })
-            })
-            .collect())
+                .collect())
+        })
+        .await
     }
 
     /// Garbage collection of every configured field.
     #[napi]
-    pub async fn run_gc(&self) -> napi::Result<()> {
-        self.engine()?.run_gc().await.napi()
+    pub async fn run_gc(&self) -> Settled<()> {
+        settle(async { self.engine()?.run_gc().await.napi() }).await
     }
 
     /// `getStatus()`.
     #[napi]
-    pub async fn status(&self) -> napi::Result<Value> {
-        self.engine()?.status().await.napi()
+    pub async fn status(&self) -> Settled<Value> {
+        settle(async { self.engine()?.status().await.napi() }).await
     }
 
     /// `getDeadLetters(r, f)`: the transactions set aside.
     #[napi]
-    pub async fn dead_letters(&self, resource: String, field: String) -> napi::Result<Vec<Value>> {
-        self.engine()?.dead_letters(&resource, &field).await.napi()
+    pub async fn dead_letters(&self, resource: String, field: String) -> Settled<Vec<Value>> {
+        settle(async { self.engine()?.dead_letters(&resource, &field).await.napi() }).await
     }
 
     /// `retryDeadLetter(r, f, id, name)`: back to pending; resolves to the transaction.
@@ -321,12 +333,15 @@ impl NativePlugin {
         field: String,
         id: String,
         name: String,
-    ) -> napi::Result<Value> {
-        let engine = self.engine()?;
-        engine
-            .retry_dead_letter(&resource, &field, &id, &name)
-            .await
-            .napi()
+    ) -> Settled<Value> {
+        settle(async {
+            let engine = self.engine()?;
+            engine
+                .retry_dead_letter(&resource, &field, &id, &name)
+                .await
+                .napi()
+        })
+        .await
     }
 
     /// `discardDeadLetter(r, f, id, name)`: removes it for good.
@@ -337,27 +352,33 @@ impl NativePlugin {
         field: String,
         id: String,
         name: String,
-    ) -> napi::Result<()> {
-        let engine = self.engine()?;
-        engine
-            .discard_dead_letter(&resource, &field, &id, &name)
-            .await
-            .napi()
+    ) -> Settled<()> {
+        settle(async {
+            let engine = self.engine()?;
+            engine
+                .discard_dead_letter(&resource, &field, &id, &name)
+                .await
+                .napi()
+        })
+        .await
     }
 
     /// `getPendingSummary(r, f)`: pending transactions by record, oldest first.
     #[napi]
-    pub async fn pending_summary(&self, resource: String, field: String) -> napi::Result<Value> {
-        self.engine()?
-            .pending_summary(&resource, &field)
-            .await
-            .napi()
+    pub async fn pending_summary(&self, resource: String, field: String) -> Settled<Value> {
+        settle(async {
+            self.engine()?
+                .pending_summary(&resource, &field)
+                .await
+                .napi()
+        })
+        .await
     }
 
     /// `inspect(r, id)`: everything known of one record.
     #[napi]
-    pub async fn inspect(&self, resource: String, id: String) -> napi::Result<Value> {
-        self.engine()?.inspect(&resource, &id).await.napi()
+    pub async fn inspect(&self, resource: String, id: String) -> Settled<Value> {
+        settle(async { self.engine()?.inspect(&resource, &id).await.napi() }).await
     }
 
     /// `verify(r, f, ids)`: the audit of a field's history (hash chain, replay, stored
@@ -368,32 +389,32 @@ impl NativePlugin {
         resource: String,
         field: String,
         ids: Vec<String>,
-    ) -> napi::Result<Value> {
-        self.engine()?.verify(&resource, &field, &ids).await.napi()
+    ) -> Settled<Value> {
+        settle(async { self.engine()?.verify(&resource, &field, &ids).await.napi() }).await
     }
 
     /// `metrics()`: a plain snapshot (see `tally_core::metrics`).
     #[napi]
-    pub async fn metrics(&self) -> napi::Result<Value> {
-        self.engine()?.metrics().await.napi()
+    pub async fn metrics(&self) -> Settled<Value> {
+        settle(async { self.engine()?.metrics().await.napi() }).await
     }
 
     /// `metrics('prometheus')`: the same as Prometheus text exposition.
     #[napi]
-    pub async fn metrics_text(&self) -> napi::Result<String> {
-        self.engine()?.metrics_text().await.napi()
+    pub async fn metrics_text(&self) -> Settled<String> {
+        settle(async { self.engine()?.metrics_text().await.napi() }).await
     }
 
     /// `getCohortStats(r, f)`.
     #[napi]
-    pub async fn cohort_stats(&self, resource: String, field: String) -> napi::Result<Value> {
-        self.engine()?.cohort_stats(&resource, &field).await.napi()
+    pub async fn cohort_stats(&self, resource: String, field: String) -> Settled<Value> {
+        settle(async { self.engine()?.cohort_stats(&resource, &field).await.napi() }).await
     }
 
     /// The `started` (or `stopped`) events of every field as `{ name, payload }`, for the
     /// wrapper to emit synchronously from `start()`/`stop()`.
     #[napi]
-    pub fn lifecycle_events(&self, started: bool) -> napi::Result<Vec<Value>> {
+    pub fn lifecycle_events(&self, started: bool) -> napi::Result<Vec<Value>, Code> {
         Ok(self
             .engine()?
             .lifecycle_events(started)

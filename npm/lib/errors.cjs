@@ -13,13 +13,16 @@ class TallyError extends Error {
   }
 }
 
-const CODED = /^\[(ERR_[A-Z_]+)\] ([\s\S]*)$/;
-
-/** Turns an error from the addon (`[ERR_CODE] message`) into a TallyError. */
+/**
+ * Turns an error from the addon into a TallyError. The addon's errors carry the core's stable
+ * code as their `code` property; errors of napi-rs itself (a status name such as
+ * `InvalidArg`) and of JavaScript pass through as they are.
+ */
 function fromNative(err) {
   if (err instanceof TallyError) return err;
-  const m = err && typeof err.message === 'string' ? CODED.exec(err.message) : null;
-  if (m) return new TallyError(m[1], m[2]);
+  if (err instanceof Error && typeof err.code === 'string' && err.code.startsWith('ERR_')) {
+    return new TallyError(err.code, err.message);
+  }
   return err;
 }
 

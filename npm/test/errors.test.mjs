@@ -114,3 +114,25 @@ test('ids as s3db.js allows them are records of their own and stay inside the fo
   assert.deepEqual(readdirSync(outer), ['base'], 'nothing written beside the folder');
   await db.disconnect();
 });
+
+test('the addon itself throws and rejects with the code as a property, the message as is', async () => {
+  const { createRequire } = await import('node:module');
+  const native = createRequire(import.meta.url)('../lib/native.cjs');
+  // A synchronous call (the constructor) throws with `code` set.
+  assert.throws(
+    () => new native.NativeDatabase('ftp://host/bucket'),
+    (e) => e instanceof Error && e.code === 'ERR_INVALID_CONFIG' && !e.message.startsWith('['),
+  );
+  // An async call rejects with `code` set.
+  const db = new native.NativeDatabase('memory://errors');
+  await assert.rejects(
+    db.get('ghosts', 'g1'),
+    (e) => e instanceof Error && e.code === 'ERR_UNKNOWN_RESOURCE' && e.message === 'resource "ghosts" does not exist',
+  );
+  // Through the package they are TallyErrors with the same code and message.
+  const { fromNative } = createRequire(import.meta.url)('../lib/errors.cjs');
+  const e = await db.get('ghosts', 'g1').catch(fromNative);
+  assert.ok(e instanceof TallyError && e.code === 'ERR_UNKNOWN_RESOURCE', String(e));
+  // napi-rs's own argument errors pass through unchanged.
+  await assert.rejects(async () => db.get(5, 'g1'), (err) => err instanceof Error && !(err instanceof TallyError) && !String(err.code).startsWith('ERR_'));
+});
