@@ -22,12 +22,15 @@ function load() {
     binding = require('../native/index.cjs');
   } catch (e) {
     const name = platformName();
+    const prebuilt = Object.keys(require('../package.json').optionalDependencies || {}).map((n) => n.replace(/^tally-ec-/, ''));
+    const why = prebuilt.includes(name)
+      ? `the package tally-ec-${name} is not installed or has no binary for this platform. Reinstall without ` +
+        '--no-optional / --omit=optional, or build from a checkout with `npm run build`.'
+      : `there is no prebuilt addon for this platform (prebuilt: ${prebuilt.join(', ')}). Build from a checkout ` +
+        'with `npm run build` (Rust and a C toolchain needed).';
     const err = new TallyError(
       'ERR_NATIVE_UNAVAILABLE',
-      `tally-ec: no native addon for ${name} (Node ${process.version}): the package tally-ec-${name} ` +
-        'is not installed or has no binary for this platform. Reinstall without --no-optional / ' +
-        '--omit=optional, or build from a checkout with `npm run build`. tally-ec/wasm (analytics) ' +
-        'works without it.',
+      `tally-ec: no native addon for ${name} (Node ${process.version}): ${why} tally-ec/wasm (analytics) works without it.`,
     );
     err.cause = e;
     throw err;

@@ -1,7 +1,8 @@
 // `npm pack` / `npm publish` guard (the `prepack` script): refuses to pack a package that would
 // install broken, naming what is missing and how to build it. Without arguments it checks the
 // main package (the WASM build, napi-rs's loader, the page, the licence); with `--platform` it
-// checks the platform package in the current folder (platforms/<name>/): its `.node` binary.
+// checks the platform package in the current folder (platforms/<name>/): its `.node` binary,
+// page and licence.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +14,7 @@ const need = platform
   ? [
       [manifest.main, 'bash scripts/package.sh (from the repository root) builds it'],
       ['README.md', 'the package page'],
+      ['LICENSE', 'bash scripts/package.sh copies it'],
     ]
   : [
       ['wasm/pkg/tally_wasm.js', 'bash scripts/build-wasm.sh (from the repository root)'],

@@ -1,4 +1,4 @@
-// The package page (npm/README.md): every JavaScript block runs as written, from inside the
+// The package page (npm/README.md) and the repository README's drop-in: every JavaScript block runs as written, from inside the
 // package (so `tally-ec` resolves to it), and prints what its comments say.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,10 +9,14 @@ import { join } from 'node:path';
 
 const here = fileURLToPath(new URL('..', import.meta.url));
 const readme = readFileSync(join(here, 'README.md'), 'utf8');
-const blocks = [...readme.matchAll(/```js\n([\s\S]*?)```/g)].map((m) => m[1]);
+// The repository README's s3db.js drop-in too (its quickstart is the package page's, below).
+const root = readFileSync(join(here, '..', 'README.md'), 'utf8');
+const dropIn = /## Inside s3db\.js 21\.6\.2 \(drop-in\)\n[\s\S]*?```js\n([\s\S]*?)```/.exec(root)?.[1];
+const blocks = [...readme.matchAll(/```js\n([\s\S]*?)```/g)].map((m) => m[1]).concat(dropIn ? [dropIn] : []);
 
 test('the package README has its blocks', () => {
   assert.ok(blocks.length >= 3, `${blocks.length} js blocks`);
+  assert.ok(dropIn, "the repository README has its s3db.js drop-in block");
 });
 
 for (const [i, code] of blocks.entries()) {
@@ -60,7 +64,6 @@ test('every README block type-checks against the published types', () => {
 });
 
 test("the repository README's quickstart is the package page's, which runs above", () => {
-  const root = readFileSync(join(here, '..', 'README.md'), 'utf8');
   const quick = (text) => /## Quickstart\n[\s\S]*?```js\n([\s\S]*?)```/.exec(text)?.[1];
   assert.ok(quick(readme), 'npm/README.md has a Quickstart with a js block');
   assert.equal(quick(root), quick(readme));
