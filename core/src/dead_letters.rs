@@ -131,7 +131,7 @@ impl Engine {
         field: &str,
         id: &str,
         name: &str,
-    ) -> Result<(String, DeadLetterDoc)> {
+    ) -> Result<(String, Vec<u8>)> {
         check_record_id(id)?;
         let target = self.resolve(resource, Some(field)).await?;
         if name.is_empty() || name.contains('/') {
@@ -151,8 +151,7 @@ impl Engine {
                 format!("no dead letter \"{name}\" for record \"{id}\" of \"{resource}.{field}\""),
             )
         })?;
-        let doc = formats::decode("dead letter", &key, &obj.bytes)?;
-        Ok((key, doc))
+        Ok((key, obj.bytes))
     }
 
     /// A dead letter as users see it: as stored, its transaction as the API shows one.
@@ -172,7 +171,8 @@ impl Engine {
         id: &str,
         name: &str,
     ) -> Result<Value> {
-        let (key, doc) = self.dead_letter(resource, field, id, name).await?;
+        let (key, bytes) = self.dead_letter(resource, field, id, name).await?;
+        let doc: DeadLetterDoc = formats::decode("dead letter", &key, &bytes)?;
         let mut tx = doc.transaction;
         // A new id, derived from the old name.
         let suffix = crate::keys::short_hash(&["retry", name], 16);

@@ -34,6 +34,41 @@ pub(crate) fn decode<T: DeserializeOwned>(what: &str, key: &str, bytes: &[u8]) -
         .map_err(|e| Error::storage(format!("unreadable {what} {key}: {e}")))
 }
 
+/// Reads a field that earlier versions may have stored in another shape as its default
+/// instead (field by field, as the readers before these types did).
+fn lenient<'de, D: Deserializer<'de>, T: DeserializeOwned + Default>(
+    d: D,
+) -> std::result::Result<T, D::Error> {
+    let v = Value::deserialize(d)?;
+    Ok(T::deserialize(v).unwrap_or_default())
+}
+
+/// An idempotency marker as a checkpoint names it: `[key, at, transaction id]`.
+pub(crate) type StoredMarker = (String, i64, Option<String>);
+
+/// Reads checkpoint markers: `[key, at, tx]`, or `[key, at]` as versions before the
+/// transaction id wrote them; an entry of another shape is skipped.
+fn markers<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<StoredMarker>, D::Error> {
+    let entries: Vec<Value> = lenient(d)?;
+    Ok(entries
+        .iter()
+        .filter_map(|m| {
+            let key = m.get(0)?.as_str()?.to_string();
+            let at = m.get(1)?.as_i64()?;
+            Some((
+                key,
+                at,
+                m.get(2).and_then(Value::as_str).map(str::to_string),
+            ))
+        })
+        .collect())
+}
+
+/// Reads a present field as `Some`, even when it is `null`.
+fn present<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
 /// A decimal stored as its text (`"-1.5"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct DecimalText(pub(crate) Decimal);
@@ -59,8 +94,12 @@ impl<'de> Deserialize<'de> for DecimalText {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct RecordDoc {
     /// When it was deleted (epoch ms, the deleting machine's clock); tombstones only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    t: Option<i64>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    t: Option<Value>,
     /// The data (`id` included).
     #[serde(default)]
     d: Map<String, Value>,
@@ -74,31 +113,51 @@ struct RecordDoc {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct FieldStateDoc {
     /// Number of committed batches.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub(crate) seq: u64,
     /// The last batch's name (`null` before the first).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub(crate) batch: Option<String>,
     /// The batches before the last one, newest last.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub(crate) recent: Vec<String>,
     /// Batches of earlier incarnations of the id; stored only when not zero.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, deserialize_with = "lenient", skip_serializing_if = "is_zero")]
     pub(crate) base: u64,
     /// The last journal's hash.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub(crate) hash: Option<String>,
     /// Key names of the last batch (bookkeeping of versions before `done`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub(crate) keys: Option<Vec<String>>,
     /// Dead letters of the last batch: `[name, code, message]`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub(crate) dead: Vec<(String, String, String)>,
     /// Recent batches: `[commit time, "token token …"]`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub(crate) done: Option<Vec<(i64, String)>>,
     /// The cohorts the record counts in (materialized analytics).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub(crate) seen: Option<Value>,
 }
 
@@ -136,7 +195,7 @@ pub(crate) fn encode_tombstone(
     at: i64,
 ) -> Result<Vec<u8>> {
     encode(&RecordDoc {
-        t: Some(at),
+        t: Some(Value::from(at)),
         d: data.clone(),
         m: retired_meta(meta),
     })
@@ -149,7 +208,7 @@ pub(crate) fn decode_document(bytes: &[u8], resource: &str, id: &str) -> Result<
         data: doc.d,
         meta: doc.m,
         deleted: doc.t.is_some(),
-        deleted_at: doc.t,
+        deleted_at: doc.t.as_ref().and_then(Value::as_i64),
     })
 }
 
@@ -256,8 +315,12 @@ pub(crate) struct CheckpointDoc {
     pub(crate) hash: Option<String>,
     /// Idempotency markers of collected transactions still too young to go, as
     /// `[key, at, transaction id]`; stored only when there are any.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub(crate) markers: Vec<(String, i64, Option<String>)>,
+    #[serde(
+        default,
+        deserialize_with = "markers",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub(crate) markers: Vec<StoredMarker>,
 }
 
 /// An idempotency marker, `P/i/<resource>/<field>/<id>/<hash>`: the applied transaction that
@@ -278,20 +341,23 @@ pub(crate) struct MarkerDoc {
 /// was written, each when present (a marker it cannot fully decode still names its owner).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub(crate) struct MarkerHead {
-    /// The transaction, as far as its id.
+    /// The transaction (read as far as its id).
     #[serde(default)]
-    pub(crate) transaction: TransactionId,
+    transaction: Value,
     /// When the marker was written (epoch ms).
     #[serde(default)]
-    pub(crate) at: Option<i64>,
+    at: Value,
 }
 
-/// A transaction's id alone.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub(crate) struct TransactionId {
-    /// `tx-<ms>-<9 base36>`.
-    #[serde(default)]
-    pub(crate) id: Option<String>,
+impl MarkerHead {
+    /// The id of the transaction it names.
+    pub(crate) fn transaction_id(&self) -> Option<&str> {
+        self.transaction.get("id").and_then(Value::as_str)
+    }
+    /// When it was written.
+    pub(crate) fn at(&self) -> Option<i64> {
+        self.at.as_i64()
+    }
 }
 
 /// A dead letter, `P/d/<resource>/<field>/<id>/<name>`: a transaction that can never be
@@ -425,6 +491,49 @@ mod tests {
             }
         }
         assert!(n >= 3, "{n} field states");
+    }
+
+    #[test]
+    fn shapes_earlier_versions_wrote_stay_readable() {
+        // Markers without the transaction id, and one of no known shape.
+        let cp: CheckpointDoc = decode(
+            "checkpoint",
+            "k",
+            br#"{"seq":1,"markers":[["m1",5],["m2",6,"tx-1"],"junk"]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            cp.markers,
+            vec![
+                ("m1".into(), 5, None),
+                ("m2".into(), 6, Some("tx-1".into()))
+            ]
+        );
+        // A tombstone is one whatever its time says.
+        assert!(
+            decode_document(br#"{"t":null,"d":{},"m":{}}"#, "r", "i")
+                .unwrap()
+                .deleted
+        );
+        assert!(
+            !decode_document(br#"{"d":{},"m":{}}"#, "r", "i")
+                .unwrap()
+                .deleted
+        );
+        // Bookkeeping: a field of another shape is that field's default, the rest stands.
+        let state: FieldStateDoc = serde_json::from_str(
+            r#"{"seq":4,"batch":"b","recent":[],"dead":[["n","c"]],"done":"x"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                state.seq,
+                state.batch.as_deref(),
+                state.dead.len(),
+                state.done
+            ),
+            (4, Some("b"), 0, None)
+        );
     }
 
     #[test]

@@ -502,7 +502,7 @@ impl Engine {
                 // An unreadable marker goes at its batch's time.
                 let stored: MarkerHead =
                     formats::decode("idempotency marker", &m.key, &obj.bytes).unwrap_or_default();
-                let stored_tx = stored.transaction.id.as_deref();
+                let stored_tx = stored.transaction_id();
                 // Another transaction's marker at the same key (the key reused since): not
                 // this one to collect; its own batch brings it in time.
                 if m.tx
@@ -512,7 +512,7 @@ impl Engine {
                     return Ok(None);
                 }
                 Ok(Some(Marker {
-                    at: stored.at.unwrap_or(m.at),
+                    at: stored.at().unwrap_or(m.at),
                     ..m
                 }))
             })

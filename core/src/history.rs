@@ -12,7 +12,7 @@ use crate::config::FieldConfig;
 use crate::consolidate::FieldState;
 use crate::engine::Engine;
 use crate::error::{Error, ErrorCode, Result};
-use crate::formats::{self, CheckpointDoc, DecimalText, JournalDoc};
+use crate::formats::{self, CheckpointDoc, DecimalText, JournalDoc, StoredMarker};
 use crate::keys::check_record_id;
 use crate::records::CommitOutcome;
 use crate::schema::{get_path, set_path};
@@ -76,7 +76,7 @@ pub(crate) struct Marker {
 }
 
 impl Marker {
-    fn stored(&self) -> (String, i64, Option<String>) {
+    fn stored(&self) -> StoredMarker {
         (self.key.clone(), self.at, self.tx.clone())
     }
 }

@@ -4,7 +4,8 @@
 //! with analytics (hour, day, week, month), checkpoints, idempotency keys, a nested path,
 //! `recalculate` and a GC pass after the retention; an async counter consolidated in the
 //! background pass; then journals, markers, packed analytics and pending transactions that
-//! stay; a record with a generated id, deleted (tombstone and mark); a dead letter. The folder it leaves (hidden `.tally-*` working folders aside) must equal
+//! stay; a record with a generated id, deleted (tombstone and mark); one deleted and created
+//! again (a journal with `base`); a dead letter. The folder it leaves (hidden `.tally-*` working folders aside) must equal
 //! `tests/golden/storage/` file for file, byte for byte. This pins the stored formats for
 //! the redesign (issue 17): a refactor that changes one byte of one object fails here.
 //! `TALLY_UPDATE_GOLDEN=1` rewrites the folder after an intended format change.
@@ -174,6 +175,12 @@ async fn workload(folder: &Path) {
     add(&sync, "balance", &carol, 1.0).await;
     clock.advance(HOUR);
     wallets.delete(&carol).await.unwrap();
+    // Deleted and created again: the new incarnation's journal carries `base`.
+    wallets.insert(&json!({ "id": "dave" })).await.unwrap();
+    add(&sync, "balance", "dave", 4.0).await;
+    wallets.delete("dave").await.unwrap();
+    wallets.insert(&json!({ "id": "dave" })).await.unwrap();
+    add(&sync, "balance", "dave", 2.0).await;
     // Two sums past the exact decimal range: the second is set aside as a dead letter.
     counters.insert(&json!({ "id": "big" })).await.unwrap();
     for _ in 0..2 {
