@@ -21,6 +21,7 @@
 //! Fields of one record share the state object, so consolidating two fields of one record at
 //! once serializes on it and both survive.
 
+use crate::clock::{Clock, SystemClock};
 use crate::config::PluginConfig;
 use crate::error::Result;
 use crate::formats::{decode_document, encode_document, encode_tombstone, retired_meta};
@@ -64,6 +65,8 @@ pub struct HostRecords {
     schemas: RwLock<HashMap<String, Schema>>,
     sleeper: Arc<dyn crate::clock::Sleeper>,
     call_timeout_ms: Option<u64>,
+    /// Stamps tombstones and tells their age.
+    clock: Arc<dyn Clock>,
     /// How long a host record created again waits for the afterInsert hook (`inserted`)
     /// before its host copy is taken as its start (`locks.timeout`).
     adopt_after_ms: i64,
@@ -133,11 +136,13 @@ impl HostRecords {
             config,
             crate::clock::default_sleeper(),
             Some(HOST_CALL_TIMEOUT_MS),
+            Arc::new(SystemClock),
         )
     }
 
-    /// [`HostRecords::new`] with the sleeper used for retry backoff and timeouts, and the time
-    /// allowed per host call (`None`: no limit).
+    /// [`HostRecords::new`] with the sleeper used for retry backoff and timeouts, the time
+    /// allowed per host call (`None`: no limit), and the clock that stamps tombstones and
+    /// tells their age (the simulator's, so its runs do not depend on the wall clock).
     pub fn with_timing(
         host: Arc<dyn Host>,
         store: SharedStore,
@@ -145,6 +150,7 @@ impl HostRecords {
         config: &PluginConfig,
         sleeper: Arc<dyn crate::clock::Sleeper>,
         call_timeout_ms: Option<u64>,
+        clock: Arc<dyn Clock>,
     ) -> Arc<HostRecords> {
         Arc::new(HostRecords {
             host,
@@ -153,6 +159,7 @@ impl HostRecords {
             schemas: RwLock::new(HashMap::new()),
             sleeper,
             call_timeout_ms,
+            clock,
             adopt_after_ms: (config.lock_timeout_s * 1000.0) as i64,
             refusals: std::sync::Mutex::new(HashMap::new()),
         })
@@ -234,10 +241,7 @@ impl HostRecords {
 
     /// Replaces a live (or absent) state by its tombstone; `false` when it changed meanwhile.
     async fn retire(&self, resource: &str, id: &str, state: &State) -> Result<bool> {
-        let body = encode_tombstone(&state.values, &state.meta, {
-            use crate::clock::Clock;
-            crate::clock::SystemClock.now_ms()
-        })?;
+        let body = encode_tombstone(&state.values, &state.meta, self.clock.now_ms())?;
         let mode = match &state.version {
             Some(v) => PutMode::Update(v.clone()),
             None => PutMode::Create,
@@ -350,8 +354,8 @@ impl RecordAccess for HostRecords {
         // values inserted; a host copy read before may hold a late write of the old record.
         // Only a hook that never came (a crash) leaves the host copy to start from.
         if state.deleted {
-            use crate::clock::Clock;
-            let age = crate::clock::SystemClock
+            let age = self
+                .clock
                 .now_ms()
                 .saturating_sub(state.deleted_at.unwrap_or(0));
             if age < self.adopt_after_ms {

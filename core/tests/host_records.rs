@@ -406,6 +406,7 @@ fn flaky_engine(host: Arc<FlakyHost>, store: &SharedStore) -> Arc<Engine> {
         &config,
         Arc::new(tally_core::clock::TokioSleeper),
         Some(200),
+        Arc::new(tally_core::clock::SystemClock),
     );
     Engine::builder(config, store.clone(), "tally", records)
         .ids(Arc::new(SplitMix::seeded(9)))

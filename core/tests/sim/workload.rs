@@ -141,12 +141,19 @@ pub fn process(
         name: name.to_string(),
     };
     let store = Arc::new(RetryingStore::new(sim, 4, Arc::new(YieldSleeper)));
-    let db = Database::new(store.clone(), "db");
     let config = PluginConfig::parse(options).expect("valid configuration");
     let clock = Arc::new(SimClock {
         world: world.clone(),
         offset: AtomicI64::new(offset),
     });
+    // Tombstones stamped and aged by the simulated clock, never the wall clock: a run
+    // depends on its seed alone.
+    let db = Database::with_sources(
+        store.clone(),
+        "db",
+        clock.clone() as Arc<dyn Clock>,
+        Arc::new(SplitMix::seeded(seed ^ 0xDB)),
+    );
     let records = host.map(|h| {
         let records = HostRecords::with_timing(
             h.clone() as Arc<dyn Host>,
@@ -155,6 +162,7 @@ pub fn process(
             &config,
             Arc::new(YieldSleeper),
             None,
+            clock.clone() as Arc<dyn Clock>,
         );
         (h.clone(), records)
     });
