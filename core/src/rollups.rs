@@ -55,10 +55,10 @@ use crate::analytics::materialized::{
 use crate::consolidate::{FieldState, RECENT_BATCHES};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::formats::{self, FoldDoc, InboxDoc, PackedDoc};
 use crate::store::{PutMode, StoreError, Version, delete_all, list_all};
 use futures::StreamExt;
 use futures::channel::oneshot;
-use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
@@ -205,58 +205,42 @@ impl FoldBody {
 }
 
 impl FoldBody {
-    fn from_json(v: &Value) -> Option<FoldBody> {
-        Some(FoldBody {
-            seq: v["seq"].as_u64()?,
-            keys: v["keys"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|k| k.as_str().map(str::to_string))
-                        .collect()
+    /// Decodes the stored fold state at `key`.
+    fn decode(key: &str, bytes: &[u8]) -> Result<FoldBody> {
+        let doc: FoldDoc = formats::decode("fold state", key, bytes).map_err(|_| corrupt(key))?;
+        Ok(FoldBody {
+            seq: doc.seq,
+            keys: doc.keys.into_iter().collect(),
+            plan: delta_from_json(&doc.plan).ok_or_else(|| corrupt(key))?,
+            flush: doc.flush,
+            trim: doc.trim,
+            folded: doc
+                .folded
+                .into_iter()
+                .map(|(k, (low, above, at))| {
+                    let above = above.into_iter().collect();
+                    (k, Folded { low, above, at })
                 })
-                .unwrap_or_default(),
-            plan: delta_from_json(&v["plan"])?,
-            flush: v["flush"].as_bool().unwrap_or(true),
-            trim: v["trim"].as_u64().unwrap_or(0),
-            folded: v["folded"]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .filter_map(|(k, x)| {
-                            let above = x
-                                .get(1)?
-                                .as_array()?
-                                .iter()
-                                .filter_map(Value::as_u64)
-                                .collect();
-                            let f = Folded {
-                                low: x.get(0)?.as_u64()?,
-                                above,
-                                at: x.get(2)?.as_i64()?,
-                            };
-                            Some((k.clone(), f))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-            top: v["top"].as_i64(),
+                .collect(),
+            top: doc.top,
         })
     }
 
-    fn to_json(&self) -> Value {
-        let mut v = json!({
-            "seq": self.seq,
-            "keys": self.keys,
-            "plan": delta_to_json(&self.plan),
-            "flush": self.flush,
-            "trim": self.trim,
-            "folded": self.folded.iter().map(|(k, f)| (k.clone(), json!([f.low, f.above, f.at]))).collect::<serde_json::Map<String, Value>>(),
-        });
-        if let Some(top) = self.top {
-            v["top"] = json!(top);
-        }
-        v
+    /// Encodes it as stored.
+    fn encode(&self) -> Result<Vec<u8>> {
+        formats::encode(&FoldDoc {
+            seq: self.seq,
+            keys: self.keys.iter().cloned().collect(),
+            plan: delta_to_json(&self.plan),
+            flush: self.flush,
+            trim: self.trim,
+            folded: self
+                .folded
+                .iter()
+                .map(|(k, f)| (k.clone(), (f.low, f.above.iter().copied().collect(), f.at)))
+                .collect(),
+            top: self.top,
+        })
     }
 }
 
@@ -442,8 +426,9 @@ impl Engine {
         delta: &Delta,
     ) -> Result<()> {
         let key = format!("{}{entry}", self.layout().analytics_inbox(resource, field));
-        let body = serde_json::to_vec(&json!({ "delta": delta_to_json(delta) }))
-            .map_err(|e| Error::storage(e.to_string()))?;
+        let body = formats::encode(&InboxDoc {
+            delta: delta_to_json(delta),
+        })?;
         match self.store().put(&key, body.clone(), PutMode::Create).await {
             Ok(_) => Ok(()),
             // The name is this batch's alone: a 412 means our own write landed (sent twice).
@@ -501,8 +486,7 @@ impl Engine {
         let body = match local.state(&key, &obj.version) {
             Some(body) => body,
             None => {
-                let v: Value = serde_json::from_slice(&obj.bytes).map_err(|_| corrupt(&key))?;
-                let body = Arc::new(FoldBody::from_json(&v).ok_or_else(|| corrupt(&key))?);
+                let body = Arc::new(FoldBody::decode(&key, &obj.bytes)?);
                 local.keep_state(key, obj.version.clone(), body.clone());
                 body
             }
@@ -549,10 +533,11 @@ impl Engine {
                 version: None,
             });
         };
-        let v: Value = serde_json::from_slice(&obj.bytes).map_err(|_| corrupt(&key))?;
+        let doc: PackedDoc =
+            formats::decode("packed object", &key, &obj.bytes).map_err(|_| corrupt(&key))?;
         Ok(PackedObject {
-            fold: v["fold"].as_u64().ok_or_else(|| corrupt(&key))?,
-            points: packed_from_json(&v["p"]).ok_or_else(|| corrupt(&key))?,
+            fold: doc.fold,
+            points: packed_from_json(&doc.p).ok_or_else(|| corrupt(&key))?,
             version: Some(obj.version),
         })
     }
@@ -567,9 +552,10 @@ impl Engine {
         obj: &mut PackedObject,
     ) -> Result<bool> {
         let key = self.layout().analytics_object(resource, field, name);
-        let body =
-            serde_json::to_vec(&json!({ "fold": obj.fold, "p": packed_to_json(&obj.points) }))
-                .map_err(|e| Error::storage(e.to_string()))?;
+        let body = formats::encode(&PackedDoc {
+            fold: obj.fold,
+            p: packed_to_json(&obj.points),
+        })?;
         let mode = match &obj.version {
             Some(v) => PutMode::Update(v.clone()),
             None => PutMode::Create,
@@ -661,8 +647,9 @@ impl Engine {
         let Some(obj) = obj? else {
             return Ok((name, status, None));
         };
-        let v: Value = serde_json::from_slice(&obj.bytes).map_err(|_| corrupt(&key))?;
-        let delta = Arc::new(delta_from_json(&v["delta"]).ok_or_else(|| corrupt(&key))?);
+        let doc: InboxDoc =
+            formats::decode("inbox entry", &key, &obj.bytes).map_err(|_| corrupt(&key))?;
+        let delta = Arc::new(delta_from_json(&doc.delta).ok_or_else(|| corrupt(&key))?);
         local.remember(key, delta.clone());
         Ok((name, status, Some(delta)))
     }
@@ -852,8 +839,7 @@ impl Engine {
                     (None, Some(_)) => self.now_ms(),
                 }),
             });
-            let body = serde_json::to_vec(&written.to_json())
-                .map_err(|e| Error::storage(e.to_string()))?;
+            let body = written.encode()?;
             let mode = match &state.version {
                 Some(v) => PutMode::Update(v.clone()),
                 None => PutMode::Create,
