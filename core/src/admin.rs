@@ -242,4 +242,39 @@ impl Engine {
                 .collect(),
         ))
     }
+
+    /// `metrics()`: `{ requests: { get, put, list, delete, deleteMany, conflicts, failures,
+    /// retries }, consolidation: { runs, errors, recordsConsolidated, transactionsApplied,
+    /// hostRefusals, gcRuns, latencyMs: { count, sumMs, buckets: [{ le, count }] } },
+    /// fields: [{ resource, field, pending, deadLetters, lastSuccessAt }] }`. Request
+    /// counts are those of the store this engine's connection opened (zero for a store
+    /// handed in that does not count).
+    pub async fn metrics(&self) -> Result<Value> {
+        let c = self.store().request_counts().unwrap_or_default();
+        let s = self.run_status();
+        let mut fields = Vec::new();
+        for (resource, fc) in self.configured_fields() {
+            let prefix = self.layout().pending_field(&resource, &fc.field);
+            let pending = list_all(self.store().as_ref(), &prefix).await?.len();
+            let dead = self.dead_letter_count(&resource, &fc.field).await?;
+            let last = s
+                .last_success_ms
+                .get(&format!("{resource}.{}", fc.field))
+                .copied();
+            fields.push(json!({
+                "resource": resource,
+                "field": fc.field,
+                "pending": pending,
+                "deadLetters": dead,
+                "lastSuccessAt": last.map(crate::cohort::iso_timestamp),
+                "lastSuccessMs": last,
+            }));
+        }
+        Ok(crate::metrics::snapshot(c, &s, fields))
+    }
+
+    /// [`Engine::metrics`] as Prometheus text exposition (names prefixed `tally_`).
+    pub async fn metrics_text(&self) -> Result<String> {
+        Ok(crate::metrics::prometheus(&self.metrics().await?))
+    }
 }

@@ -20,9 +20,9 @@ use crate::analytics::materialized::{
 };
 use crate::analytics::points::{Fact, PointSet};
 use crate::config::Period;
-use crate::consolidate::{FieldState, key_token};
 use crate::engine::Engine;
 use crate::error::Result;
+use crate::formats::{FieldState, key_token};
 use crate::rollups::{FoldState, label_period};
 use crate::store::list_all;
 use crate::txn::Transaction;
@@ -335,7 +335,7 @@ impl Engine {
                         .batch
                         .iter()
                         .chain(state.recent.iter())
-                        .find(|b| crate::gc::parse_batch(b).and_then(|(_, t)| t) == Some(at));
+                        .find(|b| crate::keys::parse_batch(b).and_then(|(_, t)| t) == Some(at));
                     match batch {
                         None => false,
                         Some(b) => {

@@ -4,7 +4,7 @@
 //!
 //! 1. GET the record: its data, version `v`, and bookkeeping `m` = `{seq, batch, done}` where
 //!    `done` names the pending keys applied by the batches committed in the last
-//!    [`RESURRECTION_WINDOW_MS`] (the last batch always among them).
+//!    [`crate::formats::RESURRECTION_WINDOW_MS`] (the last batch always among them).
 //! 2. LIST the record's pending keys. Because the record was read first, every listed key is
 //!    either applied (in `done`: its deletion still to come, or a late or duplicated create of
 //!    a key already consumed), genuinely pending, or applied by a commit after `v` — and then
@@ -37,45 +37,26 @@ use crate::amount::{decimal_from_json, decimal_to_json};
 use crate::analytics::materialized::{Seen, batch_delta};
 use crate::analytics::points::Fact;
 use crate::config::FieldConfig;
-use crate::dead_letters::{DeadLetter, is_poison, poison_code};
 use crate::engine::Engine;
 use crate::error::{Error, ErrorCode, Result};
 use crate::formats::{
-    self, BeforeAfter, DecimalText, FieldStateDoc, JournalDeadLetter, JournalDoc, MarkerDoc,
+    self, BeforeAfter, DecimalText, FieldState, JournalDeadLetter, JournalDoc, MarkerDoc,
+    RECENT_BATCHES, key_token,
 };
 use crate::records::{CommitOutcome, StoredRecord};
 use crate::schema::{get_path, set_path};
 use crate::store::{PutMode, StoreError, delete_all, list_all};
-use crate::txn::{NameInfo, Transaction, parse_key_name, reduce_default};
+use crate::txn::{
+    DeadLetter, NameInfo, Transaction, is_poison, parse_key_name, poison_code, reduce_default,
+};
 use futures::StreamExt;
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-/// How long a record's bookkeeping remembers the keys a batch applied, after the commit (as
-/// read by the next consolidator's clock): a late or duplicated create of a consumed key that
-/// lands within this window is recognised and never applied again.
-pub const RESURRECTION_WINDOW_MS: i64 = 15 * 60 * 1000;
-
-/// Most key tokens `done` keeps; beyond, the oldest batches are forgotten early (never the
-/// last one).
-const MAX_DONE_TOKENS: usize = 20_000;
-
 /// Most transactions one consolidation applies; the rest wait for the next batch.
 pub const MAX_BATCH: usize = 1_000;
-
-/// What `done` remembers of a pending key: `~<hash>` names whole, otherwise the timestamp and
-/// random parts (unique per transaction, and short).
-pub fn key_token(name: &str) -> &str {
-    if name.starts_with('~') {
-        return name;
-    }
-    match name.match_indices(',').nth(1) {
-        Some((i, _)) => &name[..i],
-        None => name,
-    }
-}
 
 /// `owned` and `changed`, each path once (the paths a commit names, see
 /// [`crate::records::RecordAccess::commit`]).
@@ -103,138 +84,8 @@ fn missing_key(resource: &str, field: &str, id: &str) -> String {
     format!("{resource}/{field}/{}", crate::keys::id_segment(id))
 }
 
-/// How many batches before the last one a record's bookkeeping names (so a fold can tell a
-/// committed analytics inbox entry from an orphan with one read).
-pub const RECENT_BATCHES: usize = 16;
-
-/// The per-field bookkeeping kept in a record.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct FieldState {
-    /// Number of committed batches.
-    pub seq: u64,
-    /// Batches of earlier incarnations of the id (deleted records, see [`crate::records`]):
-    /// this incarnation's history starts after batch `base`.
-    pub base: u64,
-    /// `<seq>-<hash>` of the last batch, naming its journal.
-    pub batch: Option<String>,
-    /// Hex SHA-256 of that journal's bytes: the head of the record's hash chain (see
-    /// [`crate::verify`]). `None` in bookkeeping written before journals were chained.
-    pub hash: Option<String>,
-    /// Key names of the last batch, when few (written by versions before `done`).
-    pub keys: Option<Vec<String>>,
-    /// Batches committed within [`RESURRECTION_WINDOW_MS`]: commit time and the
-    /// [`key_token`]s they applied, oldest first. `None` in bookkeeping written before it.
-    pub done: Option<Vec<(i64, Vec<String>)>>,
-    /// The batches before the last one, newest last (at most [`RECENT_BATCHES`]).
-    pub recent: Vec<String>,
-    /// Keys the last batch set aside as dead letters: name, error code, message.
-    pub dead: Vec<(String, String, String)>,
-    /// The cohorts the record already counts in (materialized analytics).
-    pub seen: Option<Value>,
-}
-
-impl FieldState {
-    /// Reads the state of `field` from a record's bookkeeping (none, or unreadable: the
-    /// state before the first batch).
-    pub fn of(meta: &Map<String, Value>, field: &str) -> FieldState {
-        let Some(v @ Value::Object(_)) = meta.get(field) else {
-            return FieldState::default();
-        };
-        let doc: FieldStateDoc = serde_json::from_value(v.clone()).unwrap_or_default();
-        FieldState {
-            seq: doc.seq,
-            base: doc.base,
-            batch: doc.batch,
-            hash: doc.hash,
-            keys: doc.keys,
-            done: doc.done.map(|batches| {
-                batches
-                    .into_iter()
-                    .map(|(at, tokens)| {
-                        let tokens = tokens.split(' ').filter(|t| !t.is_empty());
-                        (at, tokens.map(str::to_string).collect())
-                    })
-                    .collect()
-            }),
-            recent: doc.recent,
-            dead: doc.dead,
-            seen: doc.seen,
-        }
-    }
-
-    fn to_json(&self) -> Value {
-        let doc = FieldStateDoc {
-            seq: self.seq,
-            batch: self.batch.clone(),
-            recent: self.recent.clone(),
-            base: self.base,
-            hash: self.hash.clone(),
-            keys: self.keys.clone(),
-            dead: self.dead.clone(),
-            done: self.done.as_ref().map(|done| {
-                done.iter()
-                    .map(|(at, tokens)| (*at, tokens.join(" ")))
-                    .collect()
-            }),
-            seen: self.seen.clone(),
-        };
-        serde_json::to_value(doc).unwrap_or_default()
-    }
-
-    /// The state after committing `batch` (whose journal hashes to `hash`) with `keys` at
-    /// `now`, the record having been read at `read_at`: `done` forgets the batches committed
-    /// before `read_at` minus the window.
-    #[allow(clippy::too_many_arguments)]
-    fn next(
-        &self,
-        batch: String,
-        hash: String,
-        keys: &[String],
-        seen: Option<Value>,
-        read_at: i64,
-        now: i64,
-        dead: &[DeadLetter],
-    ) -> FieldState {
-        let mut recent = self.recent.clone();
-        recent.extend(self.batch.clone());
-        if recent.len() > RECENT_BATCHES {
-            recent.drain(..recent.len().saturating_sub(RECENT_BATCHES));
-        }
-        let horizon = read_at.saturating_sub(RESURRECTION_WINDOW_MS);
-        let mut done: Vec<(i64, Vec<String>)> = self
-            .done
-            .iter()
-            .flatten()
-            .filter(|(at, _)| *at >= horizon)
-            .cloned()
-            .collect();
-        done.push((now, keys.iter().map(|k| key_token(k).to_string()).collect()));
-        let mut total: usize = done.iter().map(|(_, t)| t.len()).sum();
-        while total > MAX_DONE_TOKENS && done.len() > 1 {
-            total = total.saturating_sub(done.remove(0).1.len());
-        }
-        FieldState {
-            seq: self.seq.saturating_add(1),
-            base: self.base,
-            batch: Some(batch),
-            hash: Some(hash),
-            keys: None,
-            done: Some(done),
-            recent,
-            dead: dead
-                .iter()
-                .map(|d| {
-                    let code = d.error.code().as_str().to_string();
-                    (d.name.clone(), code, d.error.message().to_string())
-                })
-                .collect(),
-            seen: seen.or_else(|| self.seen.clone()),
-        }
-    }
-}
-
 /// What a planned consolidation found.
-pub struct Plan {
+pub(crate) struct Plan {
     /// The record as read.
     pub record: StoredRecord,
     /// The field's bookkeeping.
@@ -690,7 +541,7 @@ impl Engine {
         // carries the commit time, so GC tells its age from a listing (see `crate::gc`).
         let committed_at = self.now_ms();
         let nonce = crate::clock::base36(self.random(), 12);
-        let batch = crate::gc::batch_name(seq, committed_at, &nonce);
+        let batch = crate::keys::batch_name(seq, committed_at, &nonce);
         let journal_key = format!("{}{batch}", self.layout().journals(resource, &fc.field, id));
         let journal = JournalDoc {
             seq,
@@ -726,7 +577,7 @@ impl Engine {
                 .collect(),
         };
         let body = formats::encode(&journal)?;
-        let hash = crate::verify::sha256_hex(&body);
+        let hash = crate::keys::sha256_hex(&body);
         // Analytics: the batch's contribution goes to the inbox before the commit, written
         // alongside the journal (one round trip for both).
         let entry = format!("{}/{batch}", crate::keys::id_segment(id));
@@ -792,7 +643,7 @@ impl Engine {
             seen,
             plan.read_at,
             committed_at,
-            &plan.poison,
+            plan.poison.iter().map(DeadLetter::stored).collect(),
         );
         let mut meta = plan.record.meta.clone();
         meta.insert(fc.field.clone(), state.to_json());

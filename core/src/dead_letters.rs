@@ -3,7 +3,7 @@
 //! aside so that the record's later transactions still apply.
 //!
 //! Consolidation folds a batch; when the fold fails on a transaction's own account
-//! ([`is_poison`]), it folds the batch again one transaction at a time and sets aside each
+//! ([`crate::txn::is_poison`]), it folds the batch again one transaction at a time and sets aside each
 //! one that fails alone. The batch commits as usual, with those keys among the keys it
 //! consumed (so a late copy of one is stale) and named in the bookkeeping (`dead`) and the
 //! journal (`deadLetters`). After the commit, and before the keys are deleted, each is
@@ -22,38 +22,8 @@ use crate::events::Event;
 use crate::formats::{self, DeadLetterDoc, ErrorDoc};
 use crate::keys::check_record_id;
 use crate::store::{PutMode, StoreError, list_all};
-use crate::txn::Transaction;
+use crate::txn::DeadLetter;
 use serde_json::Value;
-
-/// True when an error folding a transaction is the transaction's own (it fails however
-/// often it is tried), not the storage's or the record's.
-pub fn is_poison(e: &Error) -> bool {
-    matches!(
-        e.code(),
-        ErrorCode::InvalidAmount | ErrorCode::InvalidArgument
-    )
-}
-
-/// The code of a poison error as kept in the bookkeeping (`ERR_INVALID_ARGUMENT` or
-/// `ERR_INVALID_AMOUNT`).
-pub(crate) fn poison_code(code: &str) -> ErrorCode {
-    if code == ErrorCode::InvalidArgument.as_str() {
-        ErrorCode::InvalidArgument
-    } else {
-        ErrorCode::InvalidAmount
-    }
-}
-
-/// A transaction set aside, with why.
-#[derive(Debug, Clone)]
-pub struct DeadLetter {
-    /// The pending key name it had.
-    pub name: String,
-    /// The transaction.
-    pub transaction: Transaction,
-    /// Why it could not be applied.
-    pub error: Error,
-}
 
 impl Engine {
     /// Writes dead letters (create-only: one already there is kept) and reports each.

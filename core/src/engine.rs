@@ -8,7 +8,9 @@ use crate::consolidate::Consolidated;
 use crate::error::{Error, ErrorCode, Result};
 use crate::events::{Event, EventBus};
 use crate::formats::{self, JournalDoc, LeaseDoc, MarkerDoc};
+use crate::journal::{Journal, Journals};
 use crate::keys::{Layout, check_field_path, check_record_id};
+use crate::metrics::RunStatus;
 use crate::records::{InsertListener, RecordAccess};
 use crate::schema::get_path;
 use crate::store::{PutMode, SharedStore, StoreError, Version};
@@ -123,29 +125,6 @@ pub struct Engine {
     /// The version of each pass lease as this engine released it: the next pass takes it back
     /// with one compare-and-swap, as long as nobody touched it since.
     released_leases: std::sync::Mutex<HashMap<String, Version>>,
-}
-
-/// Counters reported by [`Engine::status`].
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RunStatus {
-    /// Consolidation runs (passes, `consolidate_all`, explicit consolidations).
-    pub runs: u64,
-    /// Epoch ms of the last run.
-    pub last_run_ms: Option<i64>,
-    /// Records consolidated successfully.
-    pub records_consolidated: u64,
-    /// Transactions applied.
-    pub transactions_applied: u64,
-    /// Errors seen.
-    pub errors: u64,
-    /// GC runs.
-    pub gc_runs: u64,
-    /// Writes of consolidated values the host database refused (its own validation).
-    pub host_refusals: u64,
-    /// Durations of the runs (see [`crate::metrics`]).
-    pub latency: crate::metrics::Histogram,
-    /// Per `resource.field`, when a run last finished without errors (epoch ms).
-    pub last_success_ms: std::collections::BTreeMap<String, i64>,
 }
 
 /// What one consolidation run of one field did.
@@ -331,6 +310,25 @@ impl Engine {
     }
     pub(crate) fn records(&self) -> &Arc<dyn RecordAccess> {
         &self.records
+    }
+    /// Reads journal chains and checkpoints (see [`crate::journal`]).
+    pub(crate) fn journals(&self) -> Journals<'_> {
+        Journals {
+            store: &self.store,
+            layout: &self.layout,
+            records: self.records.as_ref(),
+        }
+    }
+
+    /// The committed journals of a record's field, oldest first, and the keys of journals
+    /// not on the chain (see [`Journals::chain`]).
+    pub async fn journal_chain(
+        &self,
+        resource: &str,
+        field: &str,
+        id: &str,
+    ) -> Result<(Vec<Journal>, Vec<String>)> {
+        self.journals().chain(resource, field, id).await
     }
     /// What this engine knows of analytics inbox entries (see [`crate::rollups::FoldLocal`]).
     pub(crate) fn missing_records(&self) -> std::sync::MutexGuard<'_, HashMap<String, (i64, i64)>> {

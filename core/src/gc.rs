@@ -25,12 +25,13 @@
 //!    too young to the next run.
 
 use crate::config::FieldConfig;
-use crate::consolidate::{FieldState, RESURRECTION_WINDOW_MS};
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::events::Event;
 use crate::formats::{self, MarkerHead};
-use crate::history::{Checkpoint, Journal, Marker, parse_journal};
+use crate::formats::{FieldState, RESURRECTION_WINDOW_MS};
+use crate::journal::{Checkpoint, Journal, Marker, parse_journal};
+use crate::keys::{checkpoint_name, parse_batch};
 use crate::store::{PutMode, delete_all, list_all};
 use futures::StreamExt;
 use std::collections::{BTreeMap, HashMap};
@@ -42,33 +43,6 @@ struct Listed {
     key: String,
     seq: u64,
     at: Option<i64>,
-}
-
-/// The name of a batch committed at `at` (see the module docs).
-pub(crate) fn batch_name(seq: u64, at: i64, nonce: &str) -> String {
-    format!("{}-{nonce}", checkpoint_name(seq, at))
-}
-
-/// The name of the checkpoint after batch `seq`, committed at `at`.
-fn checkpoint_name(seq: u64, at: i64) -> String {
-    format!(
-        "{seq:010}-{}",
-        crate::clock::base36(u64::try_from(at).unwrap_or(0), 9)
-    )
-}
-
-/// The batch number and, when the name carries it, the commit time of a batch name
-/// (`<seq>-<time>-<nonce>`, or `<seq>-<nonce>` from earlier versions) or a checkpoint name
-/// (`<seq>-<time>`, or `<seq>`). A time has 9 base-36 digits, a nonce 12.
-pub(crate) fn parse_batch(name: &str) -> Option<(u64, Option<i64>)> {
-    let mut parts = name.split('-');
-    let seq = parts.next()?.parse().ok()?;
-    let at = parts
-        .next()
-        .filter(|t| t.len() == 9)
-        .and_then(|t| u64::from_str_radix(t, 36).ok())
-        .and_then(|v| i64::try_from(v).ok());
-    Some((seq, at))
 }
 
 /// Markers of two lists, each key once with its newest time (a key reused after its marker
@@ -222,6 +196,7 @@ impl Engine {
         // carrier of markers still too young to go.
         let newest = match checkpoints.last() {
             Some(c) => self
+                .journals()
                 .read_checkpoint(&c.key)
                 .await?
                 .map(|cp| (c.key.clone(), cp)),
@@ -362,6 +337,7 @@ impl Engine {
             let at = match c.at {
                 Some(at) => at,
                 None => self
+                    .journals()
                     .read_checkpoint(&c.key)
                     .await?
                     .map_or(i64::MAX, |c| c.at),
@@ -556,13 +532,5 @@ impl Engine {
                             .is_some_and(|n| label(old[i]) != label(n)))
             })
             .collect()
-    }
-
-    /// Reads one checkpoint.
-    pub(crate) async fn read_checkpoint(&self, key: &str) -> Result<Option<Checkpoint>> {
-        let Some(obj) = self.store().get(key).await? else {
-            return Ok(None);
-        };
-        Checkpoint::decode(key, &obj.bytes).map(Some)
     }
 }

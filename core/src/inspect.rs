@@ -3,9 +3,9 @@
 //! lease), so "why is w1 not updating?" has an answer.
 
 use crate::cohort::iso_timestamp;
-use crate::consolidate::FieldState;
 use crate::engine::Engine;
 use crate::error::Result;
+use crate::formats::FieldState;
 use crate::formats::{self, LeaseDoc};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -106,7 +106,7 @@ impl Engine {
             let last = state
                 .batch
                 .as_deref()
-                .and_then(crate::gc::parse_batch)
+                .and_then(crate::keys::parse_batch)
                 .and_then(|(_, at)| at)
                 .map(iso_timestamp);
             let dead: Vec<Value> = self

@@ -296,3 +296,45 @@ pub fn short_hash(parts: &[&str], n: usize) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// Hex SHA-256 of `bytes`: a journal's link in its record's hash chain.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The name of a batch committed at `at`: `<seq:010>-<time, 9 base-36 digits>-<nonce>`
+/// (GC tells a journal's age from a listing).
+pub(crate) fn batch_name(seq: u64, at: i64, nonce: &str) -> String {
+    format!("{}-{nonce}", checkpoint_name(seq, at))
+}
+
+/// The name of the checkpoint after batch `seq`, committed at `at`.
+pub(crate) fn checkpoint_name(seq: u64, at: i64) -> String {
+    format!(
+        "{seq:010}-{}",
+        crate::clock::base36(u64::try_from(at).unwrap_or(0), 9)
+    )
+}
+
+/// The batch number and, when the name carries it, the commit time of a batch name
+/// (`<seq>-<time>-<nonce>`, or `<seq>-<nonce>` from earlier versions) or a checkpoint name
+/// (`<seq>-<time>`, or `<seq>`). A time has 9 base-36 digits, a nonce 12.
+pub(crate) fn parse_batch(name: &str) -> Option<(u64, Option<i64>)> {
+    let mut parts = name.split('-');
+    let seq = parts.next()?.parse().ok()?;
+    let at = parts
+        .next()
+        .filter(|t| t.len() == 9)
+        .and_then(|t| u64::from_str_radix(t, 36).ok())
+        .and_then(|v| i64::try_from(v).ok());
+    Some((seq, at))
+}
+
+/// The batch number a batch or journal name `<seq>-…` starts with.
+pub(crate) fn batch_seq(name: &str) -> Option<u64> {
+    parse_batch(name).map(|(seq, _)| seq)
+}

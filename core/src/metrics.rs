@@ -1,5 +1,5 @@
-//! Metrics: a plain snapshot ([`Engine::metrics`]) and the same as Prometheus text
-//! ([`Engine::metrics_text`], exposition format 0.0.4).
+//! Metrics: the run counters, a plain snapshot ([`crate::Engine::metrics`]) and the same as
+//! Prometheus text ([`crate::Engine::metrics_text`], exposition format 0.0.4).
 //!
 //! Requests are counted by the store a connection string opens (see
 //! [`crate::store::counting`]): by kind, conflicts (a conditional write refused), failures
@@ -7,9 +7,7 @@
 //! when a run last finished without errors. Pending transactions and dead letters are read
 //! when asked, one LIST page per 1,000 of them per field, as `getStatus()` does.
 
-use crate::engine::Engine;
-use crate::error::Result;
-use crate::store::list_all;
+use crate::store::counting::Counts as RequestCounts;
 use serde_json::{Value, json};
 use std::fmt::Write;
 
@@ -59,189 +57,185 @@ impl Histogram {
     }
 }
 
-impl Engine {
-    /// `metrics()`: `{ requests: { get, put, list, delete, deleteMany, conflicts, failures,
-    /// retries }, consolidation: { runs, errors, recordsConsolidated, transactionsApplied,
-    /// hostRefusals, gcRuns, latencyMs: { count, sumMs, buckets: [{ le, count }] } },
-    /// fields: [{ resource, field, pending, deadLetters, lastSuccessAt }] }`. Request
-    /// counts are those of the store this engine's connection opened (zero for a store
-    /// handed in that does not count).
-    pub async fn metrics(&self) -> Result<Value> {
-        let c = self.store().request_counts().unwrap_or_default();
-        let s = self.run_status();
-        let mut fields = Vec::new();
-        for (resource, fc) in self.configured_fields() {
-            let prefix = self.layout().pending_field(&resource, &fc.field);
-            let pending = list_all(self.store().as_ref(), &prefix).await?.len();
-            let dead = self.dead_letter_count(&resource, &fc.field).await?;
-            let last = s
-                .last_success_ms
-                .get(&format!("{resource}.{}", fc.field))
-                .copied();
-            fields.push(json!({
-                "resource": resource,
-                "field": fc.field,
-                "pending": pending,
-                "deadLetters": dead,
-                "lastSuccessAt": last.map(crate::cohort::iso_timestamp),
-                "lastSuccessMs": last,
-            }));
-        }
-        Ok(json!({
-            "requests": {
-                "get": c.get, "put": c.put, "list": c.list, "delete": c.delete,
-                "deleteMany": c.delete_many, "conflicts": c.conflicts, "failures": c.failures,
-                "retries": c.retries,
-            },
-            "consolidation": {
-                "runs": s.runs,
-                "errors": s.errors,
-                "recordsConsolidated": s.records_consolidated,
-                "transactionsApplied": s.transactions_applied,
-                "hostRefusals": s.host_refusals,
-                "gcRuns": s.gc_runs,
-                "latencyMs": s.latency.to_json(),
-            },
-            "fields": fields,
-        }))
-    }
+/// Counters of an engine's consolidation runs, reported by [`crate::Engine::status`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunStatus {
+    /// Consolidation runs (passes, `consolidate_all`, explicit consolidations).
+    pub runs: u64,
+    /// Epoch ms of the last run.
+    pub last_run_ms: Option<i64>,
+    /// Records consolidated successfully.
+    pub records_consolidated: u64,
+    /// Transactions applied.
+    pub transactions_applied: u64,
+    /// Errors seen.
+    pub errors: u64,
+    /// GC runs.
+    pub gc_runs: u64,
+    /// Writes of consolidated values the host database refused (its own validation).
+    pub host_refusals: u64,
+    /// Durations of the runs.
+    pub latency: Histogram,
+    /// Per `resource.field`, when a run last finished without errors (epoch ms).
+    pub last_success_ms: std::collections::BTreeMap<String, i64>,
+}
 
-    /// [`Engine::metrics`] as Prometheus text exposition (names prefixed `tally_`).
-    pub async fn metrics_text(&self) -> Result<String> {
-        let m = self.metrics().await?;
-        let mut out = String::new();
-        let r = &m["requests"];
-        family(
-            &mut out,
-            "tally_requests_total",
-            "counter",
-            "Store requests by kind.",
-        );
-        for (kind, key) in [
-            ("get", "get"),
-            ("put", "put"),
-            ("list", "list"),
-            ("delete", "delete"),
-            ("delete_many", "deleteMany"),
-        ] {
-            sample(&mut out, "tally_requests_total", &[("kind", kind)], &r[key]);
-        }
-        let counters = [
-            (
-                "tally_request_conflicts_total",
-                "Conditional writes refused (the object changed, existed or was gone).",
-                &r["conflicts"],
-            ),
-            (
-                "tally_request_failures_total",
-                "Store requests that failed (after retries).",
-                &r["failures"],
-            ),
-            (
-                "tally_request_retries_total",
-                "Store requests sent again after a transient failure.",
-                &r["retries"],
-            ),
-        ];
-        let c = &m["consolidation"];
-        let runs = [
-            (
-                "tally_consolidation_runs_total",
-                "Consolidation runs of a field.",
-                &c["runs"],
-            ),
-            (
-                "tally_consolidation_errors_total",
-                "Records that failed to consolidate.",
-                &c["errors"],
-            ),
-            (
-                "tally_records_consolidated_total",
-                "Records consolidated.",
-                &c["recordsConsolidated"],
-            ),
-            (
-                "tally_transactions_applied_total",
-                "Transactions applied.",
-                &c["transactionsApplied"],
-            ),
-            (
-                "tally_host_refusals_total",
-                "Consolidated values the host database refused.",
-                &c["hostRefusals"],
-            ),
-            (
-                "tally_gc_runs_total",
-                "Garbage collection runs.",
-                &c["gcRuns"],
-            ),
-        ];
-        for (name, help, v) in counters.into_iter().chain(runs) {
-            family(&mut out, name, "counter", help);
-            sample(&mut out, name, &[], v);
-        }
-        let h = &c["latencyMs"];
-        let name = "tally_consolidation_duration_seconds";
-        family(
-            &mut out,
-            name,
-            "histogram",
-            "Duration of consolidation runs.",
-        );
-        for b in h["buckets"].as_array().into_iter().flatten() {
-            let le = seconds(b["le"].as_u64().unwrap_or(0));
-            sample(
-                &mut out,
-                &format!("{name}_bucket"),
-                &[("le", &le)],
-                &b["count"],
-            );
-        }
+/// The `metrics()` snapshot (see [`crate::Engine::metrics`]) of the request counts `c`,
+/// the run counters `s` and one entry per field.
+pub(crate) fn snapshot(c: RequestCounts, s: &RunStatus, fields: Vec<Value>) -> Value {
+    json!({
+        "requests": {
+            "get": c.get, "put": c.put, "list": c.list, "delete": c.delete,
+            "deleteMany": c.delete_many, "conflicts": c.conflicts, "failures": c.failures,
+            "retries": c.retries,
+        },
+        "consolidation": {
+            "runs": s.runs,
+            "errors": s.errors,
+            "recordsConsolidated": s.records_consolidated,
+            "transactionsApplied": s.transactions_applied,
+            "hostRefusals": s.host_refusals,
+            "gcRuns": s.gc_runs,
+            "latencyMs": s.latency.to_json(),
+        },
+        "fields": fields,
+    })
+}
+
+/// A [`snapshot`] as Prometheus text exposition (names prefixed `tally_`).
+pub(crate) fn prometheus(m: &Value) -> String {
+    let mut out = String::new();
+    let r = &m["requests"];
+    family(
+        &mut out,
+        "tally_requests_total",
+        "counter",
+        "Store requests by kind.",
+    );
+    for (kind, key) in [
+        ("get", "get"),
+        ("put", "put"),
+        ("list", "list"),
+        ("delete", "delete"),
+        ("delete_many", "deleteMany"),
+    ] {
+        sample(&mut out, "tally_requests_total", &[("kind", kind)], &r[key]);
+    }
+    let counters = [
+        (
+            "tally_request_conflicts_total",
+            "Conditional writes refused (the object changed, existed or was gone).",
+            &r["conflicts"],
+        ),
+        (
+            "tally_request_failures_total",
+            "Store requests that failed (after retries).",
+            &r["failures"],
+        ),
+        (
+            "tally_request_retries_total",
+            "Store requests sent again after a transient failure.",
+            &r["retries"],
+        ),
+    ];
+    let c = &m["consolidation"];
+    let runs = [
+        (
+            "tally_consolidation_runs_total",
+            "Consolidation runs of a field.",
+            &c["runs"],
+        ),
+        (
+            "tally_consolidation_errors_total",
+            "Records that failed to consolidate.",
+            &c["errors"],
+        ),
+        (
+            "tally_records_consolidated_total",
+            "Records consolidated.",
+            &c["recordsConsolidated"],
+        ),
+        (
+            "tally_transactions_applied_total",
+            "Transactions applied.",
+            &c["transactionsApplied"],
+        ),
+        (
+            "tally_host_refusals_total",
+            "Consolidated values the host database refused.",
+            &c["hostRefusals"],
+        ),
+        (
+            "tally_gc_runs_total",
+            "Garbage collection runs.",
+            &c["gcRuns"],
+        ),
+    ];
+    for (name, help, v) in counters.into_iter().chain(runs) {
+        family(&mut out, name, "counter", help);
+        sample(&mut out, name, &[], v);
+    }
+    let h = &c["latencyMs"];
+    let name = "tally_consolidation_duration_seconds";
+    family(
+        &mut out,
+        name,
+        "histogram",
+        "Duration of consolidation runs.",
+    );
+    for b in h["buckets"].as_array().into_iter().flatten() {
+        let le = seconds(b["le"].as_u64().unwrap_or(0));
         sample(
             &mut out,
             &format!("{name}_bucket"),
-            &[("le", "+Inf")],
-            &h["count"],
+            &[("le", &le)],
+            &b["count"],
         );
-        let sum = Value::String(seconds(h["sumMs"].as_u64().unwrap_or(0)));
-        sample(&mut out, &format!("{name}_sum"), &[], &sum);
-        sample(&mut out, &format!("{name}_count"), &[], &h["count"]);
-        let gauges = [
-            (
-                "tally_pending_transactions",
-                "Transactions waiting to be consolidated.",
-                "pending",
-            ),
-            (
-                "tally_dead_letters",
-                "Transactions set aside because they could not be applied.",
-                "deadLetters",
-            ),
-            (
-                "tally_last_success_timestamp_seconds",
-                "When a consolidation run of the field last finished without errors.",
-                "lastSuccessMs",
-            ),
-        ];
-        for (name, help, key) in gauges {
-            family(&mut out, name, "gauge", help);
-            for f in m["fields"].as_array().into_iter().flatten() {
-                let v = match key {
-                    "lastSuccessMs" => match f[key].as_u64() {
-                        Some(ms) => Value::String(seconds(ms)),
-                        None => continue,
-                    },
-                    _ => f[key].clone(),
-                };
-                let labels = [
-                    ("resource", f["resource"].as_str().unwrap_or("")),
-                    ("field", f["field"].as_str().unwrap_or("")),
-                ];
-                sample(&mut out, name, &labels, &v);
-            }
-        }
-        Ok(out)
     }
+    sample(
+        &mut out,
+        &format!("{name}_bucket"),
+        &[("le", "+Inf")],
+        &h["count"],
+    );
+    let sum = Value::String(seconds(h["sumMs"].as_u64().unwrap_or(0)));
+    sample(&mut out, &format!("{name}_sum"), &[], &sum);
+    sample(&mut out, &format!("{name}_count"), &[], &h["count"]);
+    let gauges = [
+        (
+            "tally_pending_transactions",
+            "Transactions waiting to be consolidated.",
+            "pending",
+        ),
+        (
+            "tally_dead_letters",
+            "Transactions set aside because they could not be applied.",
+            "deadLetters",
+        ),
+        (
+            "tally_last_success_timestamp_seconds",
+            "When a consolidation run of the field last finished without errors.",
+            "lastSuccessMs",
+        ),
+    ];
+    for (name, help, key) in gauges {
+        family(&mut out, name, "gauge", help);
+        for f in m["fields"].as_array().into_iter().flatten() {
+            let v = match key {
+                "lastSuccessMs" => match f[key].as_u64() {
+                    Some(ms) => Value::String(seconds(ms)),
+                    None => continue,
+                },
+                _ => f[key].clone(),
+            };
+            let labels = [
+                ("resource", f["resource"].as_str().unwrap_or("")),
+                ("field", f["field"].as_str().unwrap_or("")),
+            ];
+            sample(&mut out, name, &labels, &v);
+        }
+    }
+    out
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {

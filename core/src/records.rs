@@ -12,7 +12,7 @@
 //! the deletion apply to it (SPEC §3: they wait for the record to exist). A deletion therefore
 //! never removes the record's key: it marks the id at `P/x/<resource>/<id>`, then
 //! compare-and-swaps the record into a *tombstone* `{"t": deleted at, "m": bookkeeping}`,
-//! each field's `base` set to its batch count (see [`crate::consolidate::FieldState::base`]).
+//! each field's `base` set to its batch count (see [`crate::formats::FieldState::base`]).
 //! A consolidation that read the record before cannot commit any more, one that committed
 //! meanwhile is in the bookkeeping, and no DELETE exists that could land late on a record
 //! created again. An insert that finds a tombstone replaces it (compare-and-swap) and keeps its

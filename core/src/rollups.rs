@@ -52,10 +52,11 @@ use crate::analytics::materialized::{
     Delta, Packed, delta_from_json, delta_to_json, is_top_object, lacks_top, merge_packed,
     packed_from_json, packed_to_json,
 };
-use crate::consolidate::{FieldState, RECENT_BATCHES};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::formats::{self, FoldDoc, InboxDoc, PackedDoc};
+use crate::formats::{FieldState, RECENT_BATCHES, RESURRECTION_WINDOW_MS};
+use crate::keys::batch_seq;
 use crate::store::{PutMode, StoreError, Version, delete_all, list_all};
 use futures::StreamExt;
 use futures::channel::oneshot;
@@ -109,8 +110,8 @@ pub(crate) struct FoldBody {
 }
 
 /// How long a fold state remembers the last batch it folded per record (as
-/// [`crate::consolidate::RESURRECTION_WINDOW_MS`] for pending keys).
-const FOLDED_WINDOW_MS: i64 = crate::consolidate::RESURRECTION_WINDOW_MS;
+/// [`RESURRECTION_WINDOW_MS`] for pending keys).
+const FOLDED_WINDOW_MS: i64 = RESURRECTION_WINDOW_MS;
 /// Most records a fold state remembers (the oldest are forgotten first).
 const MAX_FOLDED_RECORDS: usize = 20_000;
 
@@ -409,11 +410,6 @@ enum EntryStatus {
 
 fn corrupt(key: &str) -> Error {
     Error::storage(format!("unreadable analytics object {key}"))
-}
-
-/// The sequence number a batch name `<seq:010>-<nonce>` starts with.
-fn batch_seq(batch: &str) -> Option<u64> {
-    crate::gc::parse_batch(batch).map(|(seq, _)| seq)
 }
 
 impl Engine {

@@ -9,7 +9,7 @@
 
 use crate::amount::{decimal_to_json, truncate};
 use crate::cohort::{cohorts_of, iso_timestamp};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::keys::{decode_component, encode_component};
 use chrono_tz::Tz;
 use rust_decimal::Decimal;
@@ -245,4 +245,42 @@ pub fn reduce_default(start: Decimal, txs: &[&Transaction]) -> Result<Decimal> {
         })?;
     }
     Ok(v)
+}
+
+/// True when an error folding a transaction is the transaction's own (it fails however
+/// often it is tried), not the storage's or the record's.
+pub fn is_poison(e: &Error) -> bool {
+    matches!(
+        e.code(),
+        ErrorCode::InvalidAmount | ErrorCode::InvalidArgument
+    )
+}
+
+/// The code of a poison error as kept in the bookkeeping (`ERR_INVALID_ARGUMENT` or
+/// `ERR_INVALID_AMOUNT`).
+pub(crate) fn poison_code(code: &str) -> ErrorCode {
+    if code == ErrorCode::InvalidArgument.as_str() {
+        ErrorCode::InvalidArgument
+    } else {
+        ErrorCode::InvalidAmount
+    }
+}
+
+/// A transaction set aside, with why.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// The pending key name it had.
+    pub name: String,
+    /// The transaction.
+    pub transaction: Transaction,
+    /// Why it could not be applied.
+    pub error: Error,
+}
+
+impl DeadLetter {
+    /// As the bookkeeping names it: pending key name, error code, message.
+    pub(crate) fn stored(&self) -> (String, String, String) {
+        let code = self.error.code().as_str().to_string();
+        (self.name.clone(), code, self.error.message().to_string())
+    }
 }

@@ -16,10 +16,10 @@
 
 use crate::amount::{decimal_from_json, decimal_to_json};
 use crate::config::FieldConfig;
-use crate::consolidate::FieldState;
 use crate::engine::Engine;
 use crate::error::Result;
-use crate::history::{Checkpoint, Journal, parse_journal, seq_of};
+use crate::formats::FieldState;
+use crate::journal::{Checkpoint, Journal, parse_journal};
 use crate::schema::get_path;
 use crate::store::list_all;
 use futures::StreamExt;
@@ -29,15 +29,6 @@ use std::collections::{BTreeMap, HashMap};
 
 /// How many journals of one record are read at once.
 const READ_AHEAD: usize = 8;
-
-/// Hex SHA-256 of `bytes`: a journal's link in its record's hash chain.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 /// One thing `verify` found wrong with a record's history.
 #[derive(Debug, Clone, PartialEq)]
@@ -158,7 +149,7 @@ impl Engine {
             "problems": total.problems.iter().map(Problem::to_json).collect::<Vec<_>>(),
             "warnings": total.warnings.iter().map(Problem::to_json).collect::<Vec<_>>(),
             "heads": heads,
-            "digest": sha256_hex(digest_lines.as_bytes()),
+            "digest": crate::keys::sha256_hex(digest_lines.as_bytes()),
         }))
     }
 
@@ -170,7 +161,9 @@ impl Engine {
             Ok::<_, crate::error::Error>(obj.map(|o| {
                 let read = match parse_journal(&key, &o.bytes) {
                     Ok((j, prev)) => Read::Parsed(Box::new(j), prev),
-                    Err(e) => Read::Unreadable(sha256_hex(&o.bytes), e.message().to_string()),
+                    Err(e) => {
+                        Read::Unreadable(crate::keys::sha256_hex(&o.bytes), e.message().to_string())
+                    }
                 };
                 (key, read)
             }))
@@ -275,7 +268,7 @@ impl Engine {
         let mut stopped_at: Option<u64> = None;
         while let Some(batch) = next.take() {
             let key = format!("{prefix}{batch}");
-            let seq = seq_of(&batch).unwrap_or(0);
+            let seq = crate::keys::batch_seq(&batch).unwrap_or(0);
             match reads.remove(&batch) {
                 None => {
                     // GC keeps a checkpoint over what it collects of this incarnation; an

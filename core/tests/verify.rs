@@ -202,7 +202,7 @@ async fn a_journal_whose_transactions_do_not_give_its_values_is_named() {
     })
     .await;
     let forged = store.get(&keys[4]).await.unwrap().unwrap().bytes;
-    let hash = tally_core::verify::sha256_hex(&forged);
+    let hash = tally_core::keys::sha256_hex(&forged);
     edit_json(&store, "db/r/wallets/w2", |v| {
         v["m"]["balance"]["hash"] = json!(hash);
     })

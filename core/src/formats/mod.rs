@@ -24,11 +24,13 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
+mod field_state;
 mod history;
 mod records;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use field_state::*;
 pub(crate) use history::*;
 pub(crate) use records::*;
 

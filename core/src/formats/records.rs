@@ -21,13 +21,13 @@ pub(crate) struct RecordDoc {
     /// The data (`id` included).
     #[serde(default)]
     pub(crate) d: Map<String, Value>,
-    /// The bookkeeping: a [`crate::consolidate::FieldState`] per field.
+    /// The bookkeeping: a [`crate::formats::FieldState`] per field.
     #[serde(default)]
     pub(crate) m: Map<String, Value>,
 }
 
 /// A field's bookkeeping, in a record's `m` under the field's name (see
-/// [`crate::consolidate::FieldState`], which reads and writes it).
+/// [`crate::formats::FieldState`], which reads and writes it).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct FieldStateDoc {
     /// Number of committed batches.
