@@ -76,6 +76,7 @@ impl Engine {
             };
             let record_prefix = self.layout().pending(resource, &fc.field, &id);
             if let Some(tx) = self
+                .consolidator()
                 .read_pending(resource, &fc, &id, &record_prefix, name)
                 .await?
             {

@@ -105,7 +105,7 @@ impl Engine {
     async fn analytics_view(&self, resource: &str, field: &str, with_inbox: bool) -> Result<View> {
         if !with_inbox {
             return Ok(View {
-                state: self.read_fold_state(resource, field).await?,
+                state: self.folder().read_fold_state(resource, field).await?,
                 extra: Delta::new(),
                 taken: BTreeSet::new(),
                 left_out: BTreeSet::new(),
@@ -113,7 +113,7 @@ impl Engine {
                 old_entries: false,
             });
         }
-        let (state, committed, undecided) = self.scan_committed(resource, field).await?;
+        let (state, committed, undecided) = self.folder().scan_committed(resource, field).await?;
         let mut extra = Delta::new();
         for (_, delta) in &committed {
             for (o, packed) in delta.iter() {
@@ -142,7 +142,7 @@ impl Engine {
         let state = &view.state;
         let objects: Vec<(String, Option<Packed>)> = futures::stream::iter(names)
             .map(|name| async move {
-                let mut obj = self.read_packed(resource, field, &name).await?;
+                let mut obj = self.folder().read_packed(resource, field, &name).await?;
                 if view.with_inbox && obj.fold > state.seq {
                     return Ok((name, None));
                 }
@@ -356,7 +356,7 @@ impl Engine {
                 facts.push(Fact::from(tx));
             }
         }
-        let now = self.read_fold_state(resource, field).await?;
+        let now = self.folder().read_fold_state(resource, field).await?;
         if now.version != view.state.version {
             return Ok(None);
         }

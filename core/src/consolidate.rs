@@ -37,13 +37,17 @@ use crate::amount::{decimal_from_json, decimal_to_json};
 use crate::analytics::materialized::{Seen, batch_delta};
 use crate::analytics::points::Fact;
 use crate::config::FieldConfig;
-use crate::engine::Engine;
+use crate::config::PluginConfig;
 use crate::error::{Error, ErrorCode, Result};
+use crate::events::{Event, EventBus};
 use crate::formats::{
-    self, BeforeAfter, DecimalText, FieldState, JournalDeadLetter, JournalDoc, MarkerDoc,
-    RECENT_BATCHES, key_token,
+    self, BeforeAfter, DeadLetterDoc, DecimalText, ErrorDoc, FieldState, JournalDeadLetter,
+    JournalDoc, MarkerDoc, RECENT_BATCHES, key_token,
 };
+use crate::metrics::RunLog;
+use crate::ports::{Ports, Reducers};
 use crate::records::{CommitOutcome, StoredRecord};
+use crate::rollups::Folder;
 use crate::schema::{get_path, set_path};
 use crate::store::{PutMode, StoreError, delete_all, list_all};
 use crate::txn::{
@@ -52,8 +56,9 @@ use crate::txn::{
 use futures::StreamExt;
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Most transactions one consolidation applies; the rest wait for the next batch.
 pub const MAX_BATCH: usize = 1_000;
@@ -155,7 +160,31 @@ pub enum Consolidated {
     },
 }
 
-impl Engine {
+/// The exactly-once consolidation of one engine: its shared inputs, its configuration and
+/// reducers, its analytics fold, and what it remembers of missing records.
+pub(crate) struct Consolidator<'a> {
+    /// The engine's store, layout, records and clock.
+    pub(crate) ports: &'a Ports,
+    /// The plugin configuration.
+    pub(crate) config: &'a PluginConfig,
+    /// The analytics fold a commit feeds.
+    pub(crate) folder: Folder<'a>,
+    /// Custom reducers by id.
+    pub(crate) reducers: &'a Reducers,
+    /// Where `consolidation-error` events go.
+    pub(crate) events: &'a EventBus,
+    /// The run counters (host refusals).
+    pub(crate) runs: &'a RunLog,
+    /// Records found missing (deleted, or not created yet), with when a pass tries them again
+    /// and the wait after that (see [`Consolidator::note_missing`]).
+    pub(crate) missing: &'a Mutex<HashMap<String, (i64, i64)>>,
+}
+
+impl<'a> Consolidator<'a> {
+    fn missing_records(&self) -> MutexGuard<'a, HashMap<String, (i64, i64)>> {
+        self.missing.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Reads the record and its pending transactions and computes the result, writing nothing;
     /// with `all`, every pending transaction (a read-only view), otherwise at most
     /// [`MAX_BATCH`] of them (a batch to commit).
@@ -166,13 +195,13 @@ impl Engine {
         id: &str,
         all: bool,
     ) -> Result<Option<Plan>> {
-        let read_at = self.now_ms();
-        let Some(record) = self.records().load(resource, id).await? else {
+        let read_at = self.ports.now_ms();
+        let Some(record) = self.ports.records.load(resource, id).await? else {
             return Ok(None);
         };
         let state = FieldState::of(&record.meta, &fc.field);
-        let prefix = self.layout().pending(resource, &fc.field, id);
-        let names: Vec<String> = list_all(self.store().as_ref(), &prefix)
+        let prefix = self.ports.layout.pending(resource, &fc.field, id);
+        let names: Vec<String> = list_all(self.ports.store.as_ref(), &prefix)
             .await?
             .into_iter()
             .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string))
@@ -200,7 +229,7 @@ impl Engine {
                 let tx = self.read_pending(resource, fc, id, &prefix, &name).await;
                 (name, tx)
             })
-            .buffered(self.config().mark_applied_concurrency.max(1))
+            .buffered(self.config.mark_applied_concurrency.max(1))
             .collect()
             .await;
         let mut fresh = Vec::new();
@@ -256,14 +285,14 @@ impl Engine {
         match parse_key_name(name, id, &fc.field)? {
             NameInfo::Complete(tx) => Ok(Some(*tx)),
             NameInfo::NeedsBody => {
-                let Some(obj) = self.store().get(&format!("{prefix}{name}")).await? else {
+                let Some(obj) = self.ports.store.get(&format!("{prefix}{name}")).await? else {
                     return Ok(None);
                 };
                 let tx: Transaction = serde_json::from_slice(&obj.bytes)
                     .map_err(|e| Error::storage(format!("unreadable transaction {name}: {e}")))?;
                 if let Some(h) = tx.idempotency_hash() {
-                    let marker = self.layout().idempotency(resource, &fc.field, id, &h);
-                    if self.store().get(&marker).await?.is_some() {
+                    let marker = self.ports.layout.idempotency(resource, &fc.field, id, &h);
+                    if self.ports.store.get(&marker).await?.is_some() {
                         return Ok(None);
                     }
                 }
@@ -328,14 +357,14 @@ impl Engine {
     }
 
     /// Reduces `txs` into `start` with the field's reducer.
-    async fn reduce(
+    pub(crate) async fn reduce(
         &self,
         fc: &FieldConfig,
         start: Decimal,
         txs: &[&Transaction],
     ) -> Result<Decimal> {
-        match fc.reducer.and_then(|r| self.reducer(r)) {
-            Some(reducer) => reducer.reduce(start, txs, self.zone()).await,
+        match fc.reducer.and_then(|r| self.reducers.get(r)) {
+            Some(reducer) => reducer.reduce(start, txs, self.config.timezone).await,
             None => reduce_default(start, txs),
         }
     }
@@ -351,8 +380,8 @@ impl Engine {
         let Some(batch) = &state.batch else {
             return Ok(HashSet::new());
         };
-        let key = format!("{}{batch}", self.layout().journals(resource, field, id));
-        let obj = self.store().get(&key).await?.ok_or_else(|| {
+        let key = format!("{}{batch}", self.ports.layout.journals(resource, field, id));
+        let obj = self.ports.store.get(&key).await?.ok_or_else(|| {
             Error::storage(format!(
                 "journal {key} of the last committed batch is missing"
             ))
@@ -371,9 +400,9 @@ impl Engine {
         self.consolidate_record_with(resource, fc, id, None).await
     }
 
-    /// Whether passes may try `id` now (see [`Engine::note_missing`]).
+    /// Whether passes may try `id` now (see [`Consolidator::note_missing`]).
     pub(crate) fn pass_may_try(&self, resource: &str, field: &str, id: &str) -> bool {
-        let now = self.now_ms();
+        let now = self.ports.now_ms();
         self.missing_records()
             .get(&missing_key(resource, field, id))
             .is_none_or(|(next, _)| *next <= now)
@@ -394,7 +423,7 @@ impl Engine {
             .map_or(MISSING_FIRST_WAIT_MS, |(_, w)| w.saturating_mul(2))
             .min(MISSING_MAX_WAIT_MS);
         if map.len() < MISSING_REMEMBERED || map.contains_key(&key) {
-            map.insert(key, (self.now_ms().saturating_add(wait), wait));
+            map.insert(key, (self.ports.now_ms().saturating_add(wait), wait));
         }
     }
 
@@ -414,15 +443,14 @@ impl Engine {
         }
         // The host database refused the values (its own validation): Tally's value stands,
         // the host copy lags, and the caller hears of it through `consolidation-error`.
-        if let Some(error) = self.records().take_refusal(resource, id) {
-            self.note_host_refusal();
-            self.events()
-                .emit(crate::events::Event::ConsolidationError {
-                    resource: resource.into(),
-                    field: fc.field.clone(),
-                    record_id: Some(id.into()),
-                    error,
-                });
+        if let Some(error) = self.ports.records.take_refusal(resource, id) {
+            self.runs.note_host_refusal();
+            self.events.emit(crate::events::Event::ConsolidationError {
+                resource: resource.into(),
+                field: fc.field.clone(),
+                record_id: Some(id.into()),
+                error,
+            });
         }
         r
     }
@@ -475,9 +503,12 @@ impl Engine {
                 }
                 // Best effort: a lagging host copy is repaired by the next consolidation, and
                 // analytics left unfolded by a failed consolidation are folded now.
-                let _ = self.records().settle(resource, id).await;
-                if self.config().analytics_enabled {
-                    let _ = self.fold_analytics(resource, &fc.field, None, None).await;
+                let _ = self.ports.records.settle(resource, id).await;
+                if self.config.analytics_enabled {
+                    let _ = self
+                        .folder
+                        .fold_analytics(resource, &fc.field, None, None)
+                        .await;
                 }
                 return Ok(Consolidated::Done {
                     data: plan.record.data,
@@ -511,7 +542,7 @@ impl Engine {
                 }
                 Attempt::Missing => return Ok(Consolidated::Missing),
                 Attempt::Again => {
-                    self.backoff_after_conflict(attempt).await;
+                    self.ports.backoff_after_conflict(attempt).await;
                 }
             }
         }
@@ -539,10 +570,13 @@ impl Engine {
         let seq = plan.state.seq.saturating_add(1);
         // A fresh nonce per attempt: two consolidators never share a journal name. The name
         // carries the commit time, so GC tells its age from a listing (see `crate::gc`).
-        let committed_at = self.now_ms();
-        let nonce = crate::clock::base36(self.random(), 12);
+        let committed_at = self.ports.now_ms();
+        let nonce = crate::clock::base36(self.ports.random(), 12);
         let batch = crate::keys::batch_name(seq, committed_at, &nonce);
-        let journal_key = format!("{}{batch}", self.layout().journals(resource, &fc.field, id));
+        let journal_key = format!(
+            "{}{batch}",
+            self.ports.layout.journals(resource, &fc.field, id)
+        );
         let journal = JournalDoc {
             seq,
             prev: plan.state.batch.clone(),
@@ -581,20 +615,21 @@ impl Engine {
         // Analytics: the batch's contribution goes to the inbox before the commit, written
         // alongside the journal (one round trip for both).
         let entry = format!("{}/{batch}", crate::keys::id_segment(id));
-        let analytics = self.config().analytics_enabled.then(|| {
+        let analytics = self.config.analytics_enabled.then(|| {
             let mut seen = Seen::from_json(plan.state.seen.as_ref());
             let facts: Vec<Fact> = plan.fresh.iter().map(|(_, t)| Fact::from(t)).collect();
-            let delta = batch_delta(&facts, &mut seen, self.zone());
+            let delta = batch_delta(&facts, &mut seen, self.config.timezone);
             (seen.to_json(), Arc::new(delta))
         });
         // This engine's other folds leave the entry to this consolidation meanwhile.
         let own_entry = analytics
             .is_some()
-            .then(|| self.own_entry(resource, &fc.field, &entry));
+            .then(|| self.folder.own_entry(resource, &fc.field, &entry));
         let write_inbox = async {
             match &analytics {
                 Some((_, delta)) => {
-                    self.write_inbox_entry(resource, &fc.field, &entry, delta)
+                    self.folder
+                        .write_inbox_entry(resource, &fc.field, &entry, delta)
                         .await
                 }
                 None => Ok(()),
@@ -604,12 +639,12 @@ impl Engine {
         // the inbox is listed (after it, as a fold requires) alongside the commit.
         let read_fold = async {
             match analytics {
-                Some(_) => Some(self.fold_state_to_list(resource, &fc.field).await),
+                Some(_) => Some(self.folder.fold_state_to_list(resource, &fc.field).await),
                 None => None,
             }
         };
         let (journal_written, inbox_written, fold_state) = futures::join!(
-            self.store().put(&journal_key, body, PutMode::Create),
+            self.ports.store.put(&journal_key, body, PutMode::Create),
             write_inbox,
             read_fold
         );
@@ -650,6 +685,7 @@ impl Engine {
         let scan = async {
             match fold_state {
                 Some(Ok(state)) => self
+                    .folder
                     .scan_inbox(resource, &fc.field, Some(&entry), state)
                     .await
                     .ok(),
@@ -658,7 +694,7 @@ impl Engine {
         };
         let paths = owned_and(&plan.record.owned, plan.values.keys());
         let (outcome, scan) = futures::join!(
-            self.records().commit(
+            self.ports.records.commit(
                 resource,
                 id,
                 plan.new_data.clone(),
@@ -678,7 +714,8 @@ impl Engine {
         let outcome = match outcome {
             // A conflict can hide our own write landing (a proxy that sent it twice answers
             // with the second copy's 412).
-            Ok(CommitOutcome::Conflict) => match self.records().bookkeeping(resource, id).await {
+            Ok(CommitOutcome::Conflict) => match self.ports.records.bookkeeping(resource, id).await
+            {
                 Ok(Some(now)) if names_batch(&now) => CommitOutcome::Committed,
                 // So many commits since that the bookkeeping no longer names ours: whether it
                 // committed is unknowable here. Keep the journal and inbox entry (GC and the
@@ -695,7 +732,7 @@ impl Engine {
             },
             Ok(o) => o,
             // The write may have landed, or may still land.
-            Err(e) => match self.records().bookkeeping(resource, id).await {
+            Err(e) => match self.ports.records.bookkeeping(resource, id).await {
                 Ok(Some(now)) if names_batch(&now) => CommitOutcome::Committed,
                 // Not committed yet: keep the journal and inbox entry a late landing would
                 // need (an orphan otherwise, collected later), and start again.
@@ -709,7 +746,8 @@ impl Engine {
                 let applied: Vec<Transaction> = plan.fresh.into_iter().map(|(_, t)| t).collect();
                 // This engine's folds may take the entry as committed from now on.
                 if let Some(delta) = &delta {
-                    self.entry_committed(resource, &fc.field, &entry, delta.clone());
+                    self.folder
+                        .entry_committed(resource, &fc.field, &entry, delta.clone());
                 }
                 drop(own_entry);
                 // Best effort, side by side: the next consolidation finishes retiring the
@@ -717,6 +755,7 @@ impl Engine {
                 let fold = async {
                     if let Some(delta) = &delta {
                         let _ = self
+                            .folder
                             .fold_analytics(resource, &fc.field, Some((&entry, delta)), scan)
                             .await;
                     }
@@ -769,10 +808,12 @@ impl Engine {
         entry: Option<&String>,
     ) {
         if let Some(key) = journal {
-            let _ = self.store().delete(key).await;
+            let _ = self.ports.store.delete(key).await;
         }
         if let Some(entry) = entry {
-            self.drop_inbox_entry(resource, &fc.field, entry).await;
+            self.folder
+                .drop_inbox_entry(resource, &fc.field, entry)
+                .await;
         }
     }
 
@@ -785,7 +826,7 @@ impl Engine {
         stale: &[String],
         state: &FieldState,
     ) -> Result<()> {
-        let prefix = self.layout().pending(resource, &fc.field, id);
+        let prefix = self.ports.layout.pending(resource, &fc.field, id);
         let mut dead = Vec::new();
         for (name, code, message) in &state.dead {
             if !stale.contains(name) {
@@ -793,10 +834,12 @@ impl Engine {
             }
             let transaction = match parse_key_name(name, id, &fc.field)? {
                 NameInfo::Complete(tx) => Some(*tx),
-                NameInfo::NeedsBody => match self.store().get(&format!("{prefix}{name}")).await? {
-                    Some(obj) => serde_json::from_slice(&obj.bytes).ok(),
-                    None => None,
-                },
+                NameInfo::NeedsBody => {
+                    match self.ports.store.get(&format!("{prefix}{name}")).await? {
+                        Some(obj) => serde_json::from_slice(&obj.bytes).ok(),
+                        None => None,
+                    }
+                }
             };
             if let Some(transaction) = transaction {
                 dead.push(DeadLetter {
@@ -812,7 +855,7 @@ impl Engine {
         }
         let mut txs = Vec::new();
         for name in stale.iter().filter(|n| n.starts_with('~')) {
-            if let Some(obj) = self.store().get(&format!("{prefix}{name}")).await?
+            if let Some(obj) = self.ports.store.get(&format!("{prefix}{name}")).await?
                 && let Ok(tx) = serde_json::from_slice::<Transaction>(&obj.bytes)
             {
                 txs.push(tx);
@@ -832,11 +875,11 @@ impl Engine {
         applied: &[Transaction],
         state: &FieldState,
     ) -> Result<()> {
-        let at = self.now_ms();
+        let at = self.ports.now_ms();
         let mut markers = Vec::new();
         for tx in applied {
             if let Some(h) = tx.idempotency_hash() {
-                let marker = self.layout().idempotency(resource, &fc.field, id, &h);
+                let marker = self.ports.layout.idempotency(resource, &fc.field, id, &h);
                 let body = formats::encode(&MarkerDoc {
                     transaction: tx.clone(),
                     batch: state.batch.clone(),
@@ -848,20 +891,67 @@ impl Engine {
         // `consolidation.markAppliedConcurrency` markers at a time.
         let written: Vec<std::result::Result<(), StoreError>> = futures::stream::iter(markers)
             .map(|(marker, body)| async move {
-                match self.store().put(&marker, body, PutMode::Create).await {
+                match self.ports.store.put(&marker, body, PutMode::Create).await {
                     Ok(_) | Err(StoreError::Conflict { .. }) => Ok(()),
                     Err(e) => Err(e),
                 }
             })
-            .buffer_unordered(self.config().mark_applied_concurrency.max(1))
+            .buffer_unordered(self.config.mark_applied_concurrency.max(1))
             .collect()
             .await;
         written
             .into_iter()
             .collect::<std::result::Result<(), StoreError>>()?;
-        let prefix = self.layout().pending(resource, &fc.field, id);
+        let prefix = self.ports.layout.pending(resource, &fc.field, id);
         let keys: Vec<String> = names.iter().map(|n| format!("{prefix}{n}")).collect();
-        delete_all(self.store().as_ref(), &keys).await?;
+        delete_all(self.ports.store.as_ref(), &keys).await?;
+        Ok(())
+    }
+
+    /// Writes dead letters (create-only: one already there is kept) and reports each.
+    pub(crate) async fn set_aside(
+        &self,
+        resource: &str,
+        field: &str,
+        id: &str,
+        batch: Option<&str>,
+        letters: &[DeadLetter],
+    ) -> Result<()> {
+        let prefix = self.ports.layout.dead_letters(resource, field);
+        for d in letters {
+            let bytes = formats::encode(&DeadLetterDoc {
+                name: d.name.clone(),
+                record_id: id.to_string(),
+                transaction: d.transaction.clone(),
+                error: ErrorDoc {
+                    code: d.error.code().as_str().to_string(),
+                    message: d.error.message().to_string(),
+                },
+                batch: batch.map(str::to_string),
+                at: self.ports.now_ms(),
+            })?;
+            let key = format!("{prefix}{}/{}", crate::keys::id_segment(id), d.name);
+            match self.ports.store.put(&key, bytes, PutMode::Create).await {
+                Ok(_) => self.events.emit(Event::ConsolidationError {
+                    resource: resource.into(),
+                    field: field.into(),
+                    record_id: Some(id.into()),
+                    error: Error::new(
+                        d.error.code(),
+                        format!(
+                            "transaction {} ({} {} on \"{}\") was set aside as a dead letter: {}",
+                            d.transaction.id,
+                            d.transaction.operation.as_str(),
+                            d.transaction.value,
+                            d.transaction.field_path,
+                            d.error.message()
+                        ),
+                    ),
+                }),
+                Err(StoreError::Conflict { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         Ok(())
     }
 }

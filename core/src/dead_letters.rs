@@ -18,61 +18,12 @@
 
 use crate::engine::Engine;
 use crate::error::{Error, ErrorCode, Result};
-use crate::events::Event;
-use crate::formats::{self, DeadLetterDoc, ErrorDoc};
+use crate::formats::{self, DeadLetterDoc};
 use crate::keys::check_record_id;
 use crate::store::{PutMode, StoreError, list_all};
-use crate::txn::DeadLetter;
 use serde_json::Value;
 
 impl Engine {
-    /// Writes dead letters (create-only: one already there is kept) and reports each.
-    pub(crate) async fn set_aside(
-        &self,
-        resource: &str,
-        field: &str,
-        id: &str,
-        batch: Option<&str>,
-        letters: &[DeadLetter],
-    ) -> Result<()> {
-        let prefix = self.layout().dead_letters(resource, field);
-        for d in letters {
-            let bytes = formats::encode(&DeadLetterDoc {
-                name: d.name.clone(),
-                record_id: id.to_string(),
-                transaction: d.transaction.clone(),
-                error: ErrorDoc {
-                    code: d.error.code().as_str().to_string(),
-                    message: d.error.message().to_string(),
-                },
-                batch: batch.map(str::to_string),
-                at: self.now_ms(),
-            })?;
-            let key = format!("{prefix}{}/{}", crate::keys::id_segment(id), d.name);
-            match self.store().put(&key, bytes, PutMode::Create).await {
-                Ok(_) => self.events().emit(Event::ConsolidationError {
-                    resource: resource.into(),
-                    field: field.into(),
-                    record_id: Some(id.into()),
-                    error: Error::new(
-                        d.error.code(),
-                        format!(
-                            "transaction {} ({} {} on \"{}\") was set aside as a dead letter: {}",
-                            d.transaction.id,
-                            d.transaction.operation.as_str(),
-                            d.transaction.value,
-                            d.transaction.field_path,
-                            d.error.message()
-                        ),
-                    ),
-                }),
-                Err(StoreError::Conflict { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
-    }
-
     /// The dead letters of a field: `[{ recordId, name, transaction, error: {code, message},
     /// at }]`, in key order.
     pub async fn dead_letters(&self, resource: &str, field: &str) -> Result<Vec<Value>> {
@@ -166,7 +117,9 @@ impl Engine {
         }
         self.store().delete(&key).await?;
         if self.config().mode == crate::config::Mode::Sync {
-            self.consolidate_record(resource, &target.field, id).await?;
+            self.consolidator()
+                .consolidate_record(resource, &target.field, id)
+                .await?;
         }
         Ok(tx.to_json(self.zone(), false))
     }

@@ -5,13 +5,18 @@ use crate::amount::{Arg, amount_from_arg, decimal_to_f64, truncate};
 use crate::clock::{Clock, IdSource, Sleeper, SplitMix, SystemClock, base36, default_sleeper};
 use crate::config::{FieldConfig, Mode, PluginConfig, ResourceConfig};
 use crate::consolidate::Consolidated;
+use crate::consolidate::Consolidator;
 use crate::error::{Error, ErrorCode, Result};
 use crate::events::{Event, EventBus};
 use crate::formats::{self, JournalDoc, LeaseDoc, MarkerDoc};
 use crate::journal::{Journal, Journals};
 use crate::keys::{Layout, check_field_path, check_record_id};
+use crate::metrics::RunLog;
 use crate::metrics::RunStatus;
+pub use crate::ports::Reducer;
+use crate::ports::{Ports, Reducers};
 use crate::records::{InsertListener, RecordAccess};
+use crate::rollups::Folder;
 use crate::schema::get_path;
 use crate::store::{PutMode, SharedStore, StoreError, Version};
 
@@ -21,17 +26,9 @@ const LEASE_CHUNK: usize = 100;
 use crate::txn::{Op, Transaction, idempotency_hash};
 use async_trait::async_trait;
 use chrono_tz::Tz;
-use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-
-/// A custom reduction (a JS `reducer(current, transaction)` through the Node binding).
-#[async_trait]
-pub trait Reducer: Send + Sync {
-    /// Folds `txs` (sorted by timestamp, then id) into `start`.
-    async fn reduce(&self, start: Decimal, txs: &[&Transaction], zone: Tz) -> Result<Decimal>;
-}
 
 /// Options of a mutation (`{ idempotencyKey, source, metadata }`).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -108,16 +105,11 @@ pub struct Target {
 /// The engine: one configured plugin over a transaction store and a record seam.
 pub struct Engine {
     config: PluginConfig,
-    store: SharedStore,
-    layout: Layout,
-    records: Arc<dyn RecordAccess>,
-    clock: Arc<dyn Clock>,
-    sleeper: Arc<dyn Sleeper>,
-    ids: Arc<dyn IdSource>,
-    reducers: Mutex<HashMap<u64, Arc<dyn Reducer>>>,
+    ports: Ports,
+    reducers: Reducers,
     stamp: Mutex<(i64, u64)>,
     events: EventBus,
-    status: Mutex<RunStatus>,
+    runs: RunLog,
     fold_local: crate::rollups::FoldLocal,
     /// Records found missing (deleted, or not created yet), with when a pass tries them again
     /// and the wait after that (see `Engine::note_missing`).
@@ -188,16 +180,18 @@ impl EngineBuilder {
     pub fn build(self) -> Arc<Engine> {
         Arc::new(Engine {
             config: self.config,
-            layout: Layout::new(&self.prefix),
-            store: self.store,
-            records: self.records,
-            clock: self.clock,
-            sleeper: self.sleeper,
-            ids: self.ids,
-            reducers: Mutex::new(HashMap::new()),
+            ports: Ports {
+                layout: Layout::new(&self.prefix),
+                store: self.store,
+                records: self.records,
+                clock: self.clock,
+                sleeper: self.sleeper,
+                ids: self.ids,
+            },
+            reducers: Reducers::default(),
             stamp: Mutex::new((0, 0)),
             events: EventBus::default(),
-            status: Mutex::new(RunStatus::default()),
+            runs: RunLog::default(),
             fold_local: Default::default(),
             missing: Default::default(),
             released_leases: Default::default(),
@@ -274,7 +268,11 @@ impl Engine {
         };
         check_record_id(id)?;
         for fc in &rc.fields {
-            let outcome = match self.consolidate_record(resource, fc, id).await {
+            let outcome = match self
+                .consolidator()
+                .consolidate_record(resource, fc, id)
+                .await
+            {
                 Ok(Consolidated::Done { data, .. }) => {
                     let v = number_at(&data, &fc.field_path).map_or(Value::Null, |v| json!(v));
                     Ok(Some((fc.field_path.clone(), v)))
@@ -303,21 +301,17 @@ impl Engine {
         &self.config
     }
     pub(crate) fn store(&self) -> &SharedStore {
-        &self.store
+        &self.ports.store
     }
     pub(crate) fn layout(&self) -> &Layout {
-        &self.layout
+        &self.ports.layout
     }
     pub(crate) fn records(&self) -> &Arc<dyn RecordAccess> {
-        &self.records
+        &self.ports.records
     }
     /// Reads journal chains and checkpoints (see [`crate::journal`]).
     pub(crate) fn journals(&self) -> Journals<'_> {
-        Journals {
-            store: &self.store,
-            layout: &self.layout,
-            records: self.records.as_ref(),
-        }
+        self.ports.journals()
     }
 
     /// The committed journals of a record's field, oldest first, and the keys of journals
@@ -330,47 +324,27 @@ impl Engine {
     ) -> Result<(Vec<Journal>, Vec<String>)> {
         self.journals().chain(resource, field, id).await
     }
-    /// What this engine knows of analytics inbox entries (see [`crate::rollups::FoldLocal`]).
-    pub(crate) fn missing_records(&self) -> std::sync::MutexGuard<'_, HashMap<String, (i64, i64)>> {
-        self.missing.lock().unwrap_or_else(|p| p.into_inner())
+
+    /// The analytics fold of this engine (see [`crate::rollups`]).
+    pub(crate) fn folder(&self) -> Folder<'_> {
+        Folder {
+            ports: &self.ports,
+            local: &self.fold_local,
+        }
     }
 
-    pub(crate) fn fold_local(&self) -> &crate::rollups::FoldLocal {
-        &self.fold_local
-    }
-
-    /// Waits a random few milliseconds, growing with `attempt` (up to 100 ms), before a
-    /// compare-and-swap that lost is tried again.
-    pub(crate) async fn backoff_after_conflict(&self, attempt: u32) {
-        let bound = u64::from(attempt.min(20))
-            .saturating_mul(5)
-            .saturating_add(1);
-        let jitter = self.random().checked_rem(bound).unwrap_or(0);
-        self.sleeper.sleep(jitter).await;
-    }
     pub(crate) fn zone(&self) -> Tz {
         self.config.timezone
     }
     pub(crate) fn now_ms(&self) -> i64 {
-        self.clock.now_ms()
+        self.ports.now_ms()
     }
     pub(crate) fn random(&self) -> u64 {
-        self.ids.next_u64()
+        self.ports.random()
     }
-    pub(crate) fn reducer(&self, id: u64) -> Option<Arc<dyn Reducer>> {
-        self.reducers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-            .cloned()
-    }
-
     /// Provides the reducer a field configuration names with `{"$function": id}`.
     pub fn set_reducer(&self, id: u64, reducer: Arc<dyn Reducer>) {
-        self.reducers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, reducer);
+        self.reducers.set(id, reducer);
     }
 
     /// The event bus (subscribe with a callback or a stream).
@@ -378,23 +352,27 @@ impl Engine {
         &self.events
     }
 
-    pub(crate) fn note_gc_run(&self) {
-        let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
-        s.gc_runs = s.gc_runs.saturating_add(1);
-    }
-
-    /// Counts a write of consolidated values the host database refused.
-    pub(crate) fn note_host_refusal(&self) {
-        let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
-        s.host_refusals = s.host_refusals.saturating_add(1);
+    /// The run counters.
+    pub(crate) fn runs(&self) -> &RunLog {
+        &self.runs
     }
 
     /// Counters of past runs.
     pub fn run_status(&self) -> RunStatus {
-        self.status
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.runs.snapshot()
+    }
+
+    /// The exactly-once consolidation of this engine (see [`crate::consolidate`]).
+    pub(crate) fn consolidator(&self) -> Consolidator<'_> {
+        Consolidator {
+            ports: &self.ports,
+            config: &self.config,
+            folder: self.folder(),
+            reducers: &self.reducers,
+            events: &self.events,
+            runs: &self.runs,
+            missing: &self.missing,
+        }
     }
 
     pub(crate) fn resource_config(&self, resource: &str) -> Result<&ResourceConfig> {
@@ -448,7 +426,7 @@ impl Engine {
             Some(h) => format!("{}{}", h.field_path, &field[h.field.len()..]),
             None => field.to_string(),
         };
-        if let Some(schema) = self.records.schema(resource).await?
+        if let Some(schema) = self.ports.records.schema(resource).await?
             && (path.contains('.') || handler.is_some())
         {
             schema.check_path(resource, &path)?;
@@ -481,7 +459,7 @@ impl Engine {
     /// share ids or key names.
     fn next_stamp(&self) -> (i64, i64, String) {
         const SEQ_LIMIT: u64 = 36 * 36 * 36 * 36;
-        let clock = self.clock.now_ms();
+        let clock = self.ports.clock.now_ms();
         let now = clock.max(0);
         let mut s = self.stamp.lock().unwrap_or_else(|p| p.into_inner());
         if now > s.0 {
@@ -491,7 +469,11 @@ impl Engine {
         } else {
             *s = (s.0.saturating_add(1), 0);
         }
-        let suffix = format!("{}{}", base36(s.1, 4), base36(self.ids.next_u64(), 12));
+        let suffix = format!(
+            "{}{}",
+            base36(s.1, 4),
+            base36(self.ports.ids.next_u64(), 12)
+        );
         (clock, s.0, suffix)
     }
 
@@ -533,6 +515,7 @@ impl Engine {
             Mode::Sync => {
                 let own = tx.key_name();
                 let value = match self
+                    .consolidator()
                     .consolidate_record_with(&target.resource, &target.field, id, Some(&own))
                     .await?
                 {
@@ -553,6 +536,7 @@ impl Engine {
         tx: Transaction,
     ) -> Result<Written> {
         let prefix = self
+            .ports
             .layout
             .pending(&target.resource, &target.field.field, id);
         let name = tx.key_name();
@@ -570,12 +554,17 @@ impl Engine {
         }
         let key = format!("{prefix}{name}");
         let body = serde_json::to_vec(&tx).map_err(|e| Error::storage(e.to_string()))?;
-        let stored = match self.store.put(&key, body.clone(), PutMode::Create).await {
+        let stored = match self
+            .ports
+            .store
+            .put(&key, body.clone(), PutMode::Create)
+            .await
+        {
             Ok(_) => match tx.idempotency_hash() {
                 Some(h) => match self.applied_idempotent(target, id, &h).await? {
                     // Our write duplicated an applied transaction: undo it, answer like the first.
                     Some(first) => {
-                        self.store.delete(&key).await?;
+                        self.ports.store.delete(&key).await?;
                         return Ok(Written::Duplicate(tx, Box::new(first)));
                     }
                     None => tx,
@@ -587,6 +576,7 @@ impl Engine {
             Err(StoreError::Conflict { .. })
                 if tx.idempotency_key.is_none()
                     && self
+                        .ports
                         .store
                         .get(&key)
                         .await
@@ -597,7 +587,7 @@ impl Engine {
                 tx
             }
             Err(StoreError::Conflict { .. }) if tx.idempotency_key.is_some() => {
-                match self.store.get(&key).await? {
+                match self.ports.store.get(&key).await? {
                     Some(obj) => {
                         let first: Transaction = serde_json::from_slice(&obj.bytes)
                             .map_err(|e| Error::storage(format!("unreadable transaction: {e}")))?;
@@ -630,9 +620,10 @@ impl Engine {
         hash: &str,
     ) -> Result<Option<MarkerDoc>> {
         let key = self
+            .ports
             .layout
             .idempotency(&target.resource, &target.field.field, id, hash);
-        match self.store.get(&key).await? {
+        match self.ports.store.get(&key).await? {
             Some(obj) => Ok(Some(formats::decode(
                 "idempotency marker",
                 &key,
@@ -659,12 +650,13 @@ impl Engine {
                 let batch = marker.batch.as_deref().unwrap_or_default();
                 let key = format!(
                     "{}{batch}",
-                    self.layout
+                    self.ports
+                        .layout
                         .journals(&target.resource, &target.field.field, id)
                 );
                 // The value right after its batch, from the journal; without one (collected),
                 // the record's current value.
-                let after = match self.store.get(&key).await? {
+                let after = match self.ports.store.get(&key).await? {
                     Some(obj) => formats::decode::<JournalDoc>("journal", &key, &obj.bytes)
                         .ok()
                         .and_then(|j| j.values.get(&first.field_path).map(|v| v.after.0)),
@@ -682,6 +674,7 @@ impl Engine {
 
     async fn consolidate_target(&self, target: &Target, id: &str) -> Result<Option<f64>> {
         match self
+            .consolidator()
             .consolidate_record(&target.resource, &target.field, id)
             .await?
         {
@@ -701,7 +694,10 @@ impl Engine {
         check_record_id(id)?;
         let target = self.resolve(resource, field).await?;
         let started = self.now_ms();
-        let result = self.consolidate_record(resource, &target.field, id).await;
+        let result = self
+            .consolidator()
+            .consolidate_record(resource, &target.field, id)
+            .await;
         let (ok, applied) = match &result {
             Ok(Consolidated::Done { applied, .. }) => (1, applied.len() as u64),
             Ok(Consolidated::Missing) => (0, 0),
@@ -747,10 +743,14 @@ impl Engine {
         // keys the read does not show yet. Only a plan whose record is unchanged after the
         // listing is a value the record can have.
         for _ in 0..10 {
-            let Some(plan) = self.plan(resource, &target.field, id, true).await? else {
+            let Some(plan) = self
+                .consolidator()
+                .plan(resource, &target.field, id, true)
+                .await?
+            else {
                 return Ok(None);
             };
-            let unchanged = match self.records.load(resource, id).await? {
+            let unchanged = match self.ports.records.load(resource, id).await? {
                 Some(now) => now.version == plan.record.version,
                 None => return Ok(None),
             };
@@ -778,18 +778,16 @@ impl Engine {
     ) {
         let now = self.now_ms();
         let duration_ms = now.saturating_sub(started).max(0) as u64;
-        {
-            let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
-            s.runs = s.runs.saturating_add(1);
-            s.last_run_ms = Some(started);
-            s.records_consolidated = s.records_consolidated.saturating_add(ok);
-            s.transactions_applied = s.transactions_applied.saturating_add(applied);
-            s.errors = s.errors.saturating_add(errors);
-            s.latency.observe(duration_ms);
-            if errors == 0 {
-                s.last_success_ms.insert(format!("{resource}.{field}"), now);
-            }
-        }
+        self.runs.note_run(
+            resource,
+            field,
+            ok,
+            errors,
+            applied,
+            started,
+            now,
+            duration_ms,
+        );
         self.events.emit(Event::Consolidated {
             resource: resource.into(),
             field: field.into(),
@@ -829,8 +827,8 @@ impl Engine {
 
     /// Ids of records with pending transactions of a field.
     pub async fn pending_record_ids(&self, resource: &str, field: &str) -> Result<Vec<String>> {
-        let prefix = self.layout.pending_field(resource, field);
-        let mut ids: Vec<String> = crate::store::list_all(self.store.as_ref(), &prefix)
+        let prefix = self.ports.layout.pending_field(resource, field);
+        let mut ids: Vec<String> = crate::store::list_all(self.ports.store.as_ref(), &prefix)
             .await?
             .iter()
             .filter_map(|k| crate::keys::split_record_key(&prefix, k).map(|(id, _)| id))
@@ -843,7 +841,10 @@ impl Engine {
         if self.config.analytics_enabled {
             // Folds what a failed consolidation left in the analytics inbox; a fold that fails
             // is retried by the next pass and never holds consolidation back.
-            let folded = self.fold_analytics(resource, &fc.field, None, None).await;
+            let folded = self
+                .folder()
+                .fold_analytics(resource, &fc.field, None, None)
+                .await;
             self.consolidate_field_pass(resource, fc).await?;
             return folded;
         }
@@ -851,12 +852,12 @@ impl Engine {
     }
 
     async fn consolidate_field_pass(&self, resource: &str, fc: &FieldConfig) -> Result<()> {
-        let prefix = self.layout.pending_field(resource, &fc.field);
-        let first = self.store.list(&prefix, None).await?;
+        let prefix = self.ports.layout.pending_field(resource, &fc.field);
+        let first = self.ports.store.list(&prefix, None).await?;
         if first.keys.is_empty() {
             return Ok(());
         }
-        let lease = self.layout.lease(resource, &fc.field);
+        let lease = self.ports.layout.lease(resource, &fc.field);
         let Some(mut held) = self.take_lease(&lease, None).await? else {
             return Ok(());
         };
@@ -865,7 +866,7 @@ impl Engine {
             .await
             .map(|ids| {
                 ids.into_iter()
-                    .filter(|id| self.pass_may_try(resource, &fc.field, id))
+                    .filter(|id| self.consolidator().pass_may_try(resource, &fc.field, id))
                     .collect::<Vec<_>>()
             });
         if let Ok(ids) = &ids {
@@ -890,6 +891,7 @@ impl Engine {
         // land late on a later holder's.
         let released = formats::encode(&LeaseDoc::default()).unwrap_or_default();
         if let Ok(v) = self
+            .ports
             .store
             .put(&lease, released, PutMode::Update(held))
             .await
@@ -923,18 +925,23 @@ impl Engine {
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(key);
                 if let Some(v) = mine {
-                    match self.store.put(key, body(now), PutMode::Update(v)).await {
+                    match self
+                        .ports
+                        .store
+                        .put(key, body(now), PutMode::Update(v))
+                        .await
+                    {
                         Ok(v) => return Ok(Some(v)),
                         Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {}
                         Err(e) => return Err(e.into()),
                     }
                 }
-                match self.store.put(key, body(now), PutMode::Create).await {
+                match self.ports.store.put(key, body(now), PutMode::Create).await {
                     Ok(v) => return Ok(Some(v)),
                     Err(StoreError::Conflict { .. }) => {}
                     Err(e) => return Err(e.into()),
                 }
-                let Some(cur) = self.store.get(key).await? else {
+                let Some(cur) = self.ports.store.get(key).await? else {
                     return Ok(None);
                 };
                 let expires = formats::decode::<LeaseDoc>("lease", key, &cur.bytes)
@@ -946,6 +953,7 @@ impl Engine {
             }
         };
         match self
+            .ports
             .store
             .put(key, body(now), PutMode::Update(version))
             .await
@@ -967,7 +975,10 @@ impl Engine {
         let total = ids.len() as u64;
         let results: Vec<(String, Result<Consolidated>)> = futures::stream::iter(ids)
             .map(|id| async move {
-                let r = self.consolidate_record(resource, fc, &id).await;
+                let r = self
+                    .consolidator()
+                    .consolidate_record(resource, fc, &id)
+                    .await;
                 (id, r)
             })
             .buffer_unordered(self.config.concurrency.max(1))

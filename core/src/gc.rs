@@ -82,7 +82,7 @@ impl Engine {
     /// Garbage collection of every configured field (see the module docs). Pending
     /// transactions are never touched. Emits `gc-completed` per field.
     pub async fn run_gc(&self) -> Result<()> {
-        self.note_gc_run();
+        self.runs().note_gc_run();
         for (resource, fc) in self.configured_fields() {
             match self.gc_field(&resource, &fc).await {
                 Ok((deleted, errors)) => self.events().emit(Event::GcCompleted {

@@ -11,7 +11,7 @@ use crate::journal::{Checkpoint, Journal};
 use crate::keys::check_record_id;
 use crate::records::CommitOutcome;
 use crate::schema::{get_path, set_path};
-use crate::txn::{Transaction, reduce_default};
+use crate::txn::Transaction;
 use rust_decimal::Decimal;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -30,8 +30,10 @@ impl Engine {
         let target = self.resolve(resource, field).await?;
         let fc = target.field.clone();
         for _ in 0..10 {
-            if let crate::consolidate::Consolidated::Missing =
-                self.consolidate_record(resource, &fc, id).await?
+            if let crate::consolidate::Consolidated::Missing = self
+                .consolidator()
+                .consolidate_record(resource, &fc, id)
+                .await?
             {
                 return Ok(None);
             }
@@ -171,10 +173,7 @@ impl Engine {
                     .map(|(b, _)| *b)
                     .unwrap_or(fc.initial_value),
             };
-            let end = match fc.reducer.and_then(|r| self.reducer(r)) {
-                Some(r) => r.reduce(start, &txs, self.zone()).await?,
-                None => reduce_default(start, &txs)?,
-            };
+            let end = self.consolidator().reduce(fc, start, &txs).await?;
             ends.insert(path.to_string(), end);
         }
         Ok(ends)

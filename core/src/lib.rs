@@ -42,6 +42,7 @@ pub mod keys;
 pub mod metrics;
 pub mod migrate;
 pub mod option_names;
+mod ports;
 pub mod queries;
 pub mod records;
 pub mod rollups;

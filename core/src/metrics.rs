@@ -10,6 +10,7 @@
 use crate::store::counting::Counts as RequestCounts;
 use serde_json::{Value, json};
 use std::fmt::Write;
+use std::sync::Mutex;
 
 /// Upper bounds (ms) of the consolidation latency buckets; a last one holds the rest.
 pub const LATENCY_BUCKETS_MS: [u64; 12] =
@@ -78,6 +79,59 @@ pub struct RunStatus {
     pub latency: Histogram,
     /// Per `resource.field`, when a run last finished without errors (epoch ms).
     pub last_success_ms: std::collections::BTreeMap<String, i64>,
+}
+
+/// An engine's run counters, shared by the components that count.
+#[derive(Debug, Default)]
+pub(crate) struct RunLog(Mutex<RunStatus>);
+
+impl RunLog {
+    fn with(&self, f: impl FnOnce(&mut RunStatus)) {
+        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// The counters now.
+    pub(crate) fn snapshot(&self) -> RunStatus {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Counts a GC run.
+    pub(crate) fn note_gc_run(&self) {
+        self.with(|s| s.gc_runs = s.gc_runs.saturating_add(1));
+    }
+
+    /// Counts a write of consolidated values the host database refused.
+    pub(crate) fn note_host_refusal(&self) {
+        self.with(|s| s.host_refusals = s.host_refusals.saturating_add(1));
+    }
+
+    /// Counts a consolidation run of `resource.field` that started at `started` and finished
+    /// at `now`, `duration_ms` long: `ok` records consolidated, `errors` failed, `applied`
+    /// transactions applied.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn note_run(
+        &self,
+        resource: &str,
+        field: &str,
+        ok: u64,
+        errors: u64,
+        applied: u64,
+        started: i64,
+        now: i64,
+        duration_ms: u64,
+    ) {
+        self.with(|s| {
+            s.runs = s.runs.saturating_add(1);
+            s.last_run_ms = Some(started);
+            s.records_consolidated = s.records_consolidated.saturating_add(ok);
+            s.transactions_applied = s.transactions_applied.saturating_add(applied);
+            s.errors = s.errors.saturating_add(errors);
+            s.latency.observe(duration_ms);
+            if errors == 0 {
+                s.last_success_ms.insert(format!("{resource}.{field}"), now);
+            }
+        });
+    }
 }
 
 /// The `metrics()` snapshot (see [`crate::Engine::metrics`]) of the request counts `c`,

@@ -52,11 +52,11 @@ use crate::analytics::materialized::{
     Delta, Packed, delta_from_json, delta_to_json, is_top_object, lacks_top, merge_packed,
     packed_from_json, packed_to_json,
 };
-use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::formats::{self, FoldDoc, InboxDoc, PackedDoc};
 use crate::formats::{FieldState, RECENT_BATCHES, RESURRECTION_WINDOW_MS};
 use crate::keys::batch_seq;
+use crate::ports::Ports;
 use crate::store::{PutMode, StoreError, Version, delete_all, list_all};
 use futures::StreamExt;
 use futures::channel::oneshot;
@@ -251,7 +251,7 @@ fn merge_delta(into: &mut Delta, from: &Delta) {
     }
 }
 
-/// What a fold starts from (see [`Engine::scan_fold`]).
+/// What a fold starts from (see [`Folder::scan_fold`]).
 pub(crate) struct FoldScan {
     state: FoldState,
     /// Keys of the state the listing was compared with that it did not show: deleted, so
@@ -412,7 +412,16 @@ fn corrupt(key: &str) -> Error {
     Error::storage(format!("unreadable analytics object {key}"))
 }
 
-impl Engine {
+/// The analytics fold of one engine: its shared inputs and what it knows locally of inbox
+/// entries and fold states (one [`FoldLocal`] per engine, never one per call).
+pub(crate) struct Folder<'a> {
+    /// The engine's store, layout, records and clock.
+    pub(crate) ports: &'a Ports,
+    /// What this engine knows of inbox entries and fold states.
+    pub(crate) local: &'a FoldLocal,
+}
+
+impl<'a> Folder<'a> {
     /// Writes a batch's contribution to the inbox, before the commit that applies the batch.
     pub(crate) async fn write_inbox_entry(
         &self,
@@ -421,16 +430,25 @@ impl Engine {
         entry: &str,
         delta: &Delta,
     ) -> Result<()> {
-        let key = format!("{}{entry}", self.layout().analytics_inbox(resource, field));
+        let key = format!(
+            "{}{entry}",
+            self.ports.layout.analytics_inbox(resource, field)
+        );
         let body = formats::encode(&InboxDoc {
             delta: delta_to_json(delta),
         })?;
-        match self.store().put(&key, body.clone(), PutMode::Create).await {
+        match self
+            .ports
+            .store
+            .put(&key, body.clone(), PutMode::Create)
+            .await
+        {
             Ok(_) => Ok(()),
             // The name is this batch's alone: a 412 means our own write landed (sent twice).
             Err(StoreError::Conflict { .. })
                 if self
-                    .store()
+                    .ports
+                    .store
                     .get(&key)
                     .await
                     .ok()
@@ -445,9 +463,12 @@ impl Engine {
 
     /// Marks an inbox entry as this engine's own until the guard is dropped: its scans then
     /// leave it to its owner (who knows whether it commits).
-    pub(crate) fn own_entry(&self, resource: &str, field: &str, entry: &str) -> InFlight<'_> {
-        let key = format!("{}{entry}", self.layout().analytics_inbox(resource, field));
-        let local = self.fold_local();
+    pub(crate) fn own_entry(&self, resource: &str, field: &str, entry: &str) -> InFlight<'a> {
+        let key = format!(
+            "{}{entry}",
+            self.ports.layout.analytics_inbox(resource, field)
+        );
+        let local = self.local;
         if let Ok(mut s) = local.in_flight.lock() {
             s.insert(key.clone());
         }
@@ -462,23 +483,29 @@ impl Engine {
         entry: &str,
         delta: Arc<Delta>,
     ) {
-        let key = format!("{}{entry}", self.layout().analytics_inbox(resource, field));
-        self.fold_local().remember(key, delta);
+        let key = format!(
+            "{}{entry}",
+            self.ports.layout.analytics_inbox(resource, field)
+        );
+        self.local.remember(key, delta);
     }
 
     /// Removes the entry of a batch that did not commit (best effort).
     pub(crate) async fn drop_inbox_entry(&self, resource: &str, field: &str, entry: &str) {
-        let key = format!("{}{entry}", self.layout().analytics_inbox(resource, field));
-        let _ = self.store().delete(&key).await;
+        let key = format!(
+            "{}{entry}",
+            self.ports.layout.analytics_inbox(resource, field)
+        );
+        let _ = self.ports.store.delete(&key).await;
     }
 
     pub(crate) async fn read_fold_state(&self, resource: &str, field: &str) -> Result<FoldState> {
-        let key = self.layout().analytics_fold(resource, field);
-        let Some(obj) = self.store().get(&key).await? else {
+        let key = self.ports.layout.analytics_fold(resource, field);
+        let Some(obj) = self.ports.store.get(&key).await? else {
             return Ok(FoldState::default());
         };
         // The state this engine last read or wrote is parsed once.
-        let local = self.fold_local();
+        let local = self.local;
         let body = match local.state(&key, &obj.version) {
             Some(body) => body,
             None => {
@@ -501,8 +528,8 @@ impl Engine {
         resource: &str,
         field: &str,
     ) -> Result<FoldState> {
-        let key = self.layout().analytics_fold(resource, field);
-        let known = self.fold_local().states.lock().ok().and_then(|states| {
+        let key = self.ports.layout.analytics_fold(resource, field);
+        let known = self.local.states.lock().ok().and_then(|states| {
             let (version, body) = states.get(&key)?;
             Some(FoldState {
                 body: body.clone(),
@@ -521,8 +548,8 @@ impl Engine {
         field: &str,
         name: &str,
     ) -> Result<PackedObject> {
-        let key = self.layout().analytics_object(resource, field, name);
-        let Some(obj) = self.store().get(&key).await? else {
+        let key = self.ports.layout.analytics_object(resource, field, name);
+        let Some(obj) = self.ports.store.get(&key).await? else {
             return Ok(PackedObject {
                 fold: 0,
                 points: Packed::new(),
@@ -547,7 +574,7 @@ impl Engine {
         name: &str,
         obj: &mut PackedObject,
     ) -> Result<bool> {
-        let key = self.layout().analytics_object(resource, field, name);
+        let key = self.ports.layout.analytics_object(resource, field, name);
         let body = formats::encode(&PackedDoc {
             fold: obj.fold,
             p: packed_to_json(&obj.points),
@@ -556,7 +583,7 @@ impl Engine {
             Some(v) => PutMode::Update(v.clone()),
             None => PutMode::Create,
         };
-        match self.store().put(&key, body, mode).await {
+        match self.ports.store.put(&key, body, mode).await {
             Ok(v) => {
                 obj.version = Some(v);
                 Ok(true)
@@ -582,7 +609,7 @@ impl Engine {
         // A deleted record's tombstone still names its batches (see `crate::records`): a batch
         // committed before the deletion counts, one cut short by it does not. With no
         // bookkeeping at all, nothing is known yet.
-        let Some(meta) = self.records().bookkeeping(resource, id).await? else {
+        let Some(meta) = self.ports.records.bookkeeping(resource, id).await? else {
             return Ok(EntryStatus::Undecided);
         };
         let state = FieldState::of(&meta, field);
@@ -595,7 +622,7 @@ impl Engine {
         if state.seq.saturating_sub(seq) <= RECENT_BATCHES as u64 {
             return Ok(EntryStatus::Orphan);
         }
-        let (chain, _) = self.journal_chain(resource, field, id).await?;
+        let (chain, _) = self.ports.journals().chain(resource, field, id).await?;
         if chain.iter().any(|j| j.key.ends_with(&format!("/{batch}"))) {
             Ok(EntryStatus::Committed)
         } else if chain.first().is_some_and(|j| j.seq <= seq) {
@@ -608,8 +635,11 @@ impl Engine {
     /// Whether a foreign entry committed and, if so, its contribution (`None` when it vanished
     /// meanwhile: someone else folded and deleted it).
     async fn check_entry(&self, resource: &str, field: &str, name: String) -> Result<Checked> {
-        let key = format!("{}{name}", self.layout().analytics_inbox(resource, field));
-        let local = self.fold_local();
+        let key = format!(
+            "{}{name}",
+            self.ports.layout.analytics_inbox(resource, field)
+        );
+        let local = self.local;
         if let Some(delta) = local.cached(&key) {
             return Ok((name, EntryStatus::Committed, Some(delta)));
         }
@@ -634,7 +664,7 @@ impl Engine {
         // is not needed, but orphans are rare.
         let (status, obj) = futures::join!(
             self.entry_status(resource, field, &name),
-            self.store().get(&key)
+            self.ports.store.get(&key)
         );
         let status = status?;
         if !matches!(status, EntryStatus::Committed) {
@@ -658,7 +688,7 @@ impl Engine {
         self.scan_inbox(resource, field, own, state).await
     }
 
-    /// [`Engine::scan_fold`] from a state already read. A consolidation reads the state before
+    /// [`Folder::scan_fold`] from a state already read. A consolidation reads the state before
     /// its commit and scans the inbox alongside it.
     pub(crate) async fn scan_inbox(
         &self,
@@ -667,8 +697,8 @@ impl Engine {
         own: Option<&str>,
         state: FoldState,
     ) -> Result<FoldScan> {
-        let inbox = self.layout().analytics_inbox(resource, field);
-        let listed: Vec<String> = list_all(self.store().as_ref(), &inbox)
+        let inbox = self.ports.layout.analytics_inbox(resource, field);
+        let listed: Vec<String> = list_all(self.ports.store.as_ref(), &inbox)
             .await?
             .into_iter()
             .filter_map(|k| k.strip_prefix(&inbox).map(str::to_string))
@@ -701,7 +731,7 @@ impl Engine {
         resource: &str,
         field: &str,
     ) -> Result<(FoldState, Vec<(String, Arc<Delta>)>, Vec<String>)> {
-        let inbox = self.layout().analytics_inbox(resource, field);
+        let inbox = self.ports.layout.analytics_inbox(resource, field);
         let mut scan = self.scan_fold(resource, field, None).await?;
         let names = std::mem::take(&mut scan.pending);
         let checked = self.check_entries(resource, field, names).await;
@@ -733,7 +763,7 @@ impl Engine {
         own: Option<(&str, &Delta)>,
         scan: Option<FoldScan>,
     ) -> Result<()> {
-        let inbox = self.layout().analytics_inbox(resource, field);
+        let inbox = self.ports.layout.analytics_inbox(resource, field);
         let own_name = own.map(|(n, _)| n);
         let mut attempt: u32 = 0;
         let mut next = scan.map(Start::Scanned);
@@ -786,7 +816,7 @@ impl Engine {
             if chosen.is_empty() {
                 let mut doomed = std::mem::take(&mut scan.orphans);
                 doomed.extend((state.keys.difference(&scan.gone)).map(|n| format!("{inbox}{n}")));
-                delete_all(self.store().as_ref(), &doomed).await?;
+                delete_all(self.ports.store.as_ref(), &doomed).await?;
                 return Ok(());
             }
             // A flushed plan is finished on the packed objects and starts afresh; otherwise
@@ -818,7 +848,7 @@ impl Engine {
                 plan,
                 flush,
                 trim: state.trim.saturating_add(u64::from(trimmed)),
-                folded: state.folded_after(&chosen, &scan.pending, self.now_ms()),
+                folded: state.folded_after(&chosen, &scan.pending, self.ports.now_ms()),
                 // A field's first fold starts complete; a state of an earlier version, or an
                 // entry of one (cohort points without top objects), from now.
                 top: Some(match (state.top, &state.version) {
@@ -828,11 +858,11 @@ impl Engine {
                         .chain(scan.foreign.iter().map(|(_, d)| &**d))
                         .any(lacks_top) =>
                     {
-                        self.now_ms()
+                        self.ports.now_ms()
                     }
                     (Some(t), _) => t,
                     (None, None) => 0,
-                    (None, Some(_)) => self.now_ms(),
+                    (None, Some(_)) => self.ports.now_ms(),
                 }),
             });
             let body = written.encode()?;
@@ -840,10 +870,10 @@ impl Engine {
                 Some(v) => PutMode::Update(v.clone()),
                 None => PutMode::Create,
             };
-            let key = self.layout().analytics_fold(resource, field);
-            match self.store().put(&key, body, mode).await {
+            let key = self.ports.layout.analytics_fold(resource, field);
+            match self.ports.store.put(&key, body, mode).await {
                 Ok(version) => {
-                    self.fold_local().keep_state(key, version, written.clone());
+                    self.local.keep_state(key, version, written.clone());
                 }
                 Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {
                     if attempt >= 200 {
@@ -852,7 +882,7 @@ impl Engine {
                             format!("analytics of {resource}.{field} kept changing; fold gave up"),
                         ));
                     }
-                    self.backoff_after_conflict(attempt).await;
+                    self.ports.backoff_after_conflict(attempt).await;
                     next = Some(Start::Scanned(scan));
                     continue;
                 }
@@ -872,7 +902,7 @@ impl Engine {
                 doomed.extend(written.keys.iter().map(|n| format!("{inbox}{n}")));
             }
             // Best effort: the next fold deletes what is left.
-            let _ = delete_all(self.store().as_ref(), &doomed).await;
+            let _ = delete_all(self.ports.store.as_ref(), &doomed).await;
             return Ok(());
         }
     }
