@@ -12,6 +12,7 @@ export TALLY_BROWSER_REQUIRED=1
 bash scripts/fmt.sh
 bash scripts/lint.sh
 echo "== layers: no import cycle between core modules, no core/src file over 600 lines"
+python3 scripts/check-layers.py --self-test
 python3 scripts/check-layers.py
 bash scripts/s3-server.sh start
 trap 'bash scripts/s3-server.sh stop' EXIT

@@ -331,8 +331,7 @@ pub fn rollup(points: JsValue, period: &str, options: JsValue) -> Result<JsValue
     };
     let env = env_of(&mut [&mut o]).map_err(js_error)?;
     let period = parse_period(period).map_err(js_error)?;
-    let out = tally_core::analytics::points::rollup_json(&points, period, &env.metrics)
-        .map_err(js_error)?;
+    let out = tally_core::analytics::coarsen(&points, period, &env.metrics).map_err(js_error)?;
     to_js(&out)
 }
 

@@ -22,8 +22,8 @@ use crate::analytics::points::{Fact, PointSet};
 use crate::config::Period;
 use crate::engine::Engine;
 use crate::error::Result;
+use crate::fold::{FoldState, label_period};
 use crate::formats::{FieldState, key_token};
-use crate::rollups::{FoldState, label_period};
 use crate::store::list_all;
 use crate::txn::Transaction;
 use futures::{StreamExt, TryStreamExt};
@@ -228,7 +228,7 @@ impl Engine {
     /// Per record, the count and sum of its folded transactions in the top objects `cover`
     /// (see [`top_cover`]; every month when `None`), with the view they were read as of.
     /// `None` when some of those cohorts began before folds carried top objects (see
-    /// [`crate::rollups`]): the caller answers from the journals.
+    /// [`crate::fold`]): the caller answers from the journals.
     pub(crate) async fn materialized_top(
         &self,
         resource: &str,

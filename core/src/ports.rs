@@ -1,7 +1,7 @@
 //! What every engine component is handed: the transaction store and where things live in it,
 //! the record seam, the clock, the sleeper for backoff and the random source.
 //!
-//! One [`Ports`] per engine; components borrow it (see [`crate::rollups::Folder`]) rather than
+//! One [`Ports`] per engine; components borrow it (see [`crate::fold::Folder`]) rather than
 //! reaching into the engine, so they sit below it in the module graph.
 
 use crate::clock::{Clock, IdSource, Sleeper};

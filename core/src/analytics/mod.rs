@@ -3,8 +3,10 @@
 //! The plugin's queries and the WASM package both use this module.
 
 pub mod calendar;
+pub mod coarsen;
 pub mod materialized;
 pub mod points;
 
 pub use calendar::{Label, cohort_label, range};
+pub use coarsen::coarsen;
 pub use points::{Fact, Point, PointSet, aggregate, fill_gaps, top_records};

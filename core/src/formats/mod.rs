@@ -128,7 +128,7 @@ pub(crate) struct ResourceDoc {
 }
 
 /// An analytics inbox entry, `P/a/<resource>/<field>/in/<id>/<batch>`: what one committed
-/// batch adds to each hour, day, week and month (see [`crate::rollups`]). The delta's own
+/// batch adds to each hour, day, week and month (see [`crate::fold`]). The delta's own
 /// encoding is the pure analytics module's
 /// ([`crate::analytics::materialized::delta_to_json`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -148,7 +148,7 @@ pub(crate) struct PackedDoc {
 }
 
 /// The fold state of a field's analytics, `P/a/<resource>/<field>/fold` (see
-/// [`crate::rollups`]).
+/// [`crate::fold`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct FoldDoc {
     /// The fold's sequence number.
