@@ -37,7 +37,7 @@ const VIEW_ATTEMPTS: u32 = 8;
 const TOP_MARGIN_MS: i64 = 86_400_000;
 
 /// Per record id, the count and sum of its transactions.
-pub type RecordTotals = BTreeMap<String, (u64, Decimal)>;
+pub(crate) type RecordTotals = BTreeMap<String, (u64, Decimal)>;
 
 /// What materialized reads see (see the module doc).
 pub(crate) struct View {
@@ -73,7 +73,7 @@ impl View {
 /// `date` itself when its cohorts of `period` make it up exactly (the hours of a day, week or
 /// month; the days of a week or month), the months of a year (except for weeks), else
 /// `labels`; `None` for every cohort (all time: the months).
-pub fn top_cover(
+pub(crate) fn top_cover(
     period: Period,
     date: Option<&str>,
     labels: Option<&[Label]>,

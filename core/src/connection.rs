@@ -16,6 +16,14 @@ pub struct Connection {
     pub prefix: String,
 }
 
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A connection string with its password removed (for logs and errors).
 pub fn redact(connection_string: &str) -> String {
     // Read as text, not as a URL: a secret holding a raw `/` after digits (`KEY:9/abc@bucket`)

@@ -139,6 +139,17 @@ pub struct EventBus {
     streams: Mutex<Vec<mpsc::UnboundedSender<Event>>>,
 }
 
+impl std::fmt::Debug for EventBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let listeners = self.listeners.lock().map_or(0, |l| l.len());
+        let streams = self.streams.lock().map_or(0, |s| s.len());
+        f.debug_struct("EventBus")
+            .field("listeners", &listeners)
+            .field("streams", &streams)
+            .finish()
+    }
+}
+
 impl EventBus {
     /// Calls `f` for every event (on the thread that emits it).
     pub fn on(&self, f: impl Fn(&Event) + Send + Sync + 'static) {

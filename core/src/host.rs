@@ -75,6 +75,14 @@ pub struct HostRecords {
     refusals: std::sync::Mutex<HashMap<(String, String), crate::error::Error>>,
 }
 
+impl std::fmt::Debug for HostRecords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostRecords")
+            .field("prefix", &self.layout.prefix())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Runs one host call with a timeout, retrying storage failures (reads and writes of a host
 /// record are idempotent: a write sets the given values).
 async fn with_retries<T, F, Fut>(

@@ -1,13 +1,28 @@
 //! tally-core: auditable counters and balances on object storage — exactly-once consolidation
-//! of transaction logs, standalone records, and (with the analytics module) time-bucketed
-//! rollups. No JS types live here; bindings convert at the edges.
+//! of transaction logs, standalone records, and time-bucketed analytics. No JS types live
+//! here; bindings convert at the edges.
 //!
-//! Layers, top down: [`engine`] (the plugin facade) → [`consolidate`] (the exactly-once
-//! protocol) → [`records`] (the record seam and the standalone database) and [`store`] (the
-//! object-store seam: memory, folder, later S3).
+//! Start at [`Engine`] (one configured plugin: mutations, consolidation, passes, queries),
+//! [`Database`] (Tally's own records) and [`store`] (the object-store seam and its
+//! backends). The modules form layers; a module uses only its own layer and those below
+//! (`scripts/check-layers.py` fails on a cycle), and the public ones are marked `pub`:
+//!
+//! | layer | modules |
+//! | --- | --- |
+//! | L0 foundations | `error`, `clock`, `amount`, `cohort`, `events`, `option_names`, `schema` |
+//! | L1 seams, values, configuration | `store`, `keys`, `txn`, `config`, `connection`, `metrics` |
+//! | L2 pure analytics, stored formats | `analytics`, `formats` |
+//! | L3 records, history, ports | `records`, `host`, `journal`, `ports` |
+//! | L4 components | `fold`, `consolidate` |
+//! | L5 the facade | `engine` |
+//! | L6 on the facade | `dead_letters`, `history`, `gc`, `verify`, `admin`, `inspect`, `migrate`, `analytics_view`, `calls`, `queries` |
+//!
+//! `docs/ARCHITECTURE.md` has one line per module and the path of a JS call to a storage
+//! request; the protocol is in `consolidate`'s module docs.
 
 // No panic is reachable from input or stored bytes: no unwrap, expect or panic, and no
 // arithmetic that can overflow, outside tests (the conformance suite is a test helper).
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![cfg_attr(
     not(test),
     deny(
@@ -18,40 +33,55 @@
     )
 )]
 
-pub mod admin;
+// L0 foundations
 pub mod amount;
-pub mod analytics;
-pub mod analytics_view;
-pub mod calls;
 pub mod clock;
 pub mod cohort;
-pub mod config;
-pub mod connection;
-pub mod consolidate;
-pub mod dead_letters;
-pub mod engine;
 pub mod error;
 pub mod events;
-mod fold;
-mod formats;
-pub mod gc;
-pub mod history;
-pub mod host;
-pub mod inspect;
-mod journal;
+mod option_names;
+pub mod schema;
+
+// L1 seams, values, configuration
+pub mod config;
+pub mod connection;
 pub mod keys;
 pub mod metrics;
-pub mod migrate;
-pub mod option_names;
-mod ports;
-pub mod queries;
-pub mod records;
-pub mod schema;
 pub mod store;
 pub mod txn;
-pub mod verify;
 
+// L2 pure analytics, stored formats
+pub mod analytics;
+mod formats;
+
+// L3 records, history, ports
+pub mod host;
+mod journal;
+mod ports;
+pub mod records;
+
+// L4 components
+mod consolidate;
+mod fold;
+
+// L5 the facade
+pub mod engine;
+
+// L6 on the facade
+mod admin;
+mod analytics_view;
+mod calls;
+mod dead_letters;
+mod gc;
+mod history;
+mod inspect;
+mod migrate;
+pub mod queries;
+mod verify;
+
+pub use admin::FieldTransactions;
 pub use amount::Arg;
+pub use calls::RESOURCE_METHODS;
 pub use config::PluginConfig;
 pub use engine::{Engine, MutationOptions, MutationResult};
 pub use error::{Error, ErrorCode, Result};

@@ -37,7 +37,7 @@ const TOP: &[&str] = &[
 
 /// Top-level names 21.6.2 accepts that Tally ignores (its coordinator, tickets, workers and
 /// plugin base class: Tally coordinates through conditional writes instead).
-pub const IGNORED: &[&str] = &[
+pub(crate) const IGNORED: &[&str] = &[
     "coordinator",
     "enableCoordinator",
     "ticketBatchSize",
@@ -122,7 +122,7 @@ fn unknown(path: &str, suggestion: Option<&str>, prefix: &str) -> Error {
 }
 
 /// Rejects option names that are neither Tally's nor 21.6.2's.
-pub fn check(o: &Map<String, Value>) -> Result<()> {
+pub(crate) fn check(o: &Map<String, Value>) -> Result<()> {
     for (name, value) in o {
         if TOP.contains(&name.as_str()) {
             if let (Some((section, keys)), Value::Object(inner)) =

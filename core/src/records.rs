@@ -129,6 +129,14 @@ pub struct Database {
     clock: Arc<dyn Clock>,
 }
 
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("prefix", &self.layout.prefix())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Options of [`Resource::list`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ListOptions {
@@ -334,6 +342,14 @@ impl RecordAccess for Database {
 pub struct Resource {
     db: Arc<Database>,
     name: String,
+}
+
+impl std::fmt::Debug for Resource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resource")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 fn not_found(resource: &str, id: &str) -> Error {

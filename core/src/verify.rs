@@ -32,7 +32,7 @@ const READ_AHEAD: usize = 8;
 
 /// One thing `verify` found wrong with a record's history.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Problem {
+pub(crate) struct Problem {
     /// The record.
     pub id: String,
     /// Stable kind: `journal-changed`, `journal-removed`, `journal-reordered`,

@@ -12,9 +12,13 @@ const metrics = require('./metrics.cjs');
 /** How long a plugin named by `usePlugin` may stay uninstalled before it warns. */
 const INSTALL_WATCH_MS = 1000;
 
-const RESOURCE_METHODS = [
-  'set', 'add', 'sub', 'increment', 'decrement', 'consolidate', 'getConsolidatedValue', 'recalculate',
-];
+/** The resource methods, from the addon (read once, when the first plugin installs). */
+let resourceMethods;
+const RESOURCE_METHODS = () => (resourceMethods ??= native.resourceMethods());
+/**
+ * The query functions, known when this file loads (methods are defined on the prototype before
+ * the addon is loaded); `golden.test.mjs` requires the same list as the addon's and the wasm's.
+ */
 const QUERY_FUNCTIONS = [
   'getAnalytics', 'getDayByHour', 'getWeekByDay', 'getWeekByHour', 'getMonthByDay', 'getMonthByHour',
   'getMonthByWeek', 'getYearByDay', 'getYearByWeek', 'getYearByMonth', 'getLastNHours', 'getLastNDays',
@@ -264,7 +268,7 @@ class EventualConsistencyPlugin extends EventEmitter {
   _onResourceCreated(resource) {
     if (!this._resources.has(resource.name)) return;
     if (host.isS3dbDatabase(this.database)) this._bindHostResource(resource);
-    for (const method of RESOURCE_METHODS) {
+    for (const method of RESOURCE_METHODS()) {
       const current = resource[method];
       if (current !== undefined && !(current && current.__tally === this)) {
         logging.log(this.logger, 'warn', { resource: resource.name, method }, `resource "${resource.name}" already has a "${method}" property; not replacing it`);
@@ -375,7 +379,7 @@ class EventualConsistencyPlugin extends EventEmitter {
     if (!database) return;
     wrapSync(() => this._native.uninstall());
     for (const resource of Object.values(database.resources ?? {})) {
-      for (const method of RESOURCE_METHODS) {
+      for (const method of RESOURCE_METHODS()) {
         if (resource[method] && resource[method].__tally === this) delete resource[method];
       }
       if (resource.__tallyBound === this) {
@@ -494,4 +498,4 @@ for (const name of QUERY_FUNCTIONS) {
 
 EventualConsistencyPlugin.PROMETHEUS_CONTENT_TYPE = metrics.PROMETHEUS_CONTENT_TYPE;
 
-module.exports = { EventualConsistencyPlugin, RESOURCE_METHODS, QUERY_FUNCTIONS };
+module.exports = { EventualConsistencyPlugin, QUERY_FUNCTIONS };

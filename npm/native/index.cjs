@@ -837,3 +837,5 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.NativeDatabase = nativeBinding.NativeDatabase
 module.exports.NativePlugin = nativeBinding.NativePlugin
+module.exports.queryFunctions = nativeBinding.queryFunctions
+module.exports.resourceMethods = nativeBinding.resourceMethods

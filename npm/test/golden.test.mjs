@@ -97,10 +97,13 @@ test('wasm: every transaction form reads the same through columns and item by it
   }
 });
 
-test('wasm: its query functions are the plugin\'s and the core\'s', async () => {
+test('wasm: its query functions are the plugin\'s, the addon\'s and the core\'s', async () => {
   await init();
   const { QUERY_FUNCTIONS } = await import('../lib/plugin.cjs');
+  const { default: native } = await import('../lib/native.cjs');
   assert.deepEqual(tally.queryFunctions(), QUERY_FUNCTIONS);
+  assert.deepEqual(native.queryFunctions(), QUERY_FUNCTIONS);
+  assert.deepEqual(native.resourceMethods(), ['set', 'add', 'sub', 'increment', 'decrement', 'consolidate', 'getConsolidatedValue', 'recalculate']);
   for (const name of QUERY_FUNCTIONS.filter((n) => n !== 'getRawEvents')) assert.equal(typeof tally[name], 'function', name);
 });
 

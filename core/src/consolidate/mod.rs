@@ -64,7 +64,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Most transactions one consolidation applies; the rest wait for the next batch.
-pub const MAX_BATCH: usize = 1_000;
+pub(crate) const MAX_BATCH: usize = 1_000;
 
 /// `owned` and `changed`, each path once (the paths a commit names, see
 /// [`crate::records::RecordAccess::commit`]).
@@ -121,7 +121,7 @@ pub(crate) struct Plan {
 impl Plan {
     /// True when the record as read already reflects the pending key `name`, or this plan
     /// applies it: a value from this plan's commit (or read) includes it.
-    pub fn covers(&self, name: &str) -> bool {
+    pub(crate) fn covers(&self, name: &str) -> bool {
         self.applied.contains(key_token(name)) || self.pending.contains(name)
     }
 }
@@ -151,7 +151,7 @@ enum Attempt {
 
 /// The result of consolidating one record.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Consolidated {
+pub(crate) enum Consolidated {
     /// The record does not exist; its transactions stay pending.
     Missing,
     /// Done: the record data now, and how many transactions this call applied.

@@ -62,6 +62,15 @@ pub struct Engine {
     released_leases: std::sync::Mutex<HashMap<String, Version>>,
 }
 
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("prefix", &self.ports.layout.prefix())
+            .field("mode", &self.config.mode)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Builder of an [`Engine`].
 pub struct EngineBuilder {
     config: PluginConfig,
@@ -71,6 +80,14 @@ pub struct EngineBuilder {
     clock: Arc<dyn Clock>,
     sleeper: Arc<dyn Sleeper>,
     ids: Arc<dyn IdSource>,
+}
+
+impl std::fmt::Debug for EngineBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineBuilder")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
 }
 
 impl EngineBuilder {

@@ -68,6 +68,14 @@ pub struct CountingStore {
     failures: AtomicU64,
 }
 
+impl std::fmt::Debug for CountingStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CountingStore")
+            .field("counts", &self.request_counts())
+            .finish_non_exhaustive()
+    }
+}
+
 impl CountingStore {
     /// Wraps `inner`.
     pub fn new(inner: Arc<dyn Store>) -> Self {

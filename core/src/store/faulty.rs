@@ -28,6 +28,16 @@ pub struct FaultyStore {
     latency: Option<(u64, SleepFn)>,
 }
 
+impl std::fmt::Debug for FaultyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultyStore")
+            .field("seen", &self.seen)
+            .field("fail_at", &self.fail_at)
+            .field("crashed", &self.crashed)
+            .finish_non_exhaustive()
+    }
+}
+
 impl FaultyStore {
     /// Wraps `inner` without faults.
     pub fn new(inner: Arc<dyn Store>) -> Self {

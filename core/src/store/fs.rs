@@ -46,6 +46,14 @@ pub struct FsStore {
     encoded: bool,
 }
 
+impl std::fmt::Debug for FsStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FsStore")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
 impl FsStore {
     /// Opens (creating it when needed) the store in `base`.
     pub fn open(base: impl AsRef<Path>) -> Result<Self, StoreError> {

@@ -12,6 +12,14 @@ pub struct MemoryStore {
     inner: Mutex<Inner>,
 }
 
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     objects: BTreeMap<String, Object>,

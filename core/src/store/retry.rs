@@ -30,6 +30,15 @@ pub struct RetryingStore<S> {
     retries: AtomicU64,
 }
 
+impl<S> std::fmt::Debug for RetryingStore<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RetryingStore")
+            .field("max_attempts", &self.max_attempts)
+            .field("retries", &self.retries)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<S: Store> RetryingStore<S> {
     /// Retries `inner`'s transient failures, `max_attempts` attempts in all (at least one),
     /// sleeping with `sleeper` between them.

@@ -101,10 +101,28 @@ pub struct S3Bucket {
     client: OnceCell<Client>,
 }
 
+impl std::fmt::Debug for S3Bucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Only where it is: the options may hold credentials (redacted) and an endpoint.
+        f.debug_struct("S3Bucket")
+            .field("bucket", &self.options.bucket)
+            .field("region", &self.options.region)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A bucket on S3 or an S3-compatible server (see the module documentation): one attempt per
 /// request in [`S3Bucket`], retried by a [`RetryingStore`].
 pub struct S3Store {
     retrying: RetryingStore<S3Bucket>,
+}
+
+impl std::fmt::Debug for S3Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Store")
+            .field("bucket", self.retrying.inner())
+            .finish_non_exhaustive()
+    }
 }
 
 impl S3Store {
