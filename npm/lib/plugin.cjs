@@ -5,7 +5,9 @@ const { EventEmitter } = require('node:events');
 const native = require('./native.cjs');
 const { TallyError, wrap, wrapSync } = require('./errors.cjs');
 const { tag } = require('./args.cjs');
-const host = require('./s3db-host.cjs');
+const adapter = require('./s3db/adapter.cjs');
+const { carryOver } = require('./s3db/carry-over.cjs');
+const hooks = require('./s3db/hooks.cjs');
 const logging = require('./logging.cjs');
 const metrics = require('./metrics.cjs');
 
@@ -47,20 +49,6 @@ function splitFunctions(options) {
   };
   const { clock, logger, ...rest } = options;
   return { json: walk(rest), functions, clock, logger };
-}
-
-
-/** A copy of `data` with `value` at the dotted `path`. */
-function withPath(data, path, value) {
-  const out = { ...data };
-  const parts = path.split('.');
-  let cur = out;
-  for (const p of parts.slice(0, -1)) {
-    cur[p] = cur[p] && typeof cur[p] === 'object' ? { ...cur[p] } : {};
-    cur = cur[p];
-  }
-  cur[parts[parts.length - 1]] = value;
-  return out;
 }
 
 /** Runs `work` for each item, one after another. */
@@ -224,41 +212,24 @@ class EventualConsistencyPlugin extends EventEmitter {
       for (const resource of Object.values(database.resources)) this._onResourceCreated(resource);
       return;
     }
-    if (!host.isS3dbDatabase(database)) {
+    if (!adapter.isS3dbDatabase(database)) {
       throw new TallyError(
         'ERR_INVALID_CONFIG',
         'EventualConsistencyPlugin: install it with db.usePlugin(plugin) on a tally-ec S3db or an s3db.js Database',
       );
     }
-    const fns = host.recordFunctions(database);
-    wrapSync(() => this._native.installHost(host.tallyConnectionString(database), fns.get, fns.write));
+    const fns = adapter.recordFunctions(database);
+    wrapSync(() => this._native.installHost(adapter.tallyConnectionString(database), fns.get, fns.write));
     this.database = database;
     for (const resource of Object.values(database.resources)) this._onResourceCreated(resource);
-    this._afterCreateResource = async (payload) => {
-      if (payload && payload.resource && this.database === database) this._onResourceCreated(payload.resource);
-      return payload;
-    };
-    database.addHook('afterCreateResource', this._afterCreateResource);
-    // s3db.js's disconnect() stops only constructor-form plugins and does not wait for them:
-    // finish in-flight work and stop timers first, as SPEC §4 asks.
-    if (typeof database.disconnect === 'function' && !database.disconnect.__tally) {
-      const disconnect = database.disconnect;
-      const wrapped = async (...args) => {
-        for (const p of Object.values(database.plugins ?? {})) {
-          if (p instanceof EventualConsistencyPlugin) await p.stop();
-        }
-        return disconnect.apply(database, args);
-      };
-      Object.defineProperty(wrapped, '__tally', { value: true });
-      database.disconnect = wrapped;
-    }
+    hooks.install(this, database, (p) => p instanceof EventualConsistencyPlugin);
     this._now();
     // The CLI reads and audits: it never takes a running 21.6.2 app's pending transactions.
     if (this._carryOver === false) {
       this.carriedOver = [];
       return;
     }
-    this.carriedOver = await this._track(host.carryOver(database, this._native, this.config, this.logger));
+    this.carriedOver = await this._track(carryOver(database, this._native, this.config, this.logger));
     for (const { resource, field, records } of this.carriedOver) {
       await eachInTurn(records, (id) => this._call(resource, 'consolidate', [id, field]));
     }
@@ -267,7 +238,7 @@ class EventualConsistencyPlugin extends EventEmitter {
   /** Installs the resource methods on a configured resource (also one created later). */
   _onResourceCreated(resource) {
     if (!this._resources.has(resource.name)) return;
-    if (host.isS3dbDatabase(this.database)) this._bindHostResource(resource);
+    if (adapter.isS3dbDatabase(this.database)) hooks.bindResource(this, resource);
     for (const method of RESOURCE_METHODS()) {
       const current = resource[method];
       if (current !== undefined && !(current && current.__tally === this)) {
@@ -278,53 +249,6 @@ class EventualConsistencyPlugin extends EventEmitter {
       Object.defineProperty(fn, '__tally', { value: this });
       resource[method] = fn;
     }
-  }
-
-  /** s3db.js resources: attributes for the path rules, and deletions forget Tally's state. */
-  _bindHostResource(resource) {
-    if (resource.__tallyBound === this) return;
-    Object.defineProperty(resource, '__tallyBound', { value: this, configurable: true });
-    const attributes = resource.attributes ?? resource.config?.attributes ?? {};
-    if (!this._native.bindResource(resource.name, attributes)) {
-      logging.log(this.logger, 'warn', { resource: resource.name }, `attributes of s3db.js resource "${resource.name}" not understood; nested-path rules are not checked`);
-    }
-    // As in standalone mode, an insert applies the record's waiting transactions.
-    // s3db.js resources cannot remove a hook: once uninstalled, these pass the data through.
-    const bound = () => resource.__tallyBound === this;
-    resource.addHook('afterInsert', async (data) => {
-      if (!bound() || !data || data.id === undefined) return data;
-      this._now();
-      let values;
-      let failed;
-      try {
-        ({ values, failed } = await this._track(this._native.recordInserted(resource.name, String(data.id), data)));
-      } catch (error) {
-        failed = [{ error }];
-        values = {};
-      }
-      // The insert itself succeeded; transactions of a field that failed stay pending for the
-      // next consolidation.
-      for (const f of failed) {
-        const error = f.error ?? new TallyError(f.code, f.message);
-        this._dispatch('plg:eventual-consistency:consolidation-error', { error, resource: resource.name, field: f.field, recordId: data.id });
-      }
-      let out = data;
-      for (const [path, value] of Object.entries(values)) {
-        if (typeof value === 'number') out = withPath(out, path, value);
-      }
-      return out;
-    });
-    resource.addHook('afterDelete', async (data) => {
-      // Ids Tally rejects never had state; nothing to forget. A failure is reported; the next
-      // GC retires the state of a record that is gone, before the id can come back.
-      if (bound() && data && data.id !== undefined) {
-        await wrap(this._native.forget(resource.name, String(data.id))).catch((error) => {
-          if (error?.code === 'ERR_INVALID_ARGUMENT') return;
-          this._dispatch('plg:eventual-consistency:consolidation-error', { error, resource: resource.name, recordId: data.id });
-        });
-      }
-      return data;
-    });
   }
 
   async start() {
@@ -386,9 +310,7 @@ class EventualConsistencyPlugin extends EventEmitter {
         Object.defineProperty(resource, '__tallyBound', { value: undefined, configurable: true });
       }
     }
-    if (this._afterCreateResource && typeof database.removeHook === 'function') {
-      database.removeHook('afterCreateResource', this._afterCreateResource);
-    }
+    hooks.uninstall(this, database);
     this.database = null;
   }
 

@@ -241,7 +241,7 @@ test('side by side with s3db.js 21.6.2: every difference is one SPEC.md decides,
 
 test("two s3db.js databases whose keyPrefix differs after a '?' or '#' never share Tally's data", async () => {
   const { createRequire } = await import('node:module');
-  const { tallyConnectionString } = createRequire(import.meta.url)('../lib/s3db-host.cjs');
+  const { tallyConnectionString } = createRequire(import.meta.url)('../lib/s3db/adapter.cjs');
   class MemoryClient {
     constructor(bucket) {
       this.bucket = bucket;
