@@ -105,20 +105,32 @@ def check(root, table=False):
 
 
 def self_test():
-    """A tree with a cycle (a -> b -> a) and a long file must fail; without them it passes."""
-    with tempfile.TemporaryDirectory() as d:
-        root = pathlib.Path(d)
-        src = root / "core" / "src"
-        (src / "b").mkdir(parents=True)
-        (src / "lib.rs").write_text("mod a;\nmod b;\nmod c;\npub use c::Thing;\n")
-        (src / "a.rs").write_text("use crate::b::x;\n")
-        (src / "b" / "mod.rs").write_text("// use crate::a; (a comment is no edge)\nmod y;\n")
-        (src / "b" / "y.rs").write_text("use crate::{c::z, a::w};\n")
-        (src / "c.rs").write_text("\n" * (MAX_LINES + 1))
-        assert check(root) == 2, "a cycle and a long file must fail"
-        (src / "c.rs").write_text("pub struct Thing;\n")
-        (src / "b" / "y.rs").write_text("use crate::Thing;\n")
-        assert check(root) == 0, "the same tree without them must pass"
+    """Small trees the check must fail (a cycle through each kind of edge, a long file) and
+    pass (the same trees without them, a file of exactly the limit)."""
+
+    def expect(files, failures, what):
+        with tempfile.TemporaryDirectory() as d:
+            root = pathlib.Path(d)
+            for name, text in files.items():
+                path = root / "core" / "src" / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+            got = check(root)
+            if got != failures:
+                raise SystemExit(f"check-layers self-test: {what}: {got} failures, expected {failures}")
+
+    lib = "mod a;\nmod b;\nmod c;\npub use c::Thing;\n"
+    expect({"lib.rs": lib, "a.rs": "use crate::b::x;\n", "b/mod.rs": "mod y;\n",
+            "b/y.rs": "use crate::{c::z, a::w};\n", "c.rs": "\n" * (MAX_LINES + 1)},
+           2, "a cycle through a folder and a brace list, and a long file")
+    expect({"lib.rs": lib, "a.rs": "use crate::b::x;\n", "b/mod.rs": "// use crate::a;\nmod y;\n",
+            "b/y.rs": "use crate::Thing;\n", "c.rs": "pub struct Thing;\n" + "\n" * (MAX_LINES - 1)},
+           0, "no cycle (a comment is no edge), a file of exactly the limit")
+    expect({"lib.rs": lib, "a.rs": "fn f() -> crate::Thing { todo!() }\n", "b/mod.rs": "",
+            "c.rs": "use crate::a::f;\n"},
+           1, "a cycle through a name the crate root re-exports")
+    expect({"lib.rs": lib, "a.rs": "use super::c::z;\n", "b/mod.rs": "", "c.rs": "use crate::a::f;\n"},
+           1, "a cycle through super:: in a top-level file")
     print("check-layers self-test passed")
     return 0
 

@@ -141,8 +141,9 @@ pub struct EventBus {
 
 impl std::fmt::Debug for EventBus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let listeners = self.listeners.lock().map_or(0, |l| l.len());
-        let streams = self.streams.lock().map_or(0, |s| s.len());
+        // Never waits for a lock: a count another thread holds shows as `None`.
+        let listeners = self.listeners.try_lock().ok().map(|l| l.len());
+        let streams = self.streams.try_lock().ok().map(|s| s.len());
         f.debug_struct("EventBus")
             .field("listeners", &listeners)
             .field("streams", &streams)

@@ -84,16 +84,6 @@ pub struct Transaction {
 }
 
 impl Transaction {
-    /// The signed contribution used by analytics: `sub` counts as `-value`.
-    pub fn signed_value(&self) -> Decimal {
-        match self.operation {
-            // Negating a decimal flips its sign; it cannot overflow.
-            #[allow(clippy::arithmetic_side_effects)]
-            Op::Sub => -self.value,
-            _ => self.value,
-        }
-    }
-
     /// The transaction as users see it (SPEC §4), cohorts in `zone`.
     pub fn to_json(&self, zone: Tz, applied: bool) -> Value {
         let c = cohorts_of(self.timestamp_ms, zone);
@@ -125,11 +115,6 @@ impl Transaction {
     /// The position in reduction order: the ordering stamp, then the id.
     pub fn order_key(&self) -> (i64, &str) {
         (self.order_ms.unwrap_or(self.timestamp_ms), &self.id)
-    }
-
-    /// True when the key name cannot carry the whole transaction (it needs its body).
-    pub fn needs_body(&self) -> bool {
-        self.idempotency_key.is_some() || self.metadata.is_some()
     }
 
     /// The key name of this transaction (see the module documentation).
@@ -217,12 +202,6 @@ pub fn parse_key_name(name: &str, record_id: &str, field: &str) -> Result<NameIn
         idempotency_key: None,
         metadata: None,
     })))
-}
-
-/// Orders transactions for reduction: by ordering stamp (the timestamp, unless the clock
-/// stepped back), then id.
-pub fn sort_for_reduction(txs: &mut [Transaction]) {
-    txs.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
 }
 
 /// The default reduction: `set` replaces, `add` adds, `sub` subtracts. Fails on overflow.

@@ -225,7 +225,7 @@ impl<'a> Consolidator<'a> {
         }
     }
 
-    /// [`Engine::consolidate_record`]; with `own` (a pending key name this caller wrote), the
+    /// [`Consolidator::consolidate_record`]; with `own` (a pending key name this caller wrote), the
     /// result is read or committed after that key was applied, so a sync mutation resolves to
     /// a value that includes itself.
     pub(crate) async fn consolidate_record_with(

@@ -6,7 +6,7 @@ mod write;
 
 pub use pass::RunSummary;
 pub(crate) use write::Written;
-pub use write::{MutationOptions, MutationResult, idempotency_key_hash};
+pub use write::{MutationOptions, MutationResult};
 
 use crate::amount::{Arg, amount_from_arg, decimal_to_f64, truncate};
 use crate::clock::{Clock, IdSource, Sleeper, SplitMix, SystemClock, base36, default_sleeper};
@@ -27,7 +27,7 @@ use crate::records::{InsertListener, RecordAccess};
 use crate::schema::get_path;
 use crate::store::{PutMode, SharedStore, StoreError, Version};
 
-use crate::txn::{Op, Transaction, idempotency_hash};
+use crate::txn::{Op, Transaction};
 use async_trait::async_trait;
 use chrono_tz::Tz;
 use serde_json::{Value, json};
@@ -55,7 +55,7 @@ pub struct Engine {
     runs: RunLog,
     fold_local: crate::fold::FoldLocal,
     /// Records found missing (deleted, or not created yet), with when a pass tries them again
-    /// and the wait after that (see `Engine::note_missing`).
+    /// and the wait after that (see `Consolidator::note_missing`).
     missing: Mutex<HashMap<String, (i64, i64)>>,
     /// The version of each pass lease as this engine released it: the next pass takes it back
     /// with one compare-and-swap, as long as nobody touched it since.
@@ -104,11 +104,6 @@ impl EngineBuilder {
     /// Uses this random source for ids and jitter.
     pub fn ids(mut self, ids: Arc<dyn IdSource>) -> Self {
         self.ids = ids;
-        self
-    }
-    /// Puts transactions, journals and leases under `prefix` (defaults to the one given).
-    pub fn prefix(mut self, prefix: &str) -> Self {
-        self.prefix = prefix.to_string();
         self
     }
     /// Builds the engine.
@@ -499,20 +494,6 @@ impl Engine {
                 }
             })
             .collect()
-    }
-
-    /// Emits `started` for every configured field.
-    pub fn emit_started(&self) {
-        for e in self.lifecycle_events(true) {
-            self.events.emit(e);
-        }
-    }
-
-    /// Emits `stopped` for every configured field.
-    pub fn emit_stopped(&self) {
-        for e in self.lifecycle_events(false) {
-            self.events.emit(e);
-        }
     }
 }
 

@@ -95,11 +95,6 @@ fn check_same(first: &Transaction, now: &Transaction) -> Result<()> {
     Ok(())
 }
 
-/// Key hash of an idempotency key (re-exported for tests and tools).
-pub fn idempotency_key_hash(path: &str, key: &str) -> String {
-    idempotency_hash(path, key)
-}
-
 impl Engine {
     /// The clock's time, the ordering stamp and the id suffix of a new transaction. Stamps
     /// never go back within an engine (a clock stepped back keeps the last one, and counts

@@ -27,18 +27,6 @@ async fn put_all(store: &Arc<dyn Store>, keys: &[String], parallel: usize) {
     }
 }
 
-/// Every case, by name, for the test generator.
-pub const CASES: &[&str] = &[
-    "round_trip",
-    "create_only_on_existing_key_conflicts",
-    "update_against_stale_version_conflicts",
-    "update_of_missing_key_is_not_found",
-    "list_by_prefix_in_key_order_with_start_after_beyond_1000_keys",
-    "delete_and_delete_many_are_idempotent",
-    "concurrent_create_only_puts_have_exactly_one_winner",
-    "concurrent_compare_and_swap_increments_lose_nothing",
-];
-
 /// A put, then a get, returns the bytes and the version; overwrite replaces; unknown keys read
 /// as `None`.
 pub async fn round_trip(store: Arc<dyn Store>, prefix: &str) {
