@@ -237,7 +237,9 @@ impl NativePlugin {
     pub async fn call(&self, resource: String, method: String, args: Vec<Value>) -> Settled<Value> {
         settle(async {
             let args: Vec<_> = args.iter().map(arg_from_tagged).collect();
-            self.engine()?.call(&resource, &method, &args).await.napi()
+            tally_core::calls::call(&*self.engine()?, &resource, &method, &args)
+                .await
+                .napi()
         })
         .await
     }

@@ -1,143 +1,38 @@
 //! Administration views: `getStatus()`, `getCohortStats(r, f)` and the reading of every stored
 //! transaction of a field (pending ones from their key names, applied ones from journals).
 
-use crate::amount::truncate;
+use crate::analytics_view::AnalyticsView;
 use crate::cohort::cohorts_of;
-use crate::config::{FieldConfig, Period};
-use crate::engine::Engine;
-use crate::error::{Error, ErrorCode, Result};
-use crate::keys::split_record_key;
+use crate::config::{Period, PluginConfig};
+use crate::error::Result;
+use crate::history::History;
+use crate::metrics::RunLog;
+use crate::ports::Ports;
+use crate::resolve::field_config;
 use crate::store::list_all;
-use crate::txn::Transaction;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
-/// Every stored transaction of one field: pending and applied (still kept by GC).
-#[derive(Debug, Default, Clone)]
-pub struct FieldTransactions {
-    /// Not applied yet, by record.
-    pub pending: Vec<Transaction>,
-    /// Applied, from the journals GC has kept.
-    pub applied: Vec<Transaction>,
+/// `getStatus()`, `getCohortStats()` and `metrics()` of one engine.
+#[derive(Clone, Copy)]
+pub(crate) struct Admin<'a> {
+    /// The engine's store, layout, records and clock.
+    pub(crate) ports: &'a Ports,
+    /// The plugin configuration.
+    pub(crate) config: &'a PluginConfig,
+    /// The run counters.
+    pub(crate) runs: &'a RunLog,
+    /// Reads and replays a field's history.
+    pub(crate) history: History<'a>,
+    /// Reads materialized analytics.
+    pub(crate) view: AnalyticsView<'a>,
 }
 
-impl Engine {
-    pub(crate) fn field_config(&self, resource: &str, field: &str) -> Result<FieldConfig> {
-        let rc = self.resource_config(resource)?;
-        rc.fields
-            .iter()
-            .find(|f| f.field == field)
-            .cloned()
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorCode::UnknownField,
-                    format!(
-                        "field \"{}\" is not configured for resource \"{resource}\"",
-                        truncate(field, 60)
-                    ),
-                )
-            })
-    }
-
-    /// Reads the pending transactions of a field: one LIST page per 1,000, plus a GET for each
-    /// one whose name does not carry it whole.
-    pub(crate) async fn pending_transactions(
-        &self,
-        resource: &str,
-        field: &str,
-        record: Option<&str>,
-    ) -> Result<Vec<Transaction>> {
-        Ok(self
-            .pending_named(resource, field, record)
-            .await?
-            .into_iter()
-            .map(|(_, tx)| tx)
-            .collect())
-    }
-
-    /// [`Engine::pending_transactions`], each with its key name (under its record's folder).
-    pub(crate) async fn pending_named(
-        &self,
-        resource: &str,
-        field: &str,
-        record: Option<&str>,
-    ) -> Result<Vec<(String, Transaction)>> {
-        let fc = self.field_config(resource, field)?;
-        let mut out = Vec::new();
-        let prefix = self.layout().pending_field(resource, &fc.field);
-        // One record's: only its own keys are listed (they sort under its folder).
-        let listed = match record {
-            Some(id) => self.layout().pending(resource, &fc.field, id),
-            None => prefix.clone(),
-        };
-        for key in list_all(self.store().as_ref(), &listed).await? {
-            let Some((id, name)) = split_record_key(&prefix, &key) else {
-                continue;
-            };
-            let record_prefix = self.layout().pending(resource, &fc.field, &id);
-            if let Some(tx) = self
-                .consolidator()
-                .read_pending(resource, &fc, &id, &record_prefix, name)
-                .await?
-            {
-                out.push((name.to_string(), tx));
-            }
-        }
-        Ok(out)
-    }
-
-    /// Reads every stored transaction of a field: applied ones from each record's committed
-    /// journals (on the chain only: a leftover of a lost commit applied nothing), pending ones
-    /// from their key names. Costs one LIST page per 1,000 pending transactions, one GET per
-    /// pending transaction that needs its body, and per record one GET of its bookkeeping, one
-    /// LIST and one GET per kept journal.
-    ///
-    /// With `record`, that record's only: its pending keys and its chain, whatever the rest of
-    /// the field holds.
-    pub async fn field_transactions(
-        &self,
-        resource: &str,
-        field: &str,
-        record: Option<&str>,
-    ) -> Result<FieldTransactions> {
-        let fc = self.field_config(resource, field)?;
-        let mut out = FieldTransactions {
-            pending: self.pending_transactions(resource, field, record).await?,
-            ..FieldTransactions::default()
-        };
-        let ids: Vec<String> = match record {
-            Some(id) => vec![id.to_string()],
-            None => {
-                let jprefix = self.layout().journals_field(resource, &fc.field);
-                let mut ids: Vec<String> = list_all(self.store().as_ref(), &jprefix)
-                    .await?
-                    .iter()
-                    .filter_map(|k| split_record_key(&jprefix, k).map(|(id, _)| id))
-                    .collect();
-                ids.dedup();
-                ids
-            }
-        };
-        let mut seen = std::collections::HashSet::new();
-        for id in ids {
-            let (chain, _) = self.journal_chain(resource, &fc.field, &id).await?;
-            for journal in chain {
-                out.applied.extend(
-                    journal
-                        .transactions
-                        .into_iter()
-                        .filter(|t| seen.insert(t.id.clone())),
-                );
-            }
-        }
-        out.pending.retain(|t| !seen.contains(&t.id));
-        Ok(out)
-    }
-
+impl<'a> Admin<'a> {
     /// `getStatus()`: mode, handlers, run counters, and per field the pending transactions and
     /// the dead letters (transactions set aside, see [`crate::dead_letters`]).
-    pub async fn status(&self) -> Result<Value> {
-        let c = self.config();
+    pub(crate) async fn status(&self) -> Result<Value> {
+        let c = self.config;
         let mut handlers = Map::new();
         for r in &c.resources {
             handlers.insert(
@@ -147,14 +42,14 @@ impl Engine {
         }
         let mut pending = Map::new();
         let mut dead = Map::new();
-        for (resource, fc) in self.configured_fields() {
-            let prefix = self.layout().pending_field(&resource, &fc.field);
-            let n = list_all(self.store().as_ref(), &prefix).await?.len();
+        for (resource, fc) in self.config.fields() {
+            let prefix = self.ports.layout.pending_field(&resource, &fc.field);
+            let n = list_all(self.ports.store.as_ref(), &prefix).await?.len();
             pending.insert(format!("{resource}.{}", fc.field), json!(n));
-            let d = self.dead_letter_count(&resource, &fc.field).await?;
+            let d = crate::dead_letters::count(self.ports, &resource, &fc.field).await?;
             dead.insert(format!("{resource}.{}", fc.field), json!(d));
         }
-        let s = self.run_status();
+        let s = self.runs.snapshot();
         Ok(json!({
             "name": "EventualConsistencyPlugin",
             "version": env!("CARGO_PKG_VERSION"),
@@ -183,11 +78,11 @@ impl Engine {
     /// applied ones are the materialized hour points' (GC does not change them) and the cost
     /// is that of the pending transactions; without, the transactions stored (GC removes
     /// applied ones), read from the journals.
-    pub async fn cohort_stats(&self, resource: &str, field: &str) -> Result<Value> {
-        self.field_config(resource, field)?;
-        let zone = self.zone();
-        let now = self.now_ms();
-        let hours = self.config().window_h.ceil().max(1.0) as i64;
+    pub(crate) async fn cohort_stats(&self, resource: &str, field: &str) -> Result<Value> {
+        field_config(self.config, resource, field)?;
+        let zone = self.config.timezone;
+        let now = self.ports.now_ms();
+        let hours = self.config.window_h.ceil().max(1.0) as i64;
         let mut counts: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         // Walk back hour by hour in UTC; a repeated local hour (fall-back) collapses into one
         // label, as cohorts do.
@@ -208,10 +103,11 @@ impl Engine {
                 }
             }
         };
-        if self.config().analytics_enabled {
+        if self.config.analytics_enabled {
             let mut hours = labels.clone();
             hours.sort();
             let (points, pending, _) = self
+                .view
                 .points_with_pending(resource, field, Period::Hour, Some(&hours))
                 .await?;
             for f in &pending {
@@ -223,7 +119,10 @@ impl Engine {
                 }
             }
         } else {
-            let all = self.field_transactions(resource, field, None).await?;
+            let all = self
+                .history
+                .field_transactions(resource, field, None)
+                .await?;
             for (tx, applied) in all
                 .pending
                 .iter()
@@ -250,14 +149,14 @@ impl Engine {
     /// fields: [{ resource, field, pending, deadLetters, lastSuccessAt }] }`. Request
     /// counts are those of the store this engine's connection opened (zero for a store
     /// handed in that does not count).
-    pub async fn metrics(&self) -> Result<Value> {
-        let c = self.store().request_counts().unwrap_or_default();
-        let s = self.run_status();
+    pub(crate) async fn metrics(&self) -> Result<Value> {
+        let c = self.ports.store.request_counts().unwrap_or_default();
+        let s = self.runs.snapshot();
         let mut fields = Vec::new();
-        for (resource, fc) in self.configured_fields() {
-            let prefix = self.layout().pending_field(&resource, &fc.field);
-            let pending = list_all(self.store().as_ref(), &prefix).await?.len();
-            let dead = self.dead_letter_count(&resource, &fc.field).await?;
+        for (resource, fc) in self.config.fields() {
+            let prefix = self.ports.layout.pending_field(&resource, &fc.field);
+            let pending = list_all(self.ports.store.as_ref(), &prefix).await?.len();
+            let dead = crate::dead_letters::count(self.ports, &resource, &fc.field).await?;
             let last = s
                 .last_success_ms
                 .get(&format!("{resource}.{}", fc.field))
@@ -274,8 +173,9 @@ impl Engine {
         Ok(crate::metrics::snapshot(c, &s, fields))
     }
 
-    /// [`Engine::metrics`] as Prometheus text exposition (names prefixed `tally_`).
-    pub async fn metrics_text(&self) -> Result<String> {
+    /// [`Engine::metrics`](crate::Engine::metrics) as Prometheus text exposition (names
+    /// prefixed `tally_`).
+    pub(crate) async fn metrics_text(&self) -> Result<String> {
         Ok(crate::metrics::prometheus(&self.metrics().await?))
     }
 }

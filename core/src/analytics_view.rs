@@ -19,11 +19,12 @@ use crate::analytics::materialized::{
     Delta, Packed, Seen, is_top_object, lacks_top, merge_packed, objects_for, top_object,
 };
 use crate::analytics::points::{Fact, PointSet};
-use crate::config::Period;
-use crate::engine::Engine;
+use crate::config::{Period, PluginConfig};
+use crate::consolidate::Consolidator;
 use crate::error::Result;
 use crate::fold::{FoldState, label_period};
 use crate::formats::{FieldState, key_token};
+use crate::ports::Ports;
 use crate::store::list_all;
 use crate::txn::Transaction;
 use futures::{StreamExt, TryStreamExt};
@@ -99,13 +100,28 @@ pub(crate) fn top_cover(
     })
 }
 
-impl Engine {
+/// Reads a field's materialized analytics as of one view of its fold.
+#[derive(Clone, Copy)]
+pub(crate) struct AnalyticsView<'a> {
+    /// The engine's store, layout, records and clock.
+    pub(crate) ports: &'a Ports,
+    /// The plugin configuration.
+    pub(crate) config: &'a PluginConfig,
+    /// The exactly-once consolidation (and the pending reads).
+    pub(crate) consolidator: Consolidator<'a>,
+}
+
+impl<'a> AnalyticsView<'a> {
     /// A view of a field's analytics; `with_inbox` also takes in the committed inbox
     /// entries not folded yet (one LIST, and two GETs per entry this engine has not seen).
     async fn analytics_view(&self, resource: &str, field: &str, with_inbox: bool) -> Result<View> {
         if !with_inbox {
             return Ok(View {
-                state: self.folder().read_fold_state(resource, field).await?,
+                state: self
+                    .consolidator
+                    .folder
+                    .read_fold_state(resource, field)
+                    .await?,
                 extra: Delta::new(),
                 taken: BTreeSet::new(),
                 left_out: BTreeSet::new(),
@@ -113,7 +129,11 @@ impl Engine {
                 old_entries: false,
             });
         }
-        let (state, committed, undecided) = self.folder().scan_committed(resource, field).await?;
+        let (state, committed, undecided) = self
+            .consolidator
+            .folder
+            .scan_committed(resource, field)
+            .await?;
         let mut extra = Delta::new();
         for (_, delta) in &committed {
             for (o, packed) in delta.iter() {
@@ -142,7 +162,11 @@ impl Engine {
         let state = &view.state;
         let objects: Vec<(String, Option<Packed>)> = futures::stream::iter(names)
             .map(|name| async move {
-                let mut obj = self.folder().read_packed(resource, field, &name).await?;
+                let mut obj = self
+                    .consolidator
+                    .folder
+                    .read_packed(resource, field, &name)
+                    .await?;
                 if view.with_inbox && obj.fold > state.seq {
                     return Ok((name, None));
                 }
@@ -175,8 +199,8 @@ impl Engine {
         kind: &str,
         keep: impl Fn(&str) -> bool,
     ) -> Result<Vec<String>> {
-        let prefix = self.layout().analytics_object(resource, field, kind);
-        let stored = list_all(self.store().as_ref(), &prefix).await?;
+        let prefix = self.ports.layout.analytics_object(resource, field, kind);
+        let stored = list_all(self.ports.store.as_ref(), &prefix).await?;
         let unwritten = view.state.plan.keys().chain(view.extra.keys());
         let names: BTreeSet<String> = stored
             .iter()
@@ -251,8 +275,12 @@ impl Engine {
                 since == 0
                     || label_period(label).is_some_and(|p| {
                         label
-                            > cohort_label(since.saturating_add(TOP_MARGIN_MS), p, self.zone())
-                                .as_str()
+                            > cohort_label(
+                                since.saturating_add(TOP_MARGIN_MS),
+                                p,
+                                self.config.timezone,
+                            )
+                            .as_str()
                     })
             };
             let names = match cover {
@@ -305,7 +333,8 @@ impl Engine {
         for (_, tx) in pending {
             if !states.contains_key(&tx.original_id) {
                 let state = self
-                    .records()
+                    .ports
+                    .records
                     .bookkeeping(resource, &tx.original_id)
                     .await?
                     .map(|m| FieldState::of(&m, field))
@@ -313,7 +342,7 @@ impl Engine {
                 states.insert(tx.original_id.clone(), state);
             }
         }
-        let inbox = self.layout().analytics_inbox(resource, field);
+        let inbox = self.ports.layout.analytics_inbox(resource, field);
         let mut facts = Vec::new();
         for (name, tx) in pending {
             let Some(state) = states.get(&tx.original_id) else {
@@ -343,7 +372,8 @@ impl Engine {
                             match view.holds(&entry) {
                                 Some(held) => !held,
                                 None => self
-                                    .store()
+                                    .ports
+                                    .store
                                     .get(&format!("{inbox}{entry}"))
                                     .await?
                                     .is_some(),
@@ -356,7 +386,11 @@ impl Engine {
                 facts.push(Fact::from(tx));
             }
         }
-        let now = self.folder().read_fold_state(resource, field).await?;
+        let now = self
+            .consolidator
+            .folder
+            .read_fold_state(resource, field)
+            .await?;
         if now.version != view.state.version {
             return Ok(None);
         }
@@ -367,7 +401,7 @@ impl Engine {
         Ok(Some((facts, seen)))
     }
 
-    /// Materialized points of `labels` of `period` (see [`Engine::materialized_points`]) and
+    /// Materialized points of `labels` of `period` (see [`Self::materialized_points`]) and
     /// the pending transactions they do not hold, with the cohorts each pending record
     /// already counts in.
     pub(crate) async fn points_with_pending(
@@ -377,7 +411,10 @@ impl Engine {
         period: Period,
         labels: Option<&[Label]>,
     ) -> Result<(PointSet, Vec<Fact>, HashMap<String, Seen>)> {
-        let named = self.pending_named(resource, field, None).await?;
+        let named = self
+            .consolidator
+            .pending_named(resource, field, None)
+            .await?;
         for _ in 0..VIEW_ATTEMPTS {
             let (view, points) = self
                 .materialized_points(resource, field, true, period, labels)
@@ -400,7 +437,10 @@ impl Engine {
         field: &str,
         cover: Option<&[Label]>,
     ) -> Result<Option<(RecordTotals, Vec<Fact>)>> {
-        let named = self.pending_named(resource, field, None).await?;
+        let named = self
+            .consolidator
+            .pending_named(resource, field, None)
+            .await?;
         for _ in 0..VIEW_ATTEMPTS {
             let Some((view, by)) = self.materialized_top(resource, field, cover).await? else {
                 return Ok(None);

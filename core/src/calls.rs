@@ -83,107 +83,106 @@ fn counter_call<'a>(args: &'a [Arg], method: &str) -> Result<(String, Option<Str
     })
 }
 
-impl Engine {
-    fn is_configured_field(&self, resource: &str, name: &str) -> bool {
-        self.config()
-            .resource(resource)
-            .is_some_and(|rc| crate::engine::handler_of(rc, name).is_some())
-    }
+fn is_configured_field(engine: &Engine, resource: &str, name: &str) -> bool {
+    engine
+        .config()
+        .resource(resource)
+        .is_some_and(|rc| crate::resolve::handler_of(rc, name).is_some())
+}
 
-    /// `(id, field?)`, also accepting the 21.6.2 order `(field, id)` when the first argument
-    /// is a configured field and the second is not.
-    fn record_call(
-        &self,
-        resource: &str,
-        args: &[Arg],
-        method: &str,
-    ) -> Result<(String, Option<String>)> {
-        if let (Arg::String(a), Arg::String(b)) = (arg(args, 0), arg(args, 1))
-            && self.is_configured_field(resource, a)
-            && !self.is_configured_field(resource, b)
-        {
-            return Ok((record_id(arg(args, 1), method)?, Some(a.clone())));
-        }
-        let id = record_id(arg(args, 0), method)?;
-        match arg(args, 1) {
-            Arg::String(f) => Ok((id, Some(f.clone()))),
-            Arg::Undefined | Arg::Null => Ok((id, None)),
-            other => Err(Error::invalid_argument(format!(
-                "{method}: the field must be a string (got {})",
-                describe(other)
-            ))),
-        }
+/// `(id, field?)`, also accepting the 21.6.2 order `(field, id)` when the first argument
+/// is a configured field and the second is not.
+fn record_call(
+    engine: &Engine,
+    resource: &str,
+    args: &[Arg],
+    method: &str,
+) -> Result<(String, Option<String>)> {
+    if let (Arg::String(a), Arg::String(b)) = (arg(args, 0), arg(args, 1))
+        && is_configured_field(engine, resource, a)
+        && !is_configured_field(engine, resource, b)
+    {
+        return Ok((record_id(arg(args, 1), method)?, Some(a.clone())));
     }
+    let id = record_id(arg(args, 0), method)?;
+    match arg(args, 1) {
+        Arg::String(f) => Ok((id, Some(f.clone()))),
+        Arg::Undefined | Arg::Null => Ok((id, None)),
+        other => Err(Error::invalid_argument(format!(
+            "{method}: the field must be a string (got {})",
+            describe(other)
+        ))),
+    }
+}
 
-    /// Runs a resource method (`add`, `increment`, `getConsolidatedValue`, …) with raw
-    /// arguments and returns what the JS method resolves to: a number or `null` (sync
-    /// mutations, consolidation, values) or the stored transaction (async mutations).
-    pub async fn call(&self, resource: &str, method: &str, args: &[Arg]) -> Result<Value> {
-        let mutation = |op: Op| async move {
-            let c = mutation_call(args, method)?;
-            let options = MutationOptions::from_arg(c.options)?;
-            let r = self
-                .mutate(resource, c.field.as_deref(), &c.id, op, c.amount, options)
-                .await?;
-            Ok::<Value, Error>(result_json(r))
-        };
-        let counter = |op: Op| async move {
-            let (id, field, options) = counter_call(args, method)?;
-            let options = MutationOptions::from_arg(options)?;
-            let r = self
-                .mutate(
-                    resource,
-                    field.as_deref(),
-                    &id,
-                    op,
-                    &Arg::Number(1.0),
-                    options,
-                )
-                .await?;
-            Ok::<Value, Error>(result_json(r))
-        };
-        match method {
-            "set" => mutation(Op::Set).await,
-            "add" => mutation(Op::Add).await,
-            "sub" => mutation(Op::Sub).await,
-            "increment" => counter(Op::Add).await,
-            "decrement" => counter(Op::Sub).await,
-            "consolidate" => {
-                let (id, field) = self.record_call(resource, args, method)?;
-                Ok(self
-                    .consolidate(resource, field.as_deref(), &id)
-                    .await?
-                    .unwrap_or(Value::Null))
-            }
-            "getConsolidatedValue" => {
-                let (id, field) = self.record_call(resource, args, method)?;
-                match arg(args, 2) {
-                    Arg::Undefined | Arg::Null | Arg::Json(Value::Object(_)) => {}
-                    other => {
-                        return Err(Error::invalid_argument(format!(
-                            "getConsolidatedValue: options must be an object (got {})",
-                            describe(other)
-                        )));
-                    }
+/// Runs a resource method (`add`, `increment`, `getConsolidatedValue`, …) with raw
+/// arguments and returns what the JS method resolves to: a number or `null` (sync
+/// mutations, consolidation, values) or the stored transaction (async mutations).
+pub async fn call(engine: &Engine, resource: &str, method: &str, args: &[Arg]) -> Result<Value> {
+    let mutation = |op: Op| async move {
+        let c = mutation_call(args, method)?;
+        let options = MutationOptions::from_arg(c.options)?;
+        let r = engine
+            .mutate(resource, c.field.as_deref(), &c.id, op, c.amount, options)
+            .await?;
+        Ok::<Value, Error>(result_json(r))
+    };
+    let counter = |op: Op| async move {
+        let (id, field, options) = counter_call(args, method)?;
+        let options = MutationOptions::from_arg(options)?;
+        let r = engine
+            .mutate(
+                resource,
+                field.as_deref(),
+                &id,
+                op,
+                &Arg::Number(1.0),
+                options,
+            )
+            .await?;
+        Ok::<Value, Error>(result_json(r))
+    };
+    match method {
+        "set" => mutation(Op::Set).await,
+        "add" => mutation(Op::Add).await,
+        "sub" => mutation(Op::Sub).await,
+        "increment" => counter(Op::Add).await,
+        "decrement" => counter(Op::Sub).await,
+        "consolidate" => {
+            let (id, field) = record_call(engine, resource, args, method)?;
+            Ok(engine
+                .consolidate(resource, field.as_deref(), &id)
+                .await?
+                .unwrap_or(Value::Null))
+        }
+        "getConsolidatedValue" => {
+            let (id, field) = record_call(engine, resource, args, method)?;
+            match arg(args, 2) {
+                Arg::Undefined | Arg::Null | Arg::Json(Value::Object(_)) => {}
+                other => {
+                    return Err(Error::invalid_argument(format!(
+                        "getConsolidatedValue: options must be an object (got {})",
+                        describe(other)
+                    )));
                 }
-                Ok(self
-                    .consolidated_value(resource, field.as_deref(), &id)
-                    .await?
-                    .map(Value::from)
-                    .unwrap_or(Value::Null))
             }
-            "recalculate" => {
-                let (id, field) = self.record_call(resource, args, method)?;
-                Ok(self
-                    .recalculate(resource, field.as_deref(), &id)
-                    .await?
-                    .unwrap_or(Value::Null))
-            }
-            other => Err(Error::new(
-                ErrorCode::InvalidArgument,
-                format!("unknown resource method \"{}\"", truncate(other, 40)),
-            )),
+            Ok(engine
+                .consolidated_value(resource, field.as_deref(), &id)
+                .await?
+                .map(Value::from)
+                .unwrap_or(Value::Null))
         }
+        "recalculate" => {
+            let (id, field) = record_call(engine, resource, args, method)?;
+            Ok(engine
+                .recalculate(resource, field.as_deref(), &id)
+                .await?
+                .unwrap_or(Value::Null))
+        }
+        other => Err(Error::new(
+            ErrorCode::InvalidArgument,
+            format!("unknown resource method \"{}\"", truncate(other, 40)),
+        )),
     }
 }
 

@@ -11,39 +11,62 @@
 //! finds the keys of the last batch still pending writes what is missing first. Each one is
 //! reported by a `consolidation-error` event naming the transaction.
 //!
-//! [`Engine::retry_dead_letter`] writes the transaction again as a new pending key with an
+//! [`DeadLetters::retry_dead_letter`] writes the transaction again as a new pending key with an
 //! idempotency key derived from the dead letter's name (a retry repeated after a crash is
 //! answered by the first one's marker rather than applied twice), then removes the dead
-//! letter; [`Engine::discard_dead_letter`] removes it.
+//! letter; [`DeadLetters::discard_dead_letter`] removes it.
 
-use crate::engine::Engine;
+use crate::config::PluginConfig;
+use crate::consolidate::Consolidator;
 use crate::error::{Error, ErrorCode, Result};
 use crate::formats::{self, DeadLetterDoc};
 use crate::keys::check_record_id;
+use crate::ports::Ports;
+use crate::resolve::resolve;
 use crate::store::{PutMode, StoreError, list_all};
 use serde_json::Value;
 
-impl Engine {
+/// How many dead letters a field holds (one LIST per 1,000).
+pub(crate) async fn count(ports: &Ports, resource: &str, field: &str) -> Result<usize> {
+    let prefix = ports.layout.dead_letters(resource, field);
+    Ok(list_all(ports.store.as_ref(), &prefix).await?.len())
+}
+
+/// Lists, retries and discards the dead letters of a field.
+#[derive(Clone, Copy)]
+pub(crate) struct DeadLetters<'a> {
+    /// The engine's store, layout, records and clock.
+    pub(crate) ports: &'a Ports,
+    /// The plugin configuration.
+    pub(crate) config: &'a PluginConfig,
+    /// The exactly-once consolidation (and the pending reads).
+    pub(crate) consolidator: Consolidator<'a>,
+}
+
+impl<'a> DeadLetters<'a> {
     /// The dead letters of a field: `[{ recordId, name, transaction, error: {code, message},
     /// at }]`, in key order.
-    pub async fn dead_letters(&self, resource: &str, field: &str) -> Result<Vec<Value>> {
-        let target = self.resolve(resource, Some(field)).await?;
-        let prefix = self.layout().dead_letters(resource, &target.field.field);
+    pub(crate) async fn dead_letters(&self, resource: &str, field: &str) -> Result<Vec<Value>> {
+        let target = resolve(
+            self.config,
+            self.ports.records.as_ref(),
+            resource,
+            Some(field),
+        )
+        .await?;
+        let prefix = self
+            .ports
+            .layout
+            .dead_letters(resource, &target.field.field);
         let mut out = Vec::new();
-        for key in list_all(self.store().as_ref(), &prefix).await? {
-            let Some(obj) = self.store().get(&key).await? else {
+        for key in list_all(self.ports.store.as_ref(), &prefix).await? {
+            let Some(obj) = self.ports.store.get(&key).await? else {
                 continue;
             };
             let doc: DeadLetterDoc = formats::decode("dead letter", &key, &obj.bytes)?;
             out.push(self.dead_letter_json(doc)?);
         }
         Ok(out)
-    }
-
-    /// How many dead letters a field holds (one LIST per 1,000).
-    pub(crate) async fn dead_letter_count(&self, resource: &str, field: &str) -> Result<usize> {
-        let prefix = self.layout().dead_letters(resource, field);
-        Ok(list_all(self.store().as_ref(), &prefix).await?.len())
     }
 
     async fn dead_letter(
@@ -54,7 +77,13 @@ impl Engine {
         name: &str,
     ) -> Result<(String, Vec<u8>)> {
         check_record_id(id)?;
-        let target = self.resolve(resource, Some(field)).await?;
+        let target = resolve(
+            self.config,
+            self.ports.records.as_ref(),
+            resource,
+            Some(field),
+        )
+        .await?;
         if name.is_empty() || name.contains('/') {
             return Err(Error::invalid_argument(format!(
                 "\"{}\" is not a dead letter name",
@@ -63,10 +92,12 @@ impl Engine {
         }
         let key = format!(
             "{}{}/{name}",
-            self.layout().dead_letters(resource, &target.field.field),
+            self.ports
+                .layout
+                .dead_letters(resource, &target.field.field),
             crate::keys::id_segment(id)
         );
-        let obj = self.store().get(&key).await?.ok_or_else(|| {
+        let obj = self.ports.store.get(&key).await?.ok_or_else(|| {
             Error::new(
                 ErrorCode::RecordNotFound,
                 format!("no dead letter \"{name}\" for record \"{id}\" of \"{resource}.{field}\""),
@@ -77,7 +108,7 @@ impl Engine {
 
     /// A dead letter as users see it: as stored, its transaction as the API shows one.
     fn dead_letter_json(&self, doc: DeadLetterDoc) -> Result<Value> {
-        let transaction = doc.transaction.to_json(self.zone(), false);
+        let transaction = doc.transaction.to_json(self.config.timezone, false);
         let mut v = serde_json::to_value(&doc).map_err(|e| Error::storage(e.to_string()))?;
         v["transaction"] = transaction;
         Ok(v)
@@ -85,7 +116,7 @@ impl Engine {
 
     /// Puts a dead letter back as a pending transaction (to be applied by the next
     /// consolidation, or now in sync mode), then removes it; returns the transaction.
-    pub async fn retry_dead_letter(
+    pub(crate) async fn retry_dead_letter(
         &self,
         resource: &str,
         field: &str,
@@ -104,28 +135,34 @@ impl Engine {
             "{}#dead-letter-retry-{suffix}",
             tx.idempotency_key.as_deref().unwrap_or("")
         ));
-        let target = self.resolve(resource, Some(field)).await?;
+        let target = resolve(
+            self.config,
+            self.ports.records.as_ref(),
+            resource,
+            Some(field),
+        )
+        .await?;
         let pending = format!(
             "{}{}",
-            self.layout().pending(resource, &target.field.field, id),
+            self.ports.layout.pending(resource, &target.field.field, id),
             tx.key_name()
         );
         let body = serde_json::to_vec(&tx).map_err(|e| Error::storage(e.to_string()))?;
-        match self.store().put(&pending, body, PutMode::Create).await {
+        match self.ports.store.put(&pending, body, PutMode::Create).await {
             Ok(_) | Err(StoreError::Conflict { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        self.store().delete(&key).await?;
-        if self.config().mode == crate::config::Mode::Sync {
-            self.consolidator()
+        self.ports.store.delete(&key).await?;
+        if self.config.mode == crate::config::Mode::Sync {
+            self.consolidator
                 .consolidate_record(resource, &target.field, id)
                 .await?;
         }
-        Ok(tx.to_json(self.zone(), false))
+        Ok(tx.to_json(self.config.timezone, false))
     }
 
     /// Removes a dead letter for good (its transaction is never applied).
-    pub async fn discard_dead_letter(
+    pub(crate) async fn discard_dead_letter(
         &self,
         resource: &str,
         field: &str,
@@ -133,7 +170,7 @@ impl Engine {
         name: &str,
     ) -> Result<()> {
         let (key, _) = self.dead_letter(resource, field, id, name).await?;
-        self.store().delete(&key).await?;
+        self.ports.store.delete(&key).await?;
         Ok(())
     }
 }

@@ -24,14 +24,16 @@
 //!    window in which bookkeeping remembers applied keys; a checkpoint carries the ones still
 //!    too young to the next run.
 
-use crate::config::FieldConfig;
-use crate::engine::Engine;
+use crate::config::{FieldConfig, PluginConfig};
 use crate::error::Result;
-use crate::events::Event;
+use crate::events::{Event, EventBus};
 use crate::formats::{self, MarkerHead};
 use crate::formats::{FieldState, RESURRECTION_WINDOW_MS};
+use crate::history::History;
 use crate::journal::{Checkpoint, Journal, Marker, parse_journal};
 use crate::keys::{checkpoint_name, parse_batch};
+use crate::metrics::RunLog;
+use crate::ports::Ports;
 use crate::store::{PutMode, delete_all, list_all};
 use futures::StreamExt;
 use std::collections::{BTreeMap, HashMap};
@@ -78,40 +80,59 @@ struct Cutoffs {
     markers: i64,
 }
 
-impl Engine {
+/// Garbage collection of journals, checkpoints and markers.
+#[derive(Clone, Copy)]
+pub(crate) struct Gc<'a> {
+    /// The engine's store, layout, records and clock.
+    pub(crate) ports: &'a Ports,
+    /// The plugin configuration.
+    pub(crate) config: &'a PluginConfig,
+    /// Where events go.
+    pub(crate) events: &'a EventBus,
+    /// The run counters.
+    pub(crate) runs: &'a RunLog,
+    /// Reads and replays a field's history.
+    pub(crate) history: History<'a>,
+}
+
+impl<'a> Gc<'a> {
     /// Garbage collection of every configured field (see the module docs). Pending
     /// transactions are never touched. Emits `gc-completed` per field.
-    pub async fn run_gc(&self) -> Result<()> {
-        self.runs().note_gc_run();
-        for (resource, fc) in self.configured_fields() {
+    pub(crate) async fn run_gc(&self) -> Result<()> {
+        self.runs.note_gc_run();
+        for (resource, fc) in self.config.fields() {
             match self.gc_field(&resource, &fc).await {
-                Ok((deleted, errors)) => self.events().emit(Event::GcCompleted {
+                Ok((deleted, errors)) => self.events.emit(Event::GcCompleted {
                     resource: resource.clone(),
                     field: fc.field.clone(),
                     deleted_count: deleted,
                     error_count: errors,
                 }),
-                Err(error) => self.events().emit(Event::GcError { error }),
+                Err(error) => self.events.emit(Event::GcError { error }),
             }
         }
         Ok(())
     }
 
     async fn gc_field(&self, resource: &str, fc: &FieldConfig) -> Result<(u64, u64)> {
-        let now = self.now_ms();
+        let now = self.ports.now_ms();
         let days = |d: f64| now.saturating_sub((d * 86_400_000.0) as i64);
-        let journals = days(self.config().gc_retention_days);
+        let journals = days(self.config.gc_retention_days);
         let cutoffs = Cutoffs {
             journals,
-            orphans: now.saturating_sub((self.config().lock_timeout_s * 1000.0) as i64),
-            checkpoints: days(self.config().checkpoints_retention_days),
+            orphans: now.saturating_sub((self.config.lock_timeout_s * 1000.0) as i64),
+            checkpoints: days(self.config.checkpoints_retention_days),
             // A marker outlives the window in which a record's bookkeeping still remembers its
             // key as applied (`done`), whatever the retention: a key reused meanwhile is then
             // answered as a duplicate rather than taken as new and dropped as stale.
             markers: journals.min(now.saturating_sub(RESURRECTION_WINDOW_MS)),
         };
         // Records with journals, or with a checkpoint only (which may carry markers).
-        let ids = self.ids_with_history(resource, &fc.field).await?;
+        let ids = self
+            .ports
+            .journals()
+            .ids_with_history(resource, &fc.field)
+            .await?;
         let (mut deleted, mut errors) = (0u64, 0u64);
         for id in ids {
             // One record's trouble never stops the collection of the others.
@@ -126,28 +147,6 @@ impl Engine {
         Ok((deleted, errors))
     }
 
-    /// The ids of the records of a field that have journals or checkpoints (one LIST page per
-    /// 1,000 of each).
-    pub(crate) async fn ids_with_history(
-        &self,
-        resource: &str,
-        field: &str,
-    ) -> Result<std::collections::BTreeSet<String>> {
-        let mut ids = std::collections::BTreeSet::new();
-        for prefix in [
-            self.layout().journals_field(resource, field),
-            self.layout().checkpoints_field(resource, field),
-        ] {
-            ids.extend(
-                list_all(self.store().as_ref(), &prefix)
-                    .await?
-                    .iter()
-                    .filter_map(|k| crate::keys::split_record_key(&prefix, k).map(|(id, _)| id)),
-            );
-        }
-        Ok(ids)
-    }
-
     /// A listed journal's commit time: from its name, or its body for names of earlier
     /// versions.
     async fn committed_at(&self, j: &Listed, bodies: &mut HashMap<String, Journal>) -> Result<i64> {
@@ -160,13 +159,13 @@ impl Engine {
             .map_or(i64::MAX, |b| b.committed_at))
     }
 
-    async fn journal_body<'a>(
+    async fn journal_body<'b>(
         &self,
         key: &str,
-        bodies: &'a mut HashMap<String, Journal>,
-    ) -> Result<Option<&'a Journal>> {
+        bodies: &'b mut HashMap<String, Journal>,
+    ) -> Result<Option<&'b Journal>> {
         if !bodies.contains_key(key) {
-            let Some(obj) = self.store().get(key).await? else {
+            let Some(obj) = self.ports.store.get(key).await? else {
                 return Ok(None);
             };
             bodies.insert(key.to_string(), parse_journal(key, &obj.bytes)?.0);
@@ -183,19 +182,26 @@ impl Engine {
         cut: Cutoffs,
         now: i64,
     ) -> Result<(u64, u64)> {
-        let Some(meta) = self.records().bookkeeping(resource, id).await? else {
+        let Some(meta) = self.ports.records.bookkeeping(resource, id).await? else {
             return Ok((0, 0));
         };
         let state = FieldState::of(&meta, &fc.field);
-        let jprefix = self.layout().journals(resource, &fc.field, id);
-        let cprefix = self.layout().checkpoints(resource, &fc.field, id);
+        let jprefix = self.ports.layout.journals(resource, &fc.field, id);
+        let cprefix = self.ports.layout.checkpoints(resource, &fc.field, id);
         // Journals first, then checkpoints (see the module docs).
-        let journals = listed(&jprefix, list_all(self.store().as_ref(), &jprefix).await?);
-        let checkpoints = listed(&cprefix, list_all(self.store().as_ref(), &cprefix).await?);
+        let journals = listed(
+            &jprefix,
+            list_all(self.ports.store.as_ref(), &jprefix).await?,
+        );
+        let checkpoints = listed(
+            &cprefix,
+            list_all(self.ports.store.as_ref(), &cprefix).await?,
+        );
         // The newest checkpoint: the floor when it is this incarnation's, and in any case the
         // carrier of markers still too young to go.
         let newest = match checkpoints.last() {
             Some(c) => self
+                .ports
                 .journals()
                 .read_checkpoint(&c.key)
                 .await?
@@ -239,7 +245,7 @@ impl Engine {
         let mut covered: Vec<Journal> = Vec::new();
         for j in eligible {
             let at = self.committed_at(j, &mut bodies).await?;
-            let before_period = self.config().checkpoints_enabled
+            let before_period = self.config.checkpoints_enabled
                 && at < now
                 && self.period_label(at) != self.period_label(now);
             if at >= cut.journals && !before_period {
@@ -270,6 +276,7 @@ impl Engine {
             for (n, end) in ends.iter().enumerate() {
                 let j = &covered[*end];
                 let values = self
+                    .history
                     .replay(fc, &covered[..=*end], cp.as_ref(), state.base)
                     .await?;
                 let name = checkpoint_name(j.seq, j.committed_at);
@@ -287,7 +294,8 @@ impl Engine {
                     },
                 }
                 .encode()?;
-                self.store()
+                self.ports
+                    .store
                     .put(&format!("{cprefix}{name}"), bytes, PutMode::Overwrite)
                     .await?;
             }
@@ -306,7 +314,8 @@ impl Engine {
                     let mut cp = newest.clone();
                     newest_carries = !young.is_empty();
                     cp.markers = young;
-                    self.store()
+                    self.ports
+                        .store
                         .put(key, cp.encode()?, PutMode::Overwrite)
                         .await?;
                 }
@@ -320,7 +329,7 @@ impl Engine {
                             !j.transactions.iter().any(|tx| {
                                 tx.idempotency_hash().is_some_and(|h| {
                                     young.contains(
-                                        &self.layout().idempotency(resource, &fc.field, id, &h),
+                                        &self.ports.layout.idempotency(resource, &fc.field, id, &h),
                                     )
                                 })
                             })
@@ -337,6 +346,7 @@ impl Engine {
             let at = match c.at {
                 Some(at) => at,
                 None => self
+                    .ports
                     .journals()
                     .read_checkpoint(&c.key)
                     .await?
@@ -349,7 +359,7 @@ impl Engine {
         doomed.extend(collected);
         doomed.sort();
         doomed.dedup();
-        match delete_all(self.store().as_ref(), &doomed).await {
+        match delete_all(self.ports.store.as_ref(), &doomed).await {
             Ok(()) => Ok((doomed.len() as u64, 0)),
             Err(_) => Ok((0, 1)),
         }
@@ -385,7 +395,7 @@ impl Engine {
                     break;
                 }
                 let key = format!("{prefix}{batch}");
-                let Some(obj) = self.store().get(&key).await? else {
+                let Some(obj) = self.ports.store.get(&key).await? else {
                     break;
                 };
                 let (journal, prev) = parse_journal(&key, &obj.bytes)?;
@@ -430,12 +440,12 @@ impl Engine {
             .collect();
         let read: Vec<Result<Option<(String, Journal)>>> = futures::stream::iter(missing)
             .map(|key| async move {
-                match self.store().get(&key).await? {
+                match self.ports.store.get(&key).await? {
                     Some(obj) => Ok(Some((key.clone(), parse_journal(&key, &obj.bytes)?.0))),
                     None => Ok(None),
                 }
             })
-            .buffered(self.config().mark_applied_concurrency.max(1))
+            .buffered(self.config.mark_applied_concurrency.max(1))
             .collect()
             .await;
         for r in read {
@@ -450,7 +460,7 @@ impl Engine {
                 j.transactions.iter().filter_map(move |tx| {
                     let h = tx.idempotency_hash()?;
                     Some(Marker {
-                        key: self.layout().idempotency(resource, &fc.field, id, &h),
+                        key: self.ports.layout.idempotency(resource, &fc.field, id, &h),
                         at: j.committed_at,
                         tx: Some(tx.id.clone()),
                     })
@@ -472,7 +482,7 @@ impl Engine {
             candidates.into_iter().partition(|m| m.at < cutoff);
         let read: Vec<Result<Option<Marker>>> = futures::stream::iter(check)
             .map(|m| async move {
-                let Some(obj) = self.store().get(&m.key).await? else {
+                let Some(obj) = self.ports.store.get(&m.key).await? else {
                     return Ok(None);
                 };
                 // An unreadable marker goes at its batch's time.
@@ -492,7 +502,7 @@ impl Engine {
                     ..m
                 }))
             })
-            .buffered(self.config().mark_applied_concurrency.max(1))
+            .buffered(self.config.mark_applied_concurrency.max(1))
             .collect()
             .await;
         let mut due = Vec::new();
@@ -508,12 +518,12 @@ impl Engine {
 
     /// The checkpoint period (hour or day in `cohort.timezone`) a time falls in.
     fn period_label(&self, at: i64) -> String {
-        let period = if self.config().checkpoints_hourly {
+        let period = if self.config.checkpoints_hourly {
             crate::config::Period::Hour
         } else {
             crate::config::Period::Day
         };
-        crate::analytics::calendar::cohort_label(at, period, self.zone())
+        crate::analytics::calendar::cohort_label(at, period, self.config.timezone)
     }
 
     /// Which of the journals about to be checkpointed get a checkpoint: with
@@ -525,7 +535,7 @@ impl Engine {
         (0..old.len())
             .filter(|&i| {
                 i == last
-                    || (self.config().checkpoints_enabled
+                    || (self.config.checkpoints_enabled
                         && old[i].committed_at >= cp_cutoff
                         && old
                             .get(i.saturating_add(1))

@@ -3,51 +3,131 @@
 //! before it deletes the journals it covers.
 
 use crate::amount::decimal_to_json;
-use crate::config::FieldConfig;
-use crate::engine::Engine;
+use crate::config::{FieldConfig, PluginConfig};
+use crate::consolidate::Consolidator;
 use crate::error::{Error, ErrorCode, Result};
 use crate::formats::FieldState;
 use crate::journal::{Checkpoint, Journal};
-use crate::keys::check_record_id;
+use crate::keys::{check_record_id, split_record_key};
+use crate::ports::Ports;
 use crate::records::CommitOutcome;
+use crate::resolve::{field_config, resolve};
 use crate::schema::{get_path, set_path};
+use crate::store::list_all;
 use crate::txn::Transaction;
 use rust_decimal::Decimal;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-impl Engine {
+/// Every stored transaction of one field: pending and applied (still kept by GC).
+#[derive(Debug, Default, Clone)]
+pub struct FieldTransactions {
+    /// Not applied yet, by record.
+    pub pending: Vec<Transaction>,
+    /// Applied, from the journals GC has kept.
+    pub applied: Vec<Transaction>,
+}
+
+/// A field's stored transactions and its values rebuilt from history.
+#[derive(Clone, Copy)]
+pub(crate) struct History<'a> {
+    /// The engine's store, layout, records and clock.
+    pub(crate) ports: &'a Ports,
+    /// The plugin configuration.
+    pub(crate) config: &'a PluginConfig,
+    /// The exactly-once consolidation (and the pending reads).
+    pub(crate) consolidator: Consolidator<'a>,
+}
+
+impl<'a> History<'a> {
+    /// Reads every stored transaction of a field: applied ones from each record's committed
+    /// journals (on the chain only: a leftover of a lost commit applied nothing), pending ones
+    /// from their key names. Costs one LIST page per 1,000 pending transactions, one GET per
+    /// pending transaction that needs its body, and per record one GET of its bookkeeping, one
+    /// LIST and one GET per kept journal.
+    ///
+    /// With `record`, that record's only: its pending keys and its chain, whatever the rest of
+    /// the field holds.
+    pub(crate) async fn field_transactions(
+        &self,
+        resource: &str,
+        field: &str,
+        record: Option<&str>,
+    ) -> Result<FieldTransactions> {
+        let fc = field_config(self.config, resource, field)?;
+        let mut out = FieldTransactions {
+            pending: self
+                .consolidator
+                .pending_transactions(resource, field, record)
+                .await?,
+            ..FieldTransactions::default()
+        };
+        let ids: Vec<String> = match record {
+            Some(id) => vec![id.to_string()],
+            None => {
+                let jprefix = self.ports.layout.journals_field(resource, &fc.field);
+                let mut ids: Vec<String> = list_all(self.ports.store.as_ref(), &jprefix)
+                    .await?
+                    .iter()
+                    .filter_map(|k| split_record_key(&jprefix, k).map(|(id, _)| id))
+                    .collect();
+                ids.dedup();
+                ids
+            }
+        };
+        let mut seen = std::collections::HashSet::new();
+        for id in ids {
+            let (chain, _) = self
+                .ports
+                .journals()
+                .chain(resource, &fc.field, &id)
+                .await?;
+            for journal in chain {
+                out.applied.extend(
+                    journal
+                        .transactions
+                        .into_iter()
+                        .filter(|t| seen.insert(t.id.clone())),
+                );
+            }
+        }
+        out.pending.retain(|t| !seen.contains(&t.id));
+        Ok(out)
+    }
+
     /// Rebuilds the field's values from history (last checkpoint, or the value each path had
     /// before its first transaction, plus every later journal), writes them, and returns the
     /// value at the path. Pending transactions are applied first.
-    pub async fn recalculate(
+    pub(crate) async fn recalculate(
         &self,
         resource: &str,
         field: Option<&str>,
         id: &str,
     ) -> Result<Option<Value>> {
         check_record_id(id)?;
-        let target = self.resolve(resource, field).await?;
+        let target = resolve(self.config, self.ports.records.as_ref(), resource, field).await?;
         let fc = target.field.clone();
         for _ in 0..10 {
             if let crate::consolidate::Consolidated::Missing = self
-                .consolidator()
+                .consolidator
                 .consolidate_record(resource, &fc, id)
                 .await?
             {
                 return Ok(None);
             }
             // The newest checkpoint of this incarnation first: only later journals are read.
-            let Some(meta) = self.records().bookkeeping(resource, id).await? else {
+            let Some(meta) = self.ports.records.bookkeeping(resource, id).await? else {
                 return Ok(None);
             };
             let base = FieldState::of(&meta, &fc.field).base;
             let checkpoint = self
+                .ports
                 .journals()
                 .latest_checkpoint(resource, &fc.field, id, base)
                 .await?;
             let floor = checkpoint.as_ref().map_or(base, |c| c.seq);
             let (chain, _, read) = self
+                .ports
                 .journals()
                 .chain_and_state(resource, &fc.field, id, floor)
                 .await?;
@@ -58,6 +138,7 @@ impl Engine {
             if read.base != base
                 || (gap
                     && self
+                        .ports
                         .journals()
                         .latest_checkpoint(resource, &fc.field, id, base)
                         .await?
@@ -69,7 +150,7 @@ impl Engine {
             let values = self
                 .replay(&fc, &chain, checkpoint.as_ref(), read.base)
                 .await?;
-            let Some(record) = self.records().load(resource, id).await? else {
+            let Some(record) = self.ports.records.load(resource, id).await? else {
                 return Ok(None);
             };
             let state = FieldState::of(&record.meta, &fc.field);
@@ -91,7 +172,8 @@ impl Engine {
                 set_path(&mut data, path, decimal_to_json(*v));
             }
             match self
-                .records()
+                .ports
+                .records
                 .commit(
                     resource,
                     id,
@@ -173,7 +255,7 @@ impl Engine {
                     .map(|(b, _)| *b)
                     .unwrap_or(fc.initial_value),
             };
-            let end = self.consolidator().reduce(fc, start, &txs).await?;
+            let end = self.consolidator.reduce(fc, start, &txs).await?;
             ends.insert(path.to_string(), end);
         }
         Ok(ends)

@@ -3,10 +3,14 @@
 //! lease), so "why is w1 not updating?" has an answer.
 
 use crate::cohort::iso_timestamp;
-use crate::engine::Engine;
+use crate::config::PluginConfig;
+use crate::consolidate::Consolidator;
+use crate::dead_letters::DeadLetters;
 use crate::error::Result;
 use crate::formats::FieldState;
 use crate::formats::{self, LeaseDoc};
+use crate::ports::Ports;
+use crate::resolve::{field_config, resource_config};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
@@ -24,7 +28,20 @@ fn waiting_json(w: Option<&Waiting>) -> Value {
     }
 }
 
-impl Engine {
+/// The operator views of the CLI.
+#[derive(Clone, Copy)]
+pub(crate) struct Inspector<'a> {
+    /// The engine's store, layout, records and clock.
+    pub(crate) ports: &'a Ports,
+    /// The plugin configuration.
+    pub(crate) config: &'a PluginConfig,
+    /// The exactly-once consolidation (and the pending reads).
+    pub(crate) consolidator: Consolidator<'a>,
+    /// The dead letters of each field.
+    pub(crate) dead_letters: DeadLetters<'a>,
+}
+
+impl<'a> Inspector<'a> {
     async fn waiting(
         &self,
         resource: &str,
@@ -32,7 +49,11 @@ impl Engine {
         record: Option<&str>,
     ) -> Result<BTreeMap<String, Waiting>> {
         let mut by: BTreeMap<String, Waiting> = BTreeMap::new();
-        for tx in self.pending_transactions(resource, field, record).await? {
+        for tx in self
+            .consolidator
+            .pending_transactions(resource, field, record)
+            .await?
+        {
             let w = by.entry(tx.original_id.clone()).or_insert(Waiting {
                 count: 0,
                 oldest: tx.timestamp_ms,
@@ -46,8 +67,8 @@ impl Engine {
     /// The pending transactions of a field by record: `[{ recordId, count, oldest }]`, oldest
     /// first. One LIST page per 1,000 pending transactions (and a GET for those whose key
     /// name does not carry them whole).
-    pub async fn pending_summary(&self, resource: &str, field: &str) -> Result<Value> {
-        let fc = self.field_config(resource, field)?;
+    pub(crate) async fn pending_summary(&self, resource: &str, field: &str) -> Result<Value> {
+        let fc = field_config(self.config, resource, field)?;
         let mut rows: Vec<(String, Waiting)> = self
             .waiting(resource, &fc.field, None)
             .await?
@@ -66,12 +87,12 @@ impl Engine {
     /// The lease of a field's background passes: `{ owner, expiresAt }`, or `null` when none
     /// is held (never taken, released or expired).
     async fn lease_holder(&self, resource: &str, field: &str) -> Result<Value> {
-        let key = self.layout().lease(resource, field);
-        let Some(obj) = self.store().get(&key).await? else {
+        let key = self.ports.layout.lease(resource, field);
+        let Some(obj) = self.ports.store.get(&key).await? else {
             return Ok(Value::Null);
         };
         let lease: LeaseDoc = formats::decode("lease", &key, &obj.bytes).unwrap_or_default();
-        if lease.owner.is_empty() || lease.expires_at <= self.now_ms() {
+        if lease.owner.is_empty() || lease.expires_at <= self.ports.now_ms() {
             return Ok(Value::Null);
         }
         Ok(json!({ "owner": lease.owner, "expiresAt": iso_timestamp(lease.expires_at) }))
@@ -83,16 +104,16 @@ impl Engine {
     /// and `inSync` inside a host database (s3db.js), whose copy may lag or refuse a value. `state` is `live`, `deleted` (a
     /// tombstone), `waiting` (transactions pending for a record that does not exist yet) or
     /// `unknown`.
-    pub async fn inspect(&self, resource: &str, id: &str) -> Result<Value> {
-        let rc = self.resource_config(resource)?;
+    pub(crate) async fn inspect(&self, resource: &str, id: &str) -> Result<Value> {
+        let rc = resource_config(self.config, resource)?;
         crate::keys::check_record_id(id)?;
-        let record = self.records().load(resource, id).await?;
+        let record = self.ports.records.load(resource, id).await?;
         let meta = match &record {
             Some(r) => Some(r.meta.clone()),
-            None => self.records().bookkeeping(resource, id).await?,
+            None => self.ports.records.bookkeeping(resource, id).await?,
         };
         // Inside a host database (s3db.js): its own copy, next to Tally's state.
-        let host = self.records().derived_copy(resource, id).await?;
+        let host = self.ports.records.derived_copy(resource, id).await?;
         let mut fields = Vec::new();
         let mut pending_total: u64 = 0;
         for fc in &rc.fields {
@@ -110,6 +131,7 @@ impl Engine {
                 .and_then(|(_, at)| at)
                 .map(iso_timestamp);
             let dead: Vec<Value> = self
+                .dead_letters
                 .dead_letters(resource, &fc.field)
                 .await?
                 .into_iter()

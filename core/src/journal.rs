@@ -142,6 +142,28 @@ pub(crate) struct Journals<'a> {
 }
 
 impl Journals<'_> {
+    /// The ids of the records of a field that have journals or checkpoints (one LIST page per
+    /// 1,000 of each).
+    pub(crate) async fn ids_with_history(
+        &self,
+        resource: &str,
+        field: &str,
+    ) -> Result<std::collections::BTreeSet<String>> {
+        let mut ids = std::collections::BTreeSet::new();
+        for prefix in [
+            self.layout.journals_field(resource, field),
+            self.layout.checkpoints_field(resource, field),
+        ] {
+            ids.extend(
+                list_all(self.store.as_ref(), &prefix)
+                    .await?
+                    .iter()
+                    .filter_map(|k| crate::keys::split_record_key(&prefix, k).map(|(id, _)| id)),
+            );
+        }
+        Ok(ids)
+    }
+
     /// The committed journals of a record's field, oldest first (back to the first one GC
     /// kept), and the keys of journals that are not on the chain and never will be.
     ///

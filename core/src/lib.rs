@@ -5,17 +5,23 @@
 //! Start at [`Engine`] (one configured plugin: mutations, consolidation, passes, queries),
 //! [`Database`] (Tally's own records) and [`store`] (the object-store seam and its
 //! backends). The modules form layers; a module uses only its own layer and those below
-//! (`scripts/check-layers.py` fails on a cycle), and the public ones are marked `pub`:
+//! (`scripts/check-layers.py` reads the `// L<n>` lines below and fails on an upward edge or a
+//! cycle), and the public ones are marked `pub`:
 //!
 //! | layer | modules |
 //! | --- | --- |
 //! | L0 foundations | `error`, `clock`, `amount`, `cohort`, `events`, `option_names`, `schema` |
 //! | L1 seams, values, configuration | `store`, `keys`, `txn`, `config`, `connection`, `metrics` |
 //! | L2 pure analytics, stored formats | `analytics`, `formats` |
-//! | L3 records, history, ports | `records`, `host`, `journal`, `ports` |
-//! | L4 components | `fold`, `consolidate` |
-//! | L5 the facade | `engine` |
-//! | L6 on the facade | `dead_letters`, `history`, `gc`, `verify`, `admin`, `inspect`, `migrate`, `analytics_view`, `calls`, `queries` |
+//! | L3 records, history, ports, resolution | `records`, `host`, `journal`, `ports`, `resolve` |
+//! | L4 consolidation, the analytics fold | `fold`, `consolidate` |
+//! | L5 components over consolidation | `write`, `pass`, `history`, `dead_letters`, `inspect`, `analytics_view` |
+//! | L6 components over history and the view | `admin`, `gc`, `queries`, `verify` |
+//! | L7 the facade | `engine` |
+//! | L8 the JS calling convention | `calls` |
+//!
+//! Every component (L4–L6) is a borrowed view of the engine's state with explicit inputs;
+//! none names `Engine`, whose methods are one-line delegations to them.
 //!
 //! `docs/ARCHITECTURE.md` has one line per module and the path of a JS call to a storage
 //! request; the protocol is in `consolidate`'s module docs.
@@ -54,37 +60,43 @@ pub mod txn;
 pub mod analytics;
 mod formats;
 
-// L3 records, history, ports
+// L3 records, history, ports, field resolution
 pub mod host;
 mod journal;
 mod ports;
 pub mod records;
+mod resolve;
 
-// L4 components
+// L4 consolidation and the analytics fold
 mod consolidate;
 mod fold;
 
-// L5 the facade
-pub mod engine;
-
-// L6 on the facade
-mod admin;
+// L5 components over consolidation (each a borrowed view of the engine's state)
 mod analytics_view;
-mod calls;
 mod dead_letters;
-mod gc;
 mod history;
 mod inspect;
-mod migrate;
+mod pass;
+mod write;
+
+// L6 components over history and the analytics view
+mod admin;
+mod gc;
 pub mod queries;
 mod verify;
 
-pub use admin::FieldTransactions;
+// L7 the facade
+pub mod engine;
+
+// L8 the JS calling convention
+pub mod calls;
+
 pub use amount::Arg;
 pub use calls::RESOURCE_METHODS;
 pub use config::PluginConfig;
 pub use engine::{Engine, MutationOptions, MutationResult};
 pub use error::{Error, ErrorCode, Result};
+pub use history::FieldTransactions;
 pub use journal::Journal;
 pub use records::Database;
 pub use txn::Op;

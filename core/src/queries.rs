@@ -16,11 +16,13 @@ use crate::analytics::materialized::add_pending;
 use crate::analytics::points::{
     Fact, PointSet, aggregate, fill_gaps, rank_records, tally_facts, top_records,
 };
-use crate::analytics_view::top_cover;
+use crate::analytics_view::{AnalyticsView, top_cover};
 use crate::cohort::parse_timestamp;
-use crate::config::Period;
-use crate::engine::Engine;
+use crate::config::{Period, PluginConfig};
 use crate::error::{Error, ErrorCode, Result};
+use crate::history::History;
+use crate::ports::Ports;
+use crate::resolve::field_config;
 use chrono_tz::Tz;
 use serde_json::{Map, Value};
 
@@ -384,7 +386,20 @@ impl Plan {
     }
 }
 
-impl Engine {
+/// Runs the analytics query functions over a field's stored transactions.
+#[derive(Clone, Copy)]
+pub(crate) struct Queries<'a> {
+    /// The engine's store, layout, records and clock.
+    pub(crate) ports: &'a Ports,
+    /// The plugin configuration.
+    pub(crate) config: &'a PluginConfig,
+    /// Reads and replays a field's history.
+    pub(crate) history: History<'a>,
+    /// Reads materialized analytics.
+    pub(crate) view: AnalyticsView<'a>,
+}
+
+impl<'a> Queries<'a> {
     async fn facts(
         &self,
         resource: &str,
@@ -392,7 +407,10 @@ impl Engine {
         pending: bool,
         record: Option<&str>,
     ) -> Result<Vec<Fact>> {
-        let all = self.field_transactions(resource, field, record).await?;
+        let all = self
+            .history
+            .field_transactions(resource, field, record)
+            .await?;
         let txs = all
             .applied
             .iter()
@@ -404,25 +422,25 @@ impl Engine {
     }
 
     /// The environment queries of this engine run in: its zone, clock and metrics.
-    pub fn query_env(&self) -> QueryEnv {
+    pub(crate) fn query_env(&self) -> QueryEnv {
         QueryEnv {
-            zone: self.zone(),
-            now_ms: self.now_ms(),
-            metrics: self.config().metrics.clone(),
+            zone: self.config.timezone,
+            now_ms: self.ports.now_ms(),
+            metrics: self.config.metrics.clone(),
         }
     }
 
     /// Runs an analytics query function of the plugin with raw JS arguments (after the
     /// resource and field).
-    pub async fn query(
+    pub(crate) async fn query(
         &self,
         function: &str,
         resource: &str,
         field: &str,
         args: &[Arg],
     ) -> Result<Value> {
-        self.field_config(resource, field)?;
-        if needs_analytics(function) && !self.config().analytics_enabled {
+        field_config(self.config, resource, field)?;
+        if needs_analytics(function) && !self.config.analytics_enabled {
             return Err(Error::new(
                 ErrorCode::AnalyticsDisabled,
                 format!("analytics are not enabled for {resource}.{field} (set analytics.enabled)"),
@@ -442,12 +460,14 @@ impl Engine {
             // on request.
             let pts = if plan.include_pending() {
                 let (mut pts, pending, seen) = self
+                    .view
                     .points_with_pending(resource, field, *period, cohorts.as_deref())
                     .await?;
                 add_pending(&mut pts, &pending, &seen, *period, env.zone);
                 pts
             } else {
-                self.materialized_points(resource, field, false, *period, cohorts.as_deref())
+                self.view
+                    .materialized_points(resource, field, false, *period, cohorts.as_deref())
                     .await?
                     .1
             };
@@ -460,11 +480,12 @@ impl Engine {
             metric,
             limit,
         } = &plan
-            && self.config().analytics_enabled
+            && self.config.analytics_enabled
         {
             // Materialized: the cohorts' top objects, plus the pending transactions in them.
             let cover = top_cover(*period, date.as_deref(), wanted.as_deref());
             if let Some((mut by, pending)) = self
+                .view
                 .top_with_pending(resource, field, cover.as_deref())
                 .await?
             {
@@ -490,9 +511,10 @@ impl Engine {
         o: &Map<String, Value>,
     ) -> Result<Value> {
         let all = self
+            .history
             .field_transactions(resource, field, str_opt(o, "recordId"))
             .await?;
-        let zone = self.zone();
+        let zone = self.config.timezone;
         let applied = o.get("applied").and_then(Value::as_bool);
         let mut rows: Vec<(i64, String, Value)> = all
             .applied

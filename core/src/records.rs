@@ -1,5 +1,6 @@
-//! Standalone records: an s3db.js-compatible database over a [`Store`], and the record-access
-//! seam ([`RecordAccess`]) through which consolidation reads and commits target records.
+//! Standalone records: an s3db.js-compatible database over a
+//! [`Store`](crate::store::Store), and the record-access seam ([`RecordAccess`]) through which
+//! consolidation reads and commits target records.
 //!
 //! A record is stored at `P/r/<resource>/<id>` as `{"d": data, "m": bookkeeping}`; `m` holds
 //! Tally's per-field consolidation state and is never shown to users. Every write is a
@@ -12,7 +13,7 @@
 //! the deletion apply to it (SPEC §3: they wait for the record to exist). A deletion therefore
 //! never removes the record's key: it marks the id at `P/x/<resource>/<id>`, then
 //! compare-and-swaps the record into a *tombstone* `{"t": deleted at, "m": bookkeeping}`,
-//! each field's `base` set to its batch count (see [`crate::formats::FieldState::base`]).
+//! each field's `base` set to its batch count (see `FieldState::base` in the stored formats).
 //! A consolidation that read the record before cannot commit any more, one that committed
 //! meanwhile is in the bookkeeping, and no DELETE exists that could land late on a record
 //! created again. An insert that finds a tombstone replaces it (compare-and-swap) and keeps its

@@ -283,6 +283,11 @@ fn validate_level(
     Ok(())
 }
 
+/// The number at a dotted path of a document, if it holds one.
+pub(crate) fn number_at(data: &Map<String, Value>, path: &str) -> Option<f64> {
+    get_path(data, path).and_then(Value::as_f64)
+}
+
 /// Reads the value at a dotted path.
 pub fn get_path<'a>(data: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
     let mut parts = path.split('.');

@@ -3,8 +3,8 @@
 //!
 //! Journals form a hash chain: each carries the SHA-256 of its predecessor's bytes
 //! (`prevHash`), the record's bookkeeping the head's (`hash`), and each checkpoint the hash of
-//! the journal of its batch. [`Engine::verify`] walks every record's chain from the head,
-//! checks every link it can (a link from a journal written before chaining is *unchained*:
+//! the journal of its batch. [`Verifier::verify`] walks every record's chain from the
+//! head, checks every link it can (a link from a journal written before chaining is *unchained*:
 //! read and replayed, but not hash-checked), replays each journal's transactions against the
 //! value it says it started from, carries the values from batch to batch and through the
 //! checkpoints, and compares the result with the stored value. The report also carries each
@@ -15,11 +15,13 @@
 //! checkpoints, and one GET per kept journal and checkpoint.
 
 use crate::amount::{decimal_from_json, decimal_to_json};
-use crate::config::FieldConfig;
-use crate::engine::Engine;
+use crate::config::{FieldConfig, PluginConfig};
 use crate::error::Result;
 use crate::formats::FieldState;
+use crate::history::History;
 use crate::journal::{Checkpoint, Journal, parse_journal};
+use crate::ports::Ports;
+use crate::resolve::field_config;
 use crate::schema::get_path;
 use crate::store::list_all;
 use futures::StreamExt;
@@ -108,16 +110,36 @@ enum Read {
     Unreadable(String, String),
 }
 
-impl Engine {
+/// Checks a field's stored history against its records.
+#[derive(Clone, Copy)]
+pub(crate) struct Verifier<'a> {
+    /// The engine's store, layout, records and clock.
+    pub(crate) ports: &'a Ports,
+    /// The plugin configuration.
+    pub(crate) config: &'a PluginConfig,
+    /// Reads and replays a field's history.
+    pub(crate) history: History<'a>,
+}
+
+impl<'a> Verifier<'a> {
     /// Verifies the history of every record of `resource`'s `field` that has journals or
     /// checkpoints, and of each id in `ids` (the records the caller lists, so a record whose
     /// every journal was removed is checked too). Returns `{ resource, field, records,
     /// journals, chained, unchained, problems: [{ id, kind, key, message }], warnings (the
     /// same form), heads: { id: { seq, hash } }, digest }`; `problems` is empty when the
     /// history explains every value.
-    pub async fn verify(&self, resource: &str, field: &str, ids: &[String]) -> Result<Value> {
-        let fc = self.field_config(resource, field)?;
-        let mut all = self.ids_with_history(resource, &fc.field).await?;
+    pub(crate) async fn verify(
+        &self,
+        resource: &str,
+        field: &str,
+        ids: &[String],
+    ) -> Result<Value> {
+        let fc = field_config(self.config, resource, field)?;
+        let mut all = self
+            .ports
+            .journals()
+            .ids_with_history(resource, &fc.field)
+            .await?;
         all.extend(ids.iter().cloned());
         let mut total = Verdict::default();
         let mut heads = Map::new();
@@ -155,9 +177,9 @@ impl Engine {
 
     /// Reads every journal of one record (a few at a time), keyed by batch name.
     async fn read_journals(&self, prefix: &str) -> Result<HashMap<String, Read>> {
-        let keys = list_all(self.store().as_ref(), prefix).await?;
+        let keys = list_all(self.ports.store.as_ref(), prefix).await?;
         let reads = futures::stream::iter(keys.into_iter().map(|key| async move {
-            let obj = self.store().get(&key).await?;
+            let obj = self.ports.store.get(&key).await?;
             Ok::<_, crate::error::Error>(obj.map(|o| {
                 let read = match parse_journal(&key, &o.bytes) {
                     Ok((j, prev)) => Read::Parsed(Box::new(j), prev),
@@ -190,10 +212,10 @@ impl Engine {
         id: &str,
         v: &mut Verdict,
     ) -> Result<BTreeMap<u64, (String, Checkpoint)>> {
-        let prefix = self.layout().checkpoints(resource, field, id);
+        let prefix = self.ports.layout.checkpoints(resource, field, id);
         let mut out = BTreeMap::new();
-        for key in list_all(self.store().as_ref(), &prefix).await? {
-            let Some(obj) = self.store().get(&key).await? else {
+        for key in list_all(self.ports.store.as_ref(), &prefix).await? {
+            let Some(obj) = self.ports.store.get(&key).await? else {
                 continue;
             };
             match Checkpoint::decode(&key, &obj.bytes) {
@@ -221,15 +243,15 @@ impl Engine {
         let mut v = Verdict::default();
         // The record (or a deleted record's tombstone) first: every journal of a batch it
         // names was written before the listing below.
-        let (data, meta, exists) = match self.records().load(resource, id).await? {
+        let (data, meta, exists) = match self.ports.records.load(resource, id).await? {
             Some(r) => (Some(r.data), r.meta, true),
-            None => match self.records().bookkeeping(resource, id).await? {
+            None => match self.ports.records.bookkeeping(resource, id).await? {
                 Some(meta) => (None, meta, true),
                 None => (None, Map::new(), false),
             },
         };
         let state = FieldState::of(&meta, &fc.field);
-        let prefix = self.layout().journals(resource, &fc.field, id);
+        let prefix = self.ports.layout.journals(resource, &fc.field, id);
         let mut reads = self.read_journals(&prefix).await?;
         let checkpoints = self
             .read_checkpoints(resource, &fc.field, id, &mut v)
@@ -378,10 +400,10 @@ impl Engine {
             }
             // Inside a host database (s3db.js): the copy its users read, unless a batch
             // committed since the record was read (then the copy may be ahead).
-            if let Some(copy) = self.records().derived_copy(resource, id).await? {
+            if let Some(copy) = self.ports.records.derived_copy(resource, id).await? {
                 let off = differing(&copy, &values);
                 let moved = || async {
-                    let now = self.records().bookkeeping(resource, id).await?;
+                    let now = self.ports.records.bookkeeping(resource, id).await?;
                     Ok::<_, crate::error::Error>(
                         now.map(|m| FieldState::of(&m, &fc.field).seq) != Some(state.seq),
                     )
@@ -434,7 +456,7 @@ impl Engine {
                     );
                 }
             }
-            for (path, end) in self.reduce_journal(fc, j, &BTreeMap::new()).await? {
+            for (path, end) in self.history.reduce_journal(fc, j, &BTreeMap::new()).await? {
                 let said = j.values.get(&path).map(|(_, after)| *after);
                 if said != Some(end) {
                     let said = said.map_or("nothing".to_string(), |d| d.to_string());

@@ -141,7 +141,8 @@ async fn mutate(e: &Engine, field: &str, id: &str, op: Op, v: f64) -> tally_core
 }
 
 async fn consolidate(e: &Engine, field: &str, id: &str) -> Value {
-    e.call(
+    tally_core::calls::call(
+        e,
         "wallets",
         "consolidate",
         &[Arg::String(id.into()), Arg::String(field.into())],

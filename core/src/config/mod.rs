@@ -402,6 +402,14 @@ impl PluginConfig {
         self.resources.iter().find(|r| r.resource == resource)
     }
 
+    /// Every configured (resource, field), in configuration order.
+    pub fn fields(&self) -> Vec<(String, FieldConfig)> {
+        self.resources
+            .iter()
+            .flat_map(|r| r.fields.iter().map(|f| (r.resource.clone(), f.clone())))
+            .collect()
+    }
+
     /// The normalized configuration in the documentation's nested form (`plugin.config`).
     pub fn to_json(&self) -> Value {
         let resources: Map<String, Value> = self

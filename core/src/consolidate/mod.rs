@@ -48,9 +48,11 @@ use crate::formats::{
     self, BeforeAfter, DeadLetterDoc, DecimalText, ErrorDoc, FieldState, JournalDeadLetter,
     JournalDoc, MarkerDoc, RECENT_BATCHES, key_token,
 };
+use crate::keys::split_record_key;
 use crate::metrics::RunLog;
 use crate::ports::{Ports, Reducers};
 use crate::records::{CommitOutcome, StoredRecord};
+use crate::resolve::field_config;
 use crate::schema::{get_path, set_path};
 use crate::store::{PutMode, StoreError, delete_all, list_all};
 use crate::txn::{
@@ -165,6 +167,7 @@ pub(crate) enum Consolidated {
 
 /// The exactly-once consolidation of one engine: its shared inputs, its configuration and
 /// reducers, its analytics fold, and what it remembers of missing records.
+#[derive(Clone, Copy)]
 pub(crate) struct Consolidator<'a> {
     /// The engine's store, layout, records and clock.
     pub(crate) ports: &'a Ports,

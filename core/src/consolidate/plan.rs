@@ -4,6 +4,52 @@
 use super::*;
 
 impl<'a> Consolidator<'a> {
+    /// Reads the pending transactions of a field: one LIST page per 1,000, plus a GET for each
+    /// one whose name does not carry it whole.
+    pub(crate) async fn pending_transactions(
+        &self,
+        resource: &str,
+        field: &str,
+        record: Option<&str>,
+    ) -> Result<Vec<Transaction>> {
+        Ok(self
+            .pending_named(resource, field, record)
+            .await?
+            .into_iter()
+            .map(|(_, tx)| tx)
+            .collect())
+    }
+
+    /// [`Consolidator::pending_transactions`], each with its key name (under its record's folder).
+    pub(crate) async fn pending_named(
+        &self,
+        resource: &str,
+        field: &str,
+        record: Option<&str>,
+    ) -> Result<Vec<(String, Transaction)>> {
+        let fc = field_config(self.config, resource, field)?;
+        let mut out = Vec::new();
+        let prefix = self.ports.layout.pending_field(resource, &fc.field);
+        // One record's: only its own keys are listed (they sort under its folder).
+        let listed = match record {
+            Some(id) => self.ports.layout.pending(resource, &fc.field, id),
+            None => prefix.clone(),
+        };
+        for key in list_all(self.ports.store.as_ref(), &listed).await? {
+            let Some((id, name)) = split_record_key(&prefix, &key) else {
+                continue;
+            };
+            let record_prefix = self.ports.layout.pending(resource, &fc.field, &id);
+            if let Some(tx) = self
+                .read_pending(resource, &fc, &id, &record_prefix, name)
+                .await?
+            {
+                out.push((name.to_string(), tx));
+            }
+        }
+        Ok(out)
+    }
+
     /// Reads the record and its pending transactions and computes the result, writing nothing;
     /// with `all`, every pending transaction (a read-only view), otherwise at most
     /// [`MAX_BATCH`] of them (a batch to commit).

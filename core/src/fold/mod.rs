@@ -103,6 +103,7 @@ fn corrupt(key: &str) -> Error {
 
 /// The analytics fold of one engine: its shared inputs and what it knows locally of inbox
 /// entries and fold states (one [`FoldLocal`] per engine, never one per call).
+#[derive(Clone, Copy)]
 pub(crate) struct Folder<'a> {
     /// The engine's store, layout, records and clock.
     pub(crate) ports: &'a Ports,

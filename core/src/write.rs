@@ -1,7 +1,25 @@
 //! Mutations: `add`/`sub`/`set` as one create-only PUT of a pending transaction, with its
 //! timestamp and id, idempotency keys and their markers, and the answer to a duplicate.
+//!
+//! Also the carrying over of s3db.js 21.6.2's pending transactions (`plg_<resource>_tx_<field>`),
+//! exactly once whoever does it and however often: each keeps its timestamp, and its old id is
+//! the idempotency key, so a second carrier (another process, a restart) changes nothing.
 
-use super::*;
+use crate::amount::{Arg, amount_from_arg, decimal_to_f64, truncate};
+use crate::clock::base36;
+use crate::config::{Mode, PluginConfig};
+use crate::consolidate::{Consolidated, Consolidator};
+use crate::error::{Error, ErrorCode, Result};
+use crate::formats::{self, JournalDoc, MarkerDoc};
+use crate::keys::check_record_id;
+use crate::ports::Ports;
+use crate::resolve::{Target, resolve};
+use crate::schema::number_at;
+use crate::store::{PutMode, StoreError};
+use crate::txn::{Op, Transaction};
+use rust_decimal::Decimal;
+use serde_json::Value;
+use std::sync::Mutex;
 
 /// Options of a mutation (`{ idempotencyKey, source, metadata }`).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -64,7 +82,7 @@ pub enum MutationResult {
     Transaction(Value),
 }
 
-/// What [`Engine::write_transaction`] found.
+/// What [`Writer::write_transaction`] found.
 pub(crate) enum Written {
     /// Stored now.
     Stored(Transaction),
@@ -95,7 +113,20 @@ fn check_same(first: &Transaction, now: &Transaction) -> Result<()> {
     Ok(())
 }
 
-impl Engine {
+/// Writes transactions: mutations and carried-over ones.
+#[derive(Clone, Copy)]
+pub(crate) struct Writer<'a> {
+    /// The engine's store, layout, records and clock.
+    pub(crate) ports: &'a Ports,
+    /// The plugin configuration.
+    pub(crate) config: &'a PluginConfig,
+    /// The last ordering stamp and its per-millisecond sequence.
+    pub(crate) stamp: &'a Mutex<(i64, u64)>,
+    /// The exactly-once consolidation (and the pending reads).
+    pub(crate) consolidator: Consolidator<'a>,
+}
+
+impl<'a> Writer<'a> {
     /// The clock's time, the ordering stamp and the id suffix of a new transaction. Stamps
     /// never go back within an engine (a clock stepped back keeps the last one, and counts
     /// on), so one caller's mutations sort in call order; the suffix is a 4-digit
@@ -122,7 +153,7 @@ impl Engine {
     }
 
     /// Writes a transaction and, in sync mode, consolidates the record.
-    pub async fn mutate(
+    pub(crate) async fn mutate(
         &self,
         resource: &str,
         field: Option<&str>,
@@ -132,7 +163,7 @@ impl Engine {
         options: MutationOptions,
     ) -> Result<MutationResult> {
         check_record_id(id)?;
-        let target = self.resolve(resource, field).await?;
+        let target = resolve(self.config, self.ports.records.as_ref(), resource, field).await?;
         let value = amount_from_arg(amount, &format!("amount for \"{}\"", target.path))?;
         let (ts, stamp, suffix) = self.next_stamp();
         let tx = Transaction {
@@ -155,11 +186,13 @@ impl Engine {
             }
         };
         match self.config.mode {
-            Mode::Async => Ok(MutationResult::Transaction(tx.to_json(self.zone(), false))),
+            Mode::Async => Ok(MutationResult::Transaction(
+                tx.to_json(self.config.timezone, false),
+            )),
             Mode::Sync => {
                 let own = tx.key_name();
                 let value = match self
-                    .consolidator()
+                    .consolidator
                     .consolidate_record_with(&target.resource, &target.field, id, Some(&own))
                     .await?
                 {
@@ -288,7 +321,7 @@ impl Engine {
         check_same(&first, tx)?;
         match self.config.mode {
             Mode::Async => Ok(MutationResult::Transaction(
-                first.to_json(self.zone(), true),
+                first.to_json(self.config.timezone, true),
             )),
             Mode::Sync => {
                 let batch = marker.batch.as_deref().unwrap_or_default();
@@ -313,6 +346,102 @@ impl Engine {
                     )),
                 }
             }
+        }
+    }
+
+    /// Carries over one transaction written elsewhere (s3db.js 21.6.2's transaction
+    /// resources) with its own timestamp, exactly once per `key`: returns false when a
+    /// transaction with that key was already carried over (pending or applied).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn import_transaction(
+        &self,
+        resource: &str,
+        path: &str,
+        id: &str,
+        op: Op,
+        value: Decimal,
+        timestamp_ms: i64,
+        source: Option<String>,
+        key: &str,
+    ) -> Result<bool> {
+        check_record_id(id)?;
+        let target = resolve(
+            self.config,
+            self.ports.records.as_ref(),
+            resource,
+            Some(path),
+        )
+        .await?;
+        // The old id's random part orders transactions of one millisecond as before.
+        let suffix = match key.rsplit('-').next() {
+            Some(r)
+                if !r.is_empty()
+                    && r.len() <= 12
+                    && r.bytes().all(|b| b.is_ascii_alphanumeric()) =>
+            {
+                r.to_ascii_lowercase()
+            }
+            _ => crate::keys::short_hash(&[key], 9),
+        };
+        let tx = Transaction {
+            id: format!("tx-{timestamp_ms}-{suffix}"),
+            original_id: id.to_string(),
+            field: target.field.field.clone(),
+            field_path: target.path.clone(),
+            value,
+            operation: op,
+            timestamp_ms,
+            order_ms: None,
+            source,
+            idempotency_key: Some(key.to_string()),
+            metadata: None,
+        };
+        Ok(matches!(
+            self.write_transaction(&target, id, tx).await?,
+            Written::Stored(_)
+        ))
+    }
+
+    /// Carries over one 21.6.2 transaction object (`{ id, originalId, field, fieldPath,
+    /// operation, value, timestamp, source }`, as its resource API returns it).
+    pub(crate) async fn carry_over(&self, resource: &str, tx: &Value) -> Result<bool> {
+        let bad = |what: &str| {
+            Error::invalid_argument(format!(
+                "21.6.2 transaction {} of \"{resource}\" has no usable {what}",
+                crate::amount::truncate(&tx["id"].to_string(), 60)
+            ))
+        };
+        let op = tx["operation"]
+            .as_str()
+            .and_then(Op::parse)
+            .ok_or_else(|| bad("operation"))?;
+        let value = tx["value"].as_f64().ok_or_else(|| bad("value"))?;
+        let value = crate::amount::decimal_from_f64(value).map_err(|_| bad("value"))?;
+        let ts = tx["timestamp"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.timestamp_millis())
+            .ok_or_else(|| bad("timestamp"))?;
+        let id = tx["originalId"].as_str().ok_or_else(|| bad("originalId"))?;
+        let key = tx["id"].as_str().ok_or_else(|| bad("id"))?;
+        let path = tx["fieldPath"]
+            .as_str()
+            .filter(|p| !p.is_empty())
+            .or(tx["field"].as_str())
+            .ok_or_else(|| bad("field"))?;
+        let source = tx["source"].as_str().map(str::to_string);
+        self.import_transaction(resource, path, id, op, value, ts, source, key)
+            .await
+    }
+
+    async fn consolidate_target(&self, target: &Target, id: &str) -> Result<Option<f64>> {
+        match self
+            .consolidator
+            .consolidate_record(&target.resource, &target.field, id)
+            .await?
+        {
+            Consolidated::Missing => Ok(None),
+            Consolidated::Done { data, .. } => Ok(number_at(&data, &target.path)),
         }
     }
 }
