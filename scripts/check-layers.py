@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
-"""Checks the core crate's layering: no import cycle between its top-level modules, and no
-`core/src` file over 600 lines.
+"""Checks the core crate's layering: no import cycle between its top-level modules, no module
+that uses one of a higher layer, and no `core/src` file over 600 lines.
 
 A module is a top-level file or folder of core/src (`store/` with its files is one module).
 An edge A -> B is any `crate::B` path (in `use` lists, braces included, or inline) or, in a
 top-level file, `super::B`, found in A's files outside comments; names the crate root
 re-exports (`pub use m::Name`) count as edges to `m`. Cycles are the strongly connected
 components with more than one module.
+
+The layers are lib.rs's own: a comment line `// L<n> ...` opens layer n, and each `mod m;`
+after it (until the next such line) is in it. Once lib.rs names layers, every module must
+have one, and an edge A -> B with B's layer above A's fails.
 
     python3 scripts/check-layers.py              report, exit 1 on a cycle or a long file
     python3 scripts/check-layers.py --table      also print the module graph (lines, uses, used by)
@@ -56,6 +60,21 @@ def brace_idents(text, start):
     return [n for n in names if n]
 
 
+def layers_of(lib_raw):
+    """Module -> layer number, from lib.rs's `// L<n>` comment lines and the `mod` lines after
+    them."""
+    layer, out = None, {}
+    for line in lib_raw.splitlines():
+        m = re.match(r"\s*//\s*L(\d+)\b", line)
+        if m:
+            layer = int(m.group(1))
+            continue
+        m = re.match(r"\s*(?:pub(?:\([\w:]+\))?\s+)?mod\s+(\w+)\s*;", line)
+        if m and layer is not None:
+            out[m.group(1)] = layer
+    return out
+
+
 def check(root, table=False):
     """Reports the layering of `root/core/src`; returns the number of failures."""
     src = root / "core" / "src"
@@ -66,7 +85,9 @@ def check(root, table=False):
 
     files = sorted(src.rglob("*.rs"))
     modules = {module_of(f) for f in files} - {"lib"}
-    lib = strip_comments((src / "lib.rs").read_text())
+    lib_raw = (src / "lib.rs").read_text()
+    layer = layers_of(lib_raw)
+    lib = strip_comments(lib_raw)
     reexport = {}
     for m, names in re.findall(r"pub use (\w+)::\{?([\w, ]+)\}?;", lib):
         for n in re.split(r"[,\s]+", names):
@@ -91,6 +112,10 @@ def check(root, table=False):
                         edges[me].add(target)
     cycles = [sorted(c) for c in sccs(edges) if len(c) > 1]
     long_files = sorted(p for p, n in lines.items() if n > MAX_LINES)
+    unlayered = sorted(modules - set(layer)) if layer else []
+    upward = sorted(
+        (a, b) for a, bs in edges.items() for b in bs if a in layer and b in layer and layer[b] > layer[a]
+    )
 
     if table:
         used_by = {m: sorted(k for k, v in edges.items() if m in v) for m in modules}
@@ -100,8 +125,15 @@ def check(root, table=False):
         print("cycle: " + " <-> ".join(c))
     for p in long_files:
         print(f"long: {p} ({lines[p]} lines, limit {MAX_LINES})")
-    print(f"layers: {len(modules)} modules, {len(cycles)} cycles, {len(long_files)} files over {MAX_LINES} lines")
-    return len(cycles) + len(long_files)
+    for m in unlayered:
+        print(f"unlayered: {m} (no `// L<n>` line above its `mod` in lib.rs)")
+    for a, b in upward:
+        print(f"upward: {a} (L{layer[a]}) uses {b} (L{layer[b]})")
+    print(
+        f"layers: {len(modules)} modules in {len(set(layer.values()))} layers, {len(cycles)} cycles, "
+        f"{len(upward)} upward edges, {len(unlayered)} unlayered, {len(long_files)} files over {MAX_LINES} lines"
+    )
+    return len(cycles) + len(long_files) + len(unlayered) + len(upward)
 
 
 def self_test():
@@ -131,6 +163,14 @@ def self_test():
            1, "a cycle through a name the crate root re-exports")
     expect({"lib.rs": lib, "a.rs": "use super::c::z;\n", "b/mod.rs": "", "c.rs": "use crate::a::f;\n"},
            1, "a cycle through super:: in a top-level file")
+    layered = "// L0 base\nmod a;\n// L1 above\npub mod b;\nmod c;\n"
+    expect({"lib.rs": layered, "a.rs": "use crate::b::x;\n", "b.rs": "use crate::a::y;\n", "c.rs": ""},
+           2, "an edge to a higher layer (and the cycle it closes)")
+    expect({"lib.rs": layered, "a.rs": "use crate::c::x;\n", "b.rs": "", "c.rs": ""},
+           1, "an edge to a higher layer alone")
+    expect({"lib.rs": layered + "mod d;\n// not a layer\n", "a.rs": "", "b.rs": "use crate::a::y;\n",
+            "c.rs": "use crate::b::z;\n", "d.rs": "", "e.rs": ""},
+           1, "downward and same-layer edges pass; a module with no layer fails")
     print("check-layers self-test passed")
     return 0
 

@@ -104,20 +104,5 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-impl From<crate::store::StoreError> for Error {
-    fn from(e: crate::store::StoreError) -> Self {
-        match e {
-            crate::store::StoreError::Conflict { key } => Error::new(
-                ErrorCode::Conflict,
-                format!("conditional write on \"{key}\" lost"),
-            ),
-            crate::store::StoreError::NotFound { key } => {
-                Error::new(ErrorCode::Storage, format!("object \"{key}\" not found"))
-            }
-            other => Error::storage(other.to_string()),
-        }
-    }
-}
-
 /// Result alias of the core.
 pub type Result<T> = std::result::Result<T, Error>;

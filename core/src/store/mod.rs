@@ -111,6 +111,24 @@ pub enum StoreError {
     },
 }
 
+/// A store failure as the core's error: a lost compare-and-swap is `ERR_CONFLICT`, anything
+/// else `ERR_STORAGE`.
+impl From<StoreError> for crate::error::Error {
+    fn from(e: StoreError) -> Self {
+        use crate::error::{Error, ErrorCode};
+        match e {
+            StoreError::Conflict { key } => Error::new(
+                ErrorCode::Conflict,
+                format!("conditional write on \"{key}\" lost"),
+            ),
+            StoreError::NotFound { key } => {
+                Error::new(ErrorCode::Storage, format!("object \"{key}\" not found"))
+            }
+            other => Error::storage(other.to_string()),
+        }
+    }
+}
+
 /// The object-store seam (see the module documentation for the contract).
 #[async_trait]
 pub trait Store: Send + Sync {
