@@ -3,8 +3,8 @@
 
 use crate::*;
 use serde_json::{Map, Value};
-use tally_core::cohort::{cohorts_of, parse_timestamp, parse_zone};
-use tally_core::config::Period;
+use tally_core::calendar::Period;
+use tally_core::calendar::{cohorts_of, parse_timestamp, parse_zone};
 use tally_core::error::{Error, ErrorCode};
 use wasm_bindgen::prelude::*;
 
@@ -46,7 +46,7 @@ pub fn range(
 ) -> Result<Vec<String>, JsValue> {
     let run = || -> Result<Vec<String>, Error> {
         let zone = parse_zone(timezone.as_deref().unwrap_or("UTC"))?;
-        tally_core::analytics::range(parse_period(period)?, start, end, zone)
+        tally_core::calendar::range(parse_period(period)?, start, end, zone)
     };
     run().map_err(js_error)
 }
@@ -62,15 +62,15 @@ pub(crate) fn parse_period(p: &str) -> Result<Period, Error> {
 /// The ISO 8601 week (`YYYY-Www`) of a date (`YYYY-MM-DD`).
 #[wasm_bindgen(js_name = isoWeek)]
 pub fn iso_week(date: &str) -> Result<String, JsValue> {
-    tally_core::analytics::calendar::parse_day(date)
-        .map(tally_core::analytics::calendar::week_label)
+    tally_core::calendar::parse_day(date)
+        .map(tally_core::calendar::week_label)
         .map_err(js_error)
 }
 
 /// How many ISO weeks a year has (52 or 53).
 #[wasm_bindgen(js_name = weeksInYear)]
 pub fn weeks_in_year(year: i32) -> u32 {
-    tally_core::analytics::calendar::weeks_in_year(year)
+    tally_core::calendar::weeks_in_year(year)
 }
 
 /// `fillGaps(points, period, start, end, { metrics })`: every cohort of the range, with zero

@@ -12,7 +12,7 @@ mod transactions;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
-use tally_core::cohort::{parse_timestamp, parse_zone};
+use tally_core::calendar::{parse_timestamp, parse_zone};
 use tally_core::error::{Error, ErrorCode};
 use tally_core::queries::QueryEnv;
 use wasm_bindgen::prelude::*;

@@ -2,8 +2,9 @@
 //! transaction of a field (pending ones from their key names, applied ones from journals).
 
 use crate::analytics_view::AnalyticsView;
-use crate::cohort::cohorts_of;
-use crate::config::{Period, PluginConfig};
+use crate::calendar::Period;
+use crate::calendar::cohorts_of;
+use crate::config::PluginConfig;
 use crate::error::Result;
 use crate::history::History;
 use crate::metrics::RunLog;
@@ -63,7 +64,7 @@ impl<'a> Admin<'a> {
             "deadLetters": dead,
             "runs": {
                 "consolidations": s.runs,
-                "lastRunAt": s.last_run_ms.map(crate::cohort::iso_timestamp),
+                "lastRunAt": s.last_run_ms.map(crate::calendar::iso_timestamp),
                 "recordsConsolidated": s.records_consolidated,
                 "transactionsApplied": s.transactions_applied,
                 "errors": s.errors,
@@ -166,7 +167,7 @@ impl<'a> Admin<'a> {
                 "field": fc.field,
                 "pending": pending,
                 "deadLetters": dead,
-                "lastSuccessAt": last.map(crate::cohort::iso_timestamp),
+                "lastSuccessAt": last.map(crate::calendar::iso_timestamp),
                 "lastSuccessMs": last,
             }));
         }

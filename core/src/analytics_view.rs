@@ -14,17 +14,19 @@
 //! ran between the two reads of the state; then nothing counts twice and nothing committed
 //! is missed.
 
-use crate::analytics::calendar::{Label, cohort_label};
 use crate::analytics::materialized::{
     Delta, Packed, Seen, is_top_object, lacks_top, merge_packed, objects_for, top_object,
 };
 use crate::analytics::points::{Fact, PointSet};
-use crate::config::{Period, PluginConfig};
+use crate::calendar::Period;
+use crate::calendar::{Label, cohort_label};
+use crate::config::PluginConfig;
 use crate::consolidate::Consolidator;
 use crate::error::Result;
-use crate::fold::{FoldState, label_period};
+use crate::fold::FoldState;
 use crate::formats::{FieldState, key_token};
 use crate::ports::Ports;
+use crate::store::cas::RetryPolicy;
 use crate::store::list_all;
 use crate::txn::Transaction;
 use futures::{StreamExt, TryStreamExt};
@@ -32,7 +34,7 @@ use rust_decimal::Decimal;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// How often a view is read again when objects moved ahead of it meanwhile.
-const VIEW_ATTEMPTS: u32 = 8;
+const VIEW_ATTEMPTS: RetryPolicy = RetryPolicy::AtMost(8);
 /// How far past the first fold that carried top objects a cohort must begin to be answered
 /// from them: transactions are stamped by their writers' clocks, folds by the folder's.
 const TOP_MARGIN_MS: i64 = 86_400_000;
@@ -87,12 +89,12 @@ pub(crate) fn top_cover(
     if year && period != Period::Week {
         return Some((1..=12).map(|m| format!("{date}-{m:02}")).collect());
     }
-    let exact = match label_period(date) {
+    let exact = match Period::of_label(date) {
         Some(unit) if unit == period => true,
         Some(Period::Day | Period::Week | Period::Month) => period == Period::Hour,
         _ => false,
     } || (period == Period::Day
-        && matches!(label_period(date), Some(Period::Week | Period::Month)));
+        && matches!(Period::of_label(date), Some(Period::Week | Period::Month)));
     Some(if exact {
         vec![date.to_string()]
     } else {
@@ -222,10 +224,8 @@ impl<'a> AnalyticsView<'a> {
         period: Period,
         labels: Option<&[Label]>,
     ) -> Result<(View, PointSet)> {
-        let wanted = |label: &str| label_period(label) == Some(period);
-        let mut attempt: u32 = 0;
-        loop {
-            attempt = attempt.saturating_add(1);
+        let wanted = |label: &str| Period::of_label(label) == Some(period);
+        for _ in VIEW_ATTEMPTS.attempts() {
             let view = self.analytics_view(resource, field, with_inbox).await?;
             let names = match labels {
                 Some(l) => objects_for(l),
@@ -236,10 +236,7 @@ impl<'a> AnalyticsView<'a> {
                 }
             };
             let Some(objects) = self.read_as_of(resource, field, &view, names).await? else {
-                if attempt < VIEW_ATTEMPTS {
-                    continue;
-                }
-                return Err(changing(resource, field));
+                continue;
             };
             let mut out = PointSet::new();
             for (_, points) in objects {
@@ -247,6 +244,7 @@ impl<'a> AnalyticsView<'a> {
             }
             return Ok((view, out));
         }
+        Err(changing(resource, field))
     }
 
     /// Per record, the count and sum of its folded transactions in the top objects `cover`
@@ -259,9 +257,7 @@ impl<'a> AnalyticsView<'a> {
         field: &str,
         cover: Option<&[Label]>,
     ) -> Result<Option<(View, RecordTotals)>> {
-        let mut attempt: u32 = 0;
-        loop {
-            attempt = attempt.saturating_add(1);
+        for _ in VIEW_ATTEMPTS.attempts() {
             let view = self.analytics_view(resource, field, true).await?;
             if view.old_entries {
                 return Ok(None);
@@ -273,7 +269,7 @@ impl<'a> AnalyticsView<'a> {
             };
             let complete = |label: &str| {
                 since == 0
-                    || label_period(label).is_some_and(|p| {
+                    || Period::of_label(label).is_some_and(|p| {
                         label
                             > cohort_label(
                                 since.saturating_add(TOP_MARGIN_MS),
@@ -291,16 +287,13 @@ impl<'a> AnalyticsView<'a> {
                 None if since > 0 => return Ok(None),
                 None => {
                     self.objects_named(resource, field, &view, "t/", |l| {
-                        label_period(l) == Some(Period::Month)
+                        Period::of_label(l) == Some(Period::Month)
                     })
                     .await?
                 }
             };
             let Some(objects) = self.read_as_of(resource, field, &view, names).await? else {
-                if attempt < VIEW_ATTEMPTS {
-                    continue;
-                }
-                return Ok(None);
+                continue;
             };
             let mut by = RecordTotals::new();
             for (name, points) in objects {
@@ -315,6 +308,7 @@ impl<'a> AnalyticsView<'a> {
             }
             return Ok(Some((view, by)));
         }
+        Ok(None)
     }
 
     /// Of the pending transactions `pending` (listed before `view` was read), those the
@@ -415,7 +409,7 @@ impl<'a> AnalyticsView<'a> {
             .consolidator
             .pending_named(resource, field, None)
             .await?;
-        for _ in 0..VIEW_ATTEMPTS {
+        for _ in VIEW_ATTEMPTS.attempts() {
             let (view, points) = self
                 .materialized_points(resource, field, true, period, labels)
                 .await?;
@@ -441,7 +435,7 @@ impl<'a> AnalyticsView<'a> {
             .consolidator
             .pending_named(resource, field, None)
             .await?;
-        for _ in 0..VIEW_ATTEMPTS {
+        for _ in VIEW_ATTEMPTS.attempts() {
             let Some((view, by)) = self.materialized_top(resource, field, cover).await? else {
                 return Ok(None);
             };

@@ -519,11 +519,11 @@ impl<'a> Gc<'a> {
     /// The checkpoint period (hour or day in `cohort.timezone`) a time falls in.
     fn period_label(&self, at: i64) -> String {
         let period = if self.config.checkpoints_hourly {
-            crate::config::Period::Hour
+            crate::calendar::Period::Hour
         } else {
-            crate::config::Period::Day
+            crate::calendar::Period::Day
         };
-        crate::analytics::calendar::cohort_label(at, period, self.config.timezone)
+        crate::calendar::cohort_label(at, period, self.config.timezone)
     }
 
     /// Which of the journals about to be checkpointed get a checkpoint: with

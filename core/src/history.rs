@@ -13,6 +13,7 @@ use crate::ports::Ports;
 use crate::records::CommitOutcome;
 use crate::resolve::{field_config, resolve};
 use crate::schema::{get_path, set_path};
+use crate::store::cas::RetryPolicy;
 use crate::store::list_all;
 use crate::txn::Transaction;
 use rust_decimal::Decimal;
@@ -107,7 +108,7 @@ impl<'a> History<'a> {
         check_record_id(id)?;
         let target = resolve(self.config, self.ports.records.as_ref(), resource, field).await?;
         let fc = target.field.clone();
-        for _ in 0..10 {
+        for _ in RetryPolicy::AtMost(10).attempts() {
             if let crate::consolidate::Consolidated::Missing = self
                 .consolidator
                 .consolidate_record(resource, &fc, id)

@@ -28,6 +28,7 @@ use crate::formats::{decode_document, encode_document, encode_tombstone, retired
 use crate::keys::Layout;
 use crate::records::{CommitOutcome, RecordAccess, StoredRecord, put_document};
 use crate::schema::{Schema, get_path, set_path};
+use crate::store::cas::RetryPolicy;
 use crate::store::{PutMode, SharedStore, Version};
 use async_trait::async_trait;
 use serde_json::{Map, Value};
@@ -96,9 +97,8 @@ where
     Fut: std::future::Future<Output = Result<T>>,
 {
     use futures::FutureExt;
-    let mut n: u32 = 0;
-    loop {
-        n = n.saturating_add(1);
+    let policy = RetryPolicy::AtMost(HOST_ATTEMPTS);
+    for n in policy.attempts() {
         let attempt = match timeout_ms {
             None => call().await,
             Some(ms) => futures::select_biased! {
@@ -109,12 +109,13 @@ where
             },
         };
         match attempt {
-            Err(e) if e.code() == crate::error::ErrorCode::Storage && n < HOST_ATTEMPTS => {
+            Err(e) if e.code() == crate::error::ErrorCode::Storage && policy.allows_after(n) => {
                 sleeper.sleep(crate::store::retry::backoff_ms(n)).await;
             }
             other => return other,
         }
     }
+    Err(policy.exhausted(&format!("host database {what}")))
 }
 
 /// The state object of one record.
@@ -198,7 +199,8 @@ impl HostRecords {
     /// state before cannot commit any more.
     pub async fn forget(&self, resource: &str, id: &str) -> Result<()> {
         crate::keys::check_record_id(id)?;
-        loop {
+        let policy = RetryPolicy::UntilDone;
+        for _ in policy.attempts() {
             let state = self.read_state(resource, id).await?;
             if state.deleted {
                 return Ok(());
@@ -207,6 +209,7 @@ impl HostRecords {
                 return Ok(());
             }
         }
+        Err(policy.exhausted(&format!("state of \"{id}\" of \"{resource}\"")))
     }
 
     /// The host record `id` was just inserted with `data`: when an earlier record of the id
@@ -221,7 +224,8 @@ impl HostRecords {
         data: &Map<String, Value>,
     ) -> Result<()> {
         crate::keys::check_record_id(id)?;
-        loop {
+        let policy = RetryPolicy::UntilDone;
+        for _ in policy.attempts() {
             let state = self.read_state(resource, id).await?;
             let (true, Some(version)) = (state.deleted, state.version) else {
                 return Ok(());
@@ -245,6 +249,7 @@ impl HostRecords {
                 return Ok(());
             }
         }
+        Err(policy.exhausted(&format!("state of \"{id}\" of \"{resource}\"")))
     }
 
     /// Replaces a live (or absent) state by its tombstone; `false` when it changed meanwhile.
@@ -387,7 +392,8 @@ impl RecordAccess for HostRecords {
     }
 
     async fn bookkeeping(&self, resource: &str, id: &str) -> Result<Option<Map<String, Value>>> {
-        loop {
+        let policy = RetryPolicy::UntilDone;
+        for _ in policy.attempts() {
             let state = self.read_state(resource, id).await?;
             if state.version.is_none() {
                 return Ok(None);
@@ -401,6 +407,7 @@ impl RecordAccess for HostRecords {
                 return Ok(Some(retired_meta(&state.meta)));
             }
         }
+        Err(policy.exhausted(&format!("state of \"{id}\" of \"{resource}\"")))
     }
 
     async fn commit(

@@ -2,7 +2,7 @@
 //! everything Tally knows of one record (value, pending, last consolidation, dead letters,
 //! lease), so "why is w1 not updating?" has an answer.
 
-use crate::cohort::iso_timestamp;
+use crate::calendar::iso_timestamp;
 use crate::config::PluginConfig;
 use crate::consolidate::Consolidator;
 use crate::dead_letters::DeadLetters;

@@ -10,7 +10,7 @@
 //!
 //! | layer | modules |
 //! | --- | --- |
-//! | L0 foundations | `error`, `clock`, `amount`, `cohort`, `events`, `option_names`, `schema` |
+//! | L0 foundations | `error`, `clock`, `amount`, `calendar`, `events`, `option_names`, `schema` |
 //! | L1 seams, values, configuration | `store`, `keys`, `txn`, `config`, `connection`, `metrics` |
 //! | L2 pure analytics, stored formats | `analytics`, `formats` |
 //! | L3 records, history, ports, resolution | `records`, `host`, `journal`, `ports`, `resolve` |
@@ -41,8 +41,8 @@
 
 // L0 foundations
 pub mod amount;
+pub mod calendar;
 pub mod clock;
-pub mod cohort;
 pub mod error;
 pub mod events;
 mod option_names;

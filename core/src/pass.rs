@@ -15,6 +15,7 @@ use crate::metrics::RunLog;
 use crate::ports::Ports;
 use crate::resolve::resolve;
 use crate::schema::{get_path, number_at};
+use crate::store::cas::RetryPolicy;
 use crate::store::{PutMode, StoreError, Version};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -163,7 +164,7 @@ impl<'a> Pass<'a> {
         // The record is read before its pending keys are listed; a commit in between removes
         // keys the read does not show yet. Only a plan whose record is unchanged after the
         // listing is a value the record can have.
-        for _ in 0..10 {
+        for _ in RetryPolicy::AtMost(10).attempts() {
             let Some(plan) = self
                 .consolidator
                 .plan(resource, &target.field, id, true)

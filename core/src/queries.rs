@@ -8,17 +8,18 @@
 //! same answers by construction.
 
 use crate::amount::{Arg, truncate};
-use crate::analytics::calendar::{
-    breakdown, cohort_label, last_n, parse_day, parse_hour, parse_month, parse_week, parse_year,
-    range,
-};
 use crate::analytics::materialized::add_pending;
 use crate::analytics::points::{
     Fact, PointSet, aggregate, fill_gaps, rank_records, tally_facts, top_records,
 };
 use crate::analytics_view::{AnalyticsView, top_cover};
-use crate::cohort::parse_timestamp;
-use crate::config::{Period, PluginConfig};
+use crate::calendar::Period;
+use crate::calendar::parse_timestamp;
+use crate::calendar::{
+    breakdown, cohort_label, last_n, parse_day, parse_hour, parse_month, parse_week, parse_year,
+    range,
+};
+use crate::config::PluginConfig;
 use crate::error::{Error, ErrorCode, Result};
 use crate::history::History;
 use crate::ports::Ports;
@@ -103,7 +104,7 @@ fn bound(period: Period, s: &str, zone: Tz) -> Result<String> {
     if s.len() == 10 && period != Period::Hour && period != Period::Day {
         let d = parse_day(s)?;
         return Ok(match period {
-            Period::Week => crate::analytics::calendar::week_label(d),
+            Period::Week => crate::calendar::week_label(d),
             _ => s[..7].to_string(),
         });
     }

@@ -8,7 +8,7 @@
 //! transactions with `metadata` (flag `b`).
 
 use crate::amount::{decimal_to_json, truncate};
-use crate::cohort::{cohorts_of, iso_timestamp};
+use crate::calendar::{cohorts_of, iso_timestamp};
 use crate::error::{Error, ErrorCode, Result};
 use crate::keys::{decode_component, encode_component};
 use chrono_tz::Tz;

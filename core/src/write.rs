@@ -15,7 +15,7 @@ use crate::keys::check_record_id;
 use crate::ports::Ports;
 use crate::resolve::{Target, resolve};
 use crate::schema::number_at;
-use crate::store::{PutMode, StoreError};
+use crate::store::{PutMode, StoreError, cas};
 use crate::txn::{Op, Transaction};
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -252,14 +252,7 @@ impl<'a> Writer<'a> {
             // is ours when the key holds our bytes.
             Err(StoreError::Conflict { .. })
                 if tx.idempotency_key.is_none()
-                    && self
-                        .ports
-                        .store
-                        .get(&key)
-                        .await
-                        .ok()
-                        .flatten()
-                        .is_some_and(|o| o.bytes == body) =>
+                    && cas::holds(self.ports.store.as_ref(), &key, &body).await =>
             {
                 tx
             }

@@ -9,8 +9,8 @@
 use serde_json::{Value, json};
 use tally_core::Arg;
 use tally_core::analytics::Fact;
+use tally_core::calendar::{iso_timestamp, parse_timestamp, parse_zone};
 use tally_core::clock::{IdSource, SplitMix};
-use tally_core::cohort::{iso_timestamp, parse_timestamp, parse_zone};
 use tally_core::queries::{Plan, QueryEnv};
 
 const SEED: u64 = 20251109;

@@ -1,9 +1,9 @@
 //! Coarsening chart points: hour points into days, weeks or months, day points into weeks or
 //! months (the `rollup` function of `tally-ec/wasm`), from the points alone.
 
-use super::calendar::{Label, parse_day, week_label};
 use super::points::{Point, decimal_of};
-use crate::config::Period;
+use crate::calendar::Period;
+use crate::calendar::{Label, parse_day, week_label};
 use rust_decimal::Decimal;
 use serde_json::Value;
 use std::collections::BTreeMap;

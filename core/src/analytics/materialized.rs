@@ -11,9 +11,9 @@
 //! record active in it, keyed by record id: `getTopRecords` reads those instead of the
 //! journals.
 
-use super::calendar::{Label, cohort_label};
 use super::points::{Fact, Point};
-use crate::config::Period;
+use crate::calendar::Period;
+use crate::calendar::{Label, cohort_label};
 use chrono_tz::Tz;
 use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};

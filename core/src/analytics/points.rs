@@ -1,9 +1,9 @@
 //! Chart-ready points (SPEC §6): aggregation of transactions into cohorts, exact decimal
 //! sums, distinct-record counts, gap filling, metric selection and top records.
 
-use super::calendar::{Label, cohort_label};
 use crate::amount::decimal_to_f64;
-use crate::config::Period;
+use crate::calendar::Period;
+use crate::calendar::{Label, cohort_label};
 use crate::txn::Op;
 use chrono_tz::Tz;
 use rust_decimal::Decimal;
@@ -95,7 +95,7 @@ impl Fact {
 impl Fact {
     /// A transaction timestamp given as text: RFC 3339 / ISO 8601 with an offset.
     pub fn timestamp_of_text(s: &str) -> crate::error::Result<i64> {
-        crate::cohort::parse_timestamp(s).ok_or_else(|| {
+        crate::calendar::parse_timestamp(s).ok_or_else(|| {
             crate::error::Error::new(
                 crate::error::ErrorCode::InvalidDate,
                 format!(
@@ -397,7 +397,7 @@ pub fn rank_records(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analytics::calendar::breakdown;
+    use crate::calendar::breakdown;
     use proptest::prelude::*;
 
     fn fact(id: &str, ms: i64, op: Op, v: i64) -> Fact {

@@ -7,7 +7,7 @@
 mod resources;
 use resources::parse_resources;
 
-use crate::cohort::parse_zone;
+use crate::calendar::{Period, parse_zone};
 use crate::error::{Error, ErrorCode, Result};
 use crate::keys::{check_field_path, check_resource_name};
 use chrono_tz::Tz;
@@ -29,41 +29,6 @@ impl Mode {
         match self {
             Mode::Sync => "sync",
             Mode::Async => "async",
-        }
-    }
-}
-
-/// Analytics period.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Period {
-    /// Local hour.
-    Hour,
-    /// Local day.
-    Day,
-    /// ISO week.
-    Week,
-    /// Local month.
-    Month,
-}
-
-impl Period {
-    /// Parses `hour`, `day`, `week` or `month`.
-    pub fn parse(s: &str) -> Option<Period> {
-        match s {
-            "hour" => Some(Period::Hour),
-            "day" => Some(Period::Day),
-            "week" => Some(Period::Week),
-            "month" => Some(Period::Month),
-            _ => None,
-        }
-    }
-    /// The name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Period::Hour => "hour",
-            Period::Day => "day",
-            Period::Week => "week",
-            Period::Month => "month",
         }
     }
 }

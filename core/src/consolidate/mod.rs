@@ -54,6 +54,7 @@ use crate::ports::{Ports, Reducers};
 use crate::records::{CommitOutcome, StoredRecord};
 use crate::resolve::field_config;
 use crate::schema::{get_path, set_path};
+use crate::store::cas::RetryPolicy;
 use crate::store::{PutMode, StoreError, delete_all, list_all};
 use crate::txn::{
     DeadLetter, NameInfo, Transaction, is_poison, parse_key_name, poison_code, reduce_default,
@@ -67,6 +68,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Most transactions one consolidation applies; the rest wait for the next batch.
 pub(crate) const MAX_BATCH: usize = 1_000;
+
+/// How many times one consolidation reads and tries to commit before it gives up
+/// (`ERR_CONFLICT`): each lost compare-and-swap is another consolidator's commit.
+const CONSOLIDATE_ATTEMPTS: u32 = 200;
 
 /// `owned` and `changed`, each path once (the paths a commit names, see
 /// [`crate::records::RecordAccess::commit`]).
@@ -263,19 +268,9 @@ impl<'a> Consolidator<'a> {
         id: &str,
         own: Option<&str>,
     ) -> Result<Consolidated> {
-        let mut attempt: u32 = 0;
         let mut applied_all: Vec<Transaction> = Vec::new();
-        loop {
-            attempt = attempt.saturating_add(1);
-            if attempt > 200 {
-                return Err(Error::new(
-                    ErrorCode::Conflict,
-                    format!(
-                        "record \"{id}\" of \"{resource}\" kept changing; consolidation gave up after {} attempts",
-                        attempt.saturating_sub(1)
-                    ),
-                ));
-            }
+        let policy = RetryPolicy::AtMost(CONSOLIDATE_ATTEMPTS);
+        for attempt in policy.attempts() {
             let Some(plan) = self.plan(resource, fc, id, false).await? else {
                 return Ok(Consolidated::Missing);
             };
@@ -347,5 +342,11 @@ impl<'a> Consolidator<'a> {
                 }
             }
         }
+        Err(Error::new(
+            ErrorCode::Conflict,
+            format!(
+                "record \"{id}\" of \"{resource}\" kept changing; consolidation gave up after {CONSOLIDATE_ATTEMPTS} attempts"
+            ),
+        ))
     }
 }

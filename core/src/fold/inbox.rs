@@ -2,6 +2,7 @@
 //! fold state and the packed objects, and telling committed entries from orphans.
 
 use super::*;
+use crate::store::cas;
 
 impl<'a> Folder<'a> {
     /// Writes a batch's contribution to the inbox, before the commit that applies the batch.
@@ -28,14 +29,7 @@ impl<'a> Folder<'a> {
             Ok(_) => Ok(()),
             // The name is this batch's alone: a 412 means our own write landed (sent twice).
             Err(StoreError::Conflict { .. })
-                if self
-                    .ports
-                    .store
-                    .get(&key)
-                    .await
-                    .ok()
-                    .flatten()
-                    .is_some_and(|o| o.bytes == body) =>
+                if cas::holds(self.ports.store.as_ref(), &key, &body).await =>
             {
                 Ok(())
             }

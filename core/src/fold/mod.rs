@@ -66,6 +66,7 @@ use crate::formats::{self, FoldDoc, InboxDoc, PackedDoc};
 use crate::formats::{FieldState, RECENT_BATCHES, RESURRECTION_WINDOW_MS};
 use crate::keys::batch_seq;
 use crate::ports::Ports;
+use crate::store::cas::RetryPolicy;
 use crate::store::{PutMode, StoreError, Version, delete_all, list_all};
 use futures::StreamExt;
 use futures::channel::oneshot;
@@ -124,10 +125,10 @@ impl<'a> Folder<'a> {
     ) -> Result<()> {
         let inbox = self.ports.layout.analytics_inbox(resource, field);
         let own_name = own.map(|(n, _)| n);
-        let mut attempt: u32 = 0;
         let mut next = scan.map(Start::Scanned);
-        loop {
-            attempt = attempt.saturating_add(1);
+        // A changed trim starts over at once; a lost swap of the fold state at most 200 times.
+        let conflicts = RetryPolicy::AtMost(200);
+        for attempt in RetryPolicy::UntilDone.attempts() {
             let mut scan = match next.take() {
                 Some(Start::Scanned(scan)) => scan,
                 Some(Start::Read(state)) => {
@@ -235,7 +236,7 @@ impl<'a> Folder<'a> {
                     self.local.keep_state(key, version, written.clone());
                 }
                 Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {
-                    if attempt >= 200 {
+                    if !conflicts.allows_after(attempt) {
                         return Err(Error::new(
                             crate::error::ErrorCode::Conflict,
                             format!("analytics of {resource}.{field} kept changing; fold gave up"),
@@ -264,6 +265,7 @@ impl<'a> Folder<'a> {
             let _ = delete_all(self.ports.store.as_ref(), &doomed).await;
             return Ok(());
         }
+        Err(RetryPolicy::UntilDone.exhausted(&format!("analytics of {resource}.{field}")))
     }
 
     /// Brings every packed object of a flushed plan up to it; returns the objects as written
@@ -309,17 +311,5 @@ impl<'a> Folder<'a> {
             }
         }
         Ok((name.to_string(), obj))
-    }
-}
-
-/// The period of a cohort label, by its shape.
-pub(crate) fn label_period(label: &str) -> Option<crate::config::Period> {
-    use crate::config::Period;
-    match label.len() {
-        13 => Some(Period::Hour),
-        10 => Some(Period::Day),
-        8 if label.contains("-W") => Some(Period::Week),
-        7 => Some(Period::Month),
-        _ => None,
     }
 }

@@ -215,7 +215,7 @@ impl FsStore {
         // A folder emptied by a concurrent delete may vanish between creating it and linking
         // into it: create it again and retry.
         let mut result = Err(StoreError::Backend(format!("{key}: folder kept vanishing")));
-        for _ in 0..8 {
+        for _ in super::cas::RetryPolicy::AtMost(8).attempts() {
             result = match path.parent().map(ensure_dir) {
                 Some(Err(e)) => Err(e),
                 _ => self.publish(key, &path, &tmp, &mode, &version),

@@ -24,6 +24,7 @@
 //! Keys are `/`-separated segments of printable ASCII chosen by the core; backends may reject
 //! others with [`StoreError::InvalidKey`].
 
+pub mod cas;
 pub mod conformance;
 pub mod counting;
 pub mod faulty;

@@ -16,6 +16,7 @@
 //! ([`StoreError::Backend`], never [`StoreError::Conflict`]): the write may still land. The
 //! caller decides from what it reads next, and keeps whatever a landed write would need.
 
+use super::cas::RetryPolicy;
 use super::{ListPage, Object, PutMode, Store, StoreError, Version};
 use crate::clock::Sleeper;
 use async_trait::async_trait;
@@ -74,13 +75,12 @@ impl<S: Store> RetryingStore<S> {
         Fut: std::future::Future<Output = Result<T, StoreError>>,
     {
         let mut ambiguous_before = false;
-        let mut n: u32 = 0;
-        loop {
-            n = n.saturating_add(1);
+        let policy = self.policy();
+        for n in policy.attempts() {
             match attempt().await {
                 Err(StoreError::Transient { message, ambiguous }) => {
                     ambiguous_before |= ambiguous;
-                    if n >= self.max_attempts {
+                    if !policy.allows_after(n) {
                         let m = format!("{message} (gave up after {n} attempts)");
                         return (ambiguous_before, Err(StoreError::Backend(m)));
                     }
@@ -89,6 +89,12 @@ impl<S: Store> RetryingStore<S> {
                 other => return (ambiguous_before, other),
             }
         }
+        (ambiguous_before, Err(gave_up()))
+    }
+
+    /// `max_attempts` attempts in all.
+    fn policy(&self) -> RetryPolicy {
+        RetryPolicy::AtMost(self.max_attempts)
     }
 }
 
@@ -106,6 +112,11 @@ impl<S: Store> RetryingStore<S> {
             ))),
         }
     }
+}
+
+/// What a loop of no attempts at all says (none is: `max_attempts` is at least 1).
+fn gave_up() -> StoreError {
+    StoreError::Backend("no attempt was made".to_string())
 }
 
 /// Jittered exponential backoff in ms: about 50, 100, 200 … capped at 2,000.
@@ -135,15 +146,14 @@ impl<S: Store> Store for RetryingStore<S> {
                 .await
                 .1;
         }
-        let mut n: u32 = 0;
-        loop {
-            n = n.saturating_add(1);
+        let policy = self.policy();
+        for n in policy.attempts() {
             match self.inner.put(key, bytes.clone(), mode.clone()).await {
                 Err(StoreError::Transient {
                     ambiguous: false,
                     message,
                 }) => {
-                    if n >= self.max_attempts {
+                    if !policy.allows_after(n) {
                         let m = format!("{message} (gave up after {n} attempts)");
                         return Err(StoreError::Backend(m));
                     }
@@ -160,6 +170,7 @@ impl<S: Store> Store for RetryingStore<S> {
                 other => return other,
             }
         }
+        Err(gave_up())
     }
 
     async fn list(&self, prefix: &str, start_after: Option<&str>) -> Result<ListPage, StoreError> {

@@ -3,7 +3,7 @@
 //! a range. Hours are local hours of `cohort.timezone` (chrono-tz): a spring-forward day has 23
 //! labels, a fall-back day 24 (the repeated hour is one label), and there is never a `T24`.
 
-use crate::config::Period;
+use crate::calendar::Period;
 use crate::error::{Error, ErrorCode, Result};
 use chrono::{Datelike, Days, Months, NaiveDate, NaiveTime, TimeZone, Weekday};
 use chrono_tz::Tz;
@@ -27,7 +27,7 @@ fn digits(s: &str) -> bool {
 
 /// The label of `ms` (epoch milliseconds) for `period` in `zone`.
 pub fn cohort_label(ms: i64, period: Period, zone: Tz) -> Label {
-    let c = crate::cohort::cohorts_of(ms, zone);
+    let c = crate::calendar::cohorts_of(ms, zone);
     match period {
         Period::Hour => c.hour,
         Period::Day => c.date,
