@@ -2,7 +2,7 @@
 //!
 //! Every function works on data the page already holds: transactions in the SPEC §4 shape (as
 //! `getRawEvents` returns them) or analytics points. The query functions are the plugin's own
-//! (`tally_core::queries::Plan`), so a dashboard gets the numbers the Node plugin gives.
+//! (`tally_core::queries::QueryPlan`), so a dashboard gets the numbers the Node plugin gives.
 //! Errors are JS `Error`s with a stable `code` property. The class `Transactions` and `query`
 //! are in `transactions.rs`, the calendar and points helpers in `functions.rs`; this file
 //! holds the conversions both use.

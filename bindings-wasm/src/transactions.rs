@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use tally_core::Arg;
 use tally_core::analytics::Fact;
 use tally_core::error::Error;
-use tally_core::queries::Plan;
+use tally_core::queries::QueryPlan;
 use tally_core::txn::Op;
 use wasm_bindgen::prelude::*;
 
@@ -135,8 +135,8 @@ impl Transactions {
             env_of(&mut objects)?
         };
         let args: Vec<Arg> = args.iter().map(Arg::from_json).collect();
-        let plan = Plan::parse(function, &args, &env)?;
-        if let Plan::Raw(_) = plan {
+        let plan = QueryPlan::parse(function, &args, &env)?;
+        if let QueryPlan::Raw(_) = plan {
             return Err(Error::invalid_argument(
                 "getRawEvents reads storage; in the browser, filter the transactions array instead",
             ));

@@ -1,8 +1,8 @@
 //! The analytics query functions of SPEC §6 on the plugin (`getAnalytics`, `getDayByHour`, …,
 //! `getTopRecords`, `getRawEvents`, `fillGaps`) with their JS argument forms.
 //!
-//! A query is planned first ([`Plan::parse`]: arguments, ranges and cohorts, pure), then run
-//! over the transactions it needs ([`Plan::execute`], pure). The plugin feeds it the field's
+//! A query is planned first ([`QueryPlan::parse`]: arguments, ranges and cohorts, pure), then run
+//! over the transactions it needs ([`QueryPlan::execute`], pure). The plugin feeds it the field's
 //! stored transactions (applied ones from the journals GC keeps, plus pending ones with
 //! `includePending`); the WASM package feeds it transactions a page holds, so both give the
 //! same answers by construction.
@@ -129,7 +129,7 @@ pub struct QueryEnv {
 
 /// A planned query: what to compute, over which cohorts.
 #[derive(Debug, Clone)]
-pub enum Plan {
+pub enum QueryPlan {
     /// Chart points of `period`: for exactly `cohorts` when given (in order), else for every
     /// cohort with data.
     Points {
@@ -184,28 +184,28 @@ pub fn needs_analytics(function: &str) -> bool {
     !matches!(function, "getTopRecords" | "getRawEvents")
 }
 
-impl Plan {
+impl QueryPlan {
     /// Plans a query function of SPEC §6 from its JS arguments (those after resource and
     /// field). Bad arguments and impossible dates are errors with codes.
-    pub fn parse(function: &str, args: &[Arg], env: &QueryEnv) -> Result<Plan> {
+    pub fn parse(function: &str, args: &[Arg], env: &QueryEnv) -> Result<QueryPlan> {
         let zone = env.zone;
-        let points = |period, cohorts, options| Plan::Points {
+        let points = |period, cohorts, options| QueryPlan::Points {
             period,
             cohorts,
             options,
         };
-        let by = |unit_what: &str, period: Period| -> Result<Plan> {
+        let by = |unit_what: &str, period: Period| -> Result<QueryPlan> {
             let unit = text(arg(args, 0), unit_what)?;
             let o = options(arg(args, 1), function)?;
             Ok(points(period, Some(breakdown(&unit, period, zone)?), o))
         };
-        let last = |period: Period, default: usize| -> Result<Plan> {
+        let last = |period: Period, default: usize| -> Result<QueryPlan> {
             let n = count_arg(arg(args, 0), default, function)?;
             let o = options(arg(args, 1), function)?;
             Ok(points(period, Some(last_n(period, n, env.now_ms, zone)), o))
         };
         match function {
-            "getAnalytics" => Plan::analytics(options(arg(args, 0), function)?, zone),
+            "getAnalytics" => QueryPlan::analytics(options(arg(args, 0), function)?, zone),
             "getDayByHour" => by("date", Period::Hour),
             "getWeekByDay" => by("week", Period::Day),
             "getWeekByHour" => by("week", Period::Hour),
@@ -269,7 +269,7 @@ impl Plan {
                     Some(c) => Some(breakdown(c, period, zone)?),
                     None => None,
                 };
-                Ok(Plan::Top {
+                Ok(QueryPlan::Top {
                     period,
                     date: cohort.map(str::to_string),
                     wanted,
@@ -277,7 +277,7 @@ impl Plan {
                     limit,
                 })
             }
-            "getRawEvents" => Ok(Plan::Raw(options(arg(args, 0), function)?)),
+            "getRawEvents" => Ok(QueryPlan::Raw(options(arg(args, 0), function)?)),
             other => Err(Error::invalid_argument(format!(
                 "unknown analytics function \"{}\"",
                 truncate(other, 40)
@@ -286,7 +286,7 @@ impl Plan {
     }
 
     /// `getAnalytics(r, f, { period, date, startDate, endDate, month, year, recordId, breakdown })`.
-    fn analytics(o: Map<String, Value>, zone: Tz) -> Result<Plan> {
+    fn analytics(o: Map<String, Value>, zone: Tz) -> Result<QueryPlan> {
         let period = period_of(o.get("period"), Period::Day)?;
         let unit = |k: &str| o.get(k).filter(|v| !v.is_null());
         let cohorts = if let Some(d) = unit("date") {
@@ -306,7 +306,7 @@ impl Plan {
         } else {
             None
         };
-        Ok(Plan::Points {
+        Ok(QueryPlan::Points {
             period,
             cohorts,
             options: o,
@@ -316,9 +316,9 @@ impl Plan {
     /// Whether pending transactions count (`includePending`; top records always count them).
     pub fn include_pending(&self) -> bool {
         match self {
-            Plan::Points { options, .. } => flag(options, "includePending"),
-            Plan::Top { .. } => true,
-            Plan::Raw(_) => true,
+            QueryPlan::Points { options, .. } => flag(options, "includePending"),
+            QueryPlan::Top { .. } => true,
+            QueryPlan::Raw(_) => true,
         }
     }
 
@@ -326,7 +326,7 @@ impl Plan {
     /// transaction for other plans).
     pub fn wants(&self, ms: i64, zone: Tz) -> bool {
         match self {
-            Plan::Top {
+            QueryPlan::Top {
                 period,
                 wanted: Some(w),
                 ..
@@ -338,15 +338,17 @@ impl Plan {
     /// The one record asked for (`recordId`), if any.
     pub fn record(&self) -> Option<&str> {
         match self {
-            Plan::Points { options, .. } | Plan::Raw(options) => str_opt(options, "recordId"),
-            Plan::Top { .. } => None,
+            QueryPlan::Points { options, .. } | QueryPlan::Raw(options) => {
+                str_opt(options, "recordId")
+            }
+            QueryPlan::Top { .. } => None,
         }
     }
 
     /// The JSON answer of a points plan from the points of its period: the cohorts asked for
     /// (or every cohort with data), gaps filled on request, operations broken out on request.
     pub fn render_points(&self, pts: PointSet, env: &QueryEnv) -> Value {
-        let Plan::Points {
+        let QueryPlan::Points {
             cohorts, options, ..
         } = self
         else {
@@ -369,20 +371,20 @@ impl Plan {
     }
 
     /// Runs a points or top-records plan over the transactions it asked for (already filtered
-    /// by [`Plan::include_pending`] and [`Plan::record`]). A raw-events plan gives `[]`: those
+    /// by [`QueryPlan::include_pending`] and [`QueryPlan::record`]). A raw-events plan gives `[]`: those
     /// are read from storage by the plugin.
     pub fn execute<'a>(&self, facts: impl IntoIterator<Item = &'a Fact>, env: &QueryEnv) -> Value {
         match self {
-            Plan::Points { period, .. } => {
+            QueryPlan::Points { period, .. } => {
                 self.render_points(aggregate(facts, *period, env.zone), env)
             }
-            Plan::Top { metric, limit, .. } => {
+            QueryPlan::Top { metric, limit, .. } => {
                 let chosen = facts
                     .into_iter()
                     .filter(|f| self.wants(f.timestamp_ms, env.zone));
                 Value::Array(top_records(chosen, metric, *limit))
             }
-            Plan::Raw(_) => Value::Array(Vec::new()),
+            QueryPlan::Raw(_) => Value::Array(Vec::new()),
         }
     }
 }
@@ -448,11 +450,11 @@ impl<'a> Queries<'a> {
             ));
         }
         let env = self.query_env();
-        let plan = Plan::parse(function, args, &env)?;
-        if let Plan::Raw(o) = &plan {
+        let plan = QueryPlan::parse(function, args, &env)?;
+        if let QueryPlan::Raw(o) = &plan {
             return self.raw_events(resource, field, o).await;
         }
-        if let Plan::Points {
+        if let QueryPlan::Points {
             period, cohorts, ..
         } = &plan
             && plan.record().is_none()
@@ -474,7 +476,7 @@ impl<'a> Queries<'a> {
             };
             return Ok(plan.render_points(pts, &env));
         }
-        if let Plan::Top {
+        if let QueryPlan::Top {
             period,
             date,
             wanted,

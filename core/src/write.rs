@@ -83,7 +83,7 @@ pub enum MutationResult {
 }
 
 /// What [`Writer::write_transaction`] found.
-pub(crate) enum Written {
+pub(crate) enum WriteOutcome {
     /// Stored now.
     Stored(Transaction),
     /// Stored earlier under the same idempotency key, still pending: that one.
@@ -180,8 +180,8 @@ impl<'a> Writer<'a> {
             metadata: options.metadata,
         };
         let tx = match self.write_transaction(&target, id, tx).await? {
-            Written::Stored(tx) | Written::Existing(tx) => tx,
-            Written::Duplicate(tx, marker) => {
+            WriteOutcome::Stored(tx) | WriteOutcome::Existing(tx) => tx,
+            WriteOutcome::Duplicate(tx, marker) => {
                 return self.answer_duplicate(&target, id, &tx, *marker).await;
             }
         };
@@ -211,7 +211,7 @@ impl<'a> Writer<'a> {
         target: &Target,
         id: &str,
         tx: Transaction,
-    ) -> Result<Written> {
+    ) -> Result<WriteOutcome> {
         let prefix = self
             .ports
             .layout
@@ -242,7 +242,7 @@ impl<'a> Writer<'a> {
                     // Our write duplicated an applied transaction: undo it, answer like the first.
                     Some(first) => {
                         self.ports.store.delete(&key).await?;
-                        return Ok(Written::Duplicate(tx, Box::new(first)));
+                        return Ok(WriteOutcome::Duplicate(tx, Box::new(first)));
                     }
                     None => tx,
                 },
@@ -262,12 +262,12 @@ impl<'a> Writer<'a> {
                         let first: Transaction = serde_json::from_slice(&obj.bytes)
                             .map_err(|e| Error::storage(format!("unreadable transaction: {e}")))?;
                         check_same(&first, &tx)?;
-                        return Ok(Written::Existing(first));
+                        return Ok(WriteOutcome::Existing(first));
                     }
                     None => {
                         let h = tx.idempotency_hash().unwrap_or_default();
                         match self.applied_idempotent(target, id, &h).await? {
-                            Some(first) => return Ok(Written::Duplicate(tx, Box::new(first))),
+                            Some(first) => return Ok(WriteOutcome::Duplicate(tx, Box::new(first))),
                             None => {
                                 return Err(Error::new(
                                     ErrorCode::Conflict,
@@ -280,7 +280,7 @@ impl<'a> Writer<'a> {
             }
             Err(e) => return Err(e.into()),
         };
-        Ok(Written::Stored(stored))
+        Ok(WriteOutcome::Stored(stored))
     }
 
     pub(super) async fn applied_idempotent(
@@ -391,7 +391,7 @@ impl<'a> Writer<'a> {
         };
         Ok(matches!(
             self.write_transaction(&target, id, tx).await?,
-            Written::Stored(_)
+            WriteOutcome::Stored(_)
         ))
     }
 

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use tally_core::analytics::points::Fact;
 use tally_core::clock::{Clock, ManualClock};
-use tally_core::queries::{FUNCTIONS, Plan};
+use tally_core::queries::{FUNCTIONS, QueryPlan};
 use tally_core::store::counting::CountingStore;
 use tally_core::store::faulty::{FaultKind, FaultyStore};
 use tally_core::store::memory::MemoryStore;
@@ -46,7 +46,11 @@ fn expected(i: &Instance, facts: &[Fact]) -> Vec<Value> {
     let env = i.engine.query_env();
     queries()
         .into_iter()
-        .map(|(f, args)| Plan::parse(f, &args, &env).unwrap().execute(facts, &env))
+        .map(|(f, args)| {
+            QueryPlan::parse(f, &args, &env)
+                .unwrap()
+                .execute(facts, &env)
+        })
         .collect()
 }
 

@@ -11,7 +11,7 @@ use tally_core::Arg;
 use tally_core::analytics::Fact;
 use tally_core::calendar::{iso_timestamp, parse_timestamp, parse_zone};
 use tally_core::clock::{IdSource, SplitMix};
-use tally_core::queries::{Plan, QueryEnv};
+use tally_core::queries::{QueryEnv, QueryPlan};
 
 const SEED: u64 = 20251109;
 const ZONES: [&str; 3] = ["UTC", "America/New_York", "Australia/Lord_Howe"];
@@ -129,7 +129,7 @@ fn generate() -> Value {
                 .iter()
                 .map(Arg::from_json)
                 .collect();
-            let plan = Plan::parse(function, &list, &env).unwrap();
+            let plan = QueryPlan::parse(function, &list, &env).unwrap();
             let facts: Vec<Fact> = txs
                 .iter()
                 .map(|t| Fact::from_json(t).unwrap())

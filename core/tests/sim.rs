@@ -298,7 +298,7 @@ fn drive(seed: u64, world: &Arc<World>, plan: &mut sim::world::Rng) -> Result<Ru
     for (field, f, args, answer) in answers.lock().unwrap().iter() {
         let facts = sim::check::applied_facts(&world, field);
         let expected =
-            tally_core::queries::Plan::parse(f, args, &env).map(|p| p.execute(&facts, &env));
+            tally_core::queries::QueryPlan::parse(f, args, &env).map(|p| p.execute(&facts, &env));
         match (answer, expected) {
             (Ok(a), Ok(e)) if *a == e => {}
             (a, e) => problems.push(format!(

@@ -10,7 +10,7 @@ impl<'a> Consolidator<'a> {
         resource: &str,
         fc: &FieldConfig,
         id: &str,
-        plan: Plan,
+        plan: BatchPlan,
     ) -> Result<Attempt> {
         if !plan.stale.is_empty() {
             self.retire(resource, fc, id, &plan.stale, &plan.state)

@@ -100,7 +100,7 @@ fn missing_key(resource: &str, field: &str, id: &str) -> String {
 }
 
 /// What a planned consolidation found.
-pub(crate) struct Plan {
+pub(crate) struct BatchPlan {
     /// The record as read.
     pub record: StoredRecord,
     /// The field's bookkeeping.
@@ -125,7 +125,7 @@ pub(crate) struct Plan {
     pub poison: Vec<DeadLetter>,
 }
 
-impl Plan {
+impl BatchPlan {
     /// True when the record as read already reflects the pending key `name`, or this plan
     /// applies it: a value from this plan's commit (or read) includes it.
     pub(crate) fn covers(&self, name: &str) -> bool {

@@ -59,7 +59,7 @@ impl<'a> Consolidator<'a> {
         fc: &FieldConfig,
         id: &str,
         all: bool,
-    ) -> Result<Option<Plan>> {
+    ) -> Result<Option<BatchPlan>> {
         let read_at = self.ports.now_ms();
         let Some(record) = self.ports.records.load(resource, id).await? else {
             return Ok(None);
@@ -122,7 +122,7 @@ impl<'a> Consolidator<'a> {
                 });
             }
         }
-        Ok(Some(Plan {
+        Ok(Some(BatchPlan {
             record,
             state,
             fresh,

@@ -1,7 +1,7 @@
 //! What one engine owns — configuration, ports, reducers, the stamp, events, run counters,
 //! the fold's local knowledge, missing records and released leases — the builder that makes
 //! it, and the borrowed view of it each component works through (never new state per call:
-//! one `FoldLocal`, one missing map, one `RunLog` per engine).
+//! one `FoldCache`, one missing map, one `RunLog` per engine).
 
 use crate::admin::Admin;
 use crate::analytics_view::AnalyticsView;
@@ -10,7 +10,7 @@ use crate::config::PluginConfig;
 use crate::consolidate::Consolidator;
 use crate::dead_letters::DeadLetters;
 use crate::events::EventBus;
-use crate::fold::{FoldLocal, Folder};
+use crate::fold::{FoldCache, Folder};
 use crate::gc::Gc;
 use crate::history::History;
 use crate::inspect::Inspector;
@@ -34,7 +34,7 @@ pub(super) struct Parts {
     stamp: Mutex<(i64, u64)>,
     pub(super) events: EventBus,
     pub(super) runs: RunLog,
-    fold_local: FoldLocal,
+    fold_local: FoldCache,
     /// Records found missing (deleted, or not created yet), with when a pass tries them again
     /// and the wait after that (see `Consolidator::note_missing`).
     missing: Mutex<HashMap<String, (i64, i64)>>,
@@ -240,7 +240,7 @@ impl EngineBuilder {
                 stamp: Mutex::new((0, 0)),
                 events: EventBus::default(),
                 runs: RunLog::default(),
-                fold_local: FoldLocal::default(),
+                fold_local: FoldCache::default(),
                 missing: Mutex::default(),
                 released_leases: Mutex::default(),
             },

@@ -220,7 +220,7 @@ impl<'a> Folder<'a> {
         resource: &str,
         field: &str,
         name: String,
-    ) -> Result<Checked> {
+    ) -> Result<EntryCheck> {
         let key = format!(
             "{}{name}",
             self.ports.layout.analytics_inbox(resource, field)
@@ -336,7 +336,7 @@ impl<'a> Folder<'a> {
         resource: &str,
         field: &str,
         names: Vec<String>,
-    ) -> Vec<Result<Checked>> {
+    ) -> Vec<Result<EntryCheck>> {
         futures::stream::iter(names)
             .map(|name| self.check_entry(resource, field, name))
             .buffered(32)

@@ -5,7 +5,7 @@ use super::*;
 
 /// What an engine knows of its own and others' inbox entries, shared by its consolidations.
 #[derive(Default)]
-pub(crate) struct FoldLocal {
+pub(crate) struct FoldCache {
     /// Entries found committed, with their contribution: both never change, so folds in this
     /// process check and read an entry once, however many of them see it.
     pub(super) committed: Mutex<HashMap<String, Arc<Delta>>>,
@@ -21,7 +21,7 @@ pub(crate) struct FoldLocal {
 /// Most entries the committed cache holds (it starts afresh when full).
 pub(super) const ENTRY_CACHE: usize = 4096;
 
-impl FoldLocal {
+impl FoldCache {
     pub(super) fn cached(&self, key: &str) -> Option<Arc<Delta>> {
         self.committed.lock().ok()?.get(key).cloned()
     }
@@ -77,7 +77,7 @@ impl FoldLocal {
 
 /// A check under way; those waiting for it are told when it is dropped.
 pub(super) struct Checking<'a> {
-    pub(super) local: &'a FoldLocal,
+    pub(super) local: &'a FoldCache,
     pub(super) key: String,
 }
 
@@ -96,7 +96,7 @@ impl Drop for Checking<'_> {
 
 /// Marks an inbox entry as this engine's own, under way, until dropped.
 pub(crate) struct InFlight<'a> {
-    pub(super) local: &'a FoldLocal,
+    pub(super) local: &'a FoldCache,
     pub(super) key: String,
 }
 

@@ -54,7 +54,7 @@ mod state;
 
 use state::*;
 
-pub(crate) use local::{FoldLocal, InFlight};
+pub(crate) use local::{FoldCache, InFlight};
 pub(crate) use state::{FoldBody, FoldScan, FoldState};
 
 use crate::analytics::materialized::{
@@ -89,7 +89,7 @@ pub(crate) struct PackedObject {
 }
 
 /// An inbox entry as a fold checked it: its name, status and (when committed) contribution.
-type Checked = (String, EntryStatus, Option<Arc<Delta>>);
+type EntryCheck = (String, EntryStatus, Option<Arc<Delta>>);
 
 /// Whether an inbox entry's batch was committed.
 enum EntryStatus {
@@ -103,13 +103,13 @@ fn corrupt(key: &str) -> Error {
 }
 
 /// The analytics fold of one engine: its shared inputs and what it knows locally of inbox
-/// entries and fold states (one [`FoldLocal`] per engine, never one per call).
+/// entries and fold states (one [`FoldCache`] per engine, never one per call).
 #[derive(Clone, Copy)]
 pub(crate) struct Folder<'a> {
     /// The engine's store, layout, records and clock.
     pub(crate) ports: &'a Ports,
     /// What this engine knows of inbox entries and fold states.
-    pub(crate) local: &'a FoldLocal,
+    pub(crate) local: &'a FoldCache,
 }
 
 impl<'a> Folder<'a> {
@@ -125,13 +125,13 @@ impl<'a> Folder<'a> {
     ) -> Result<()> {
         let inbox = self.ports.layout.analytics_inbox(resource, field);
         let own_name = own.map(|(n, _)| n);
-        let mut next = scan.map(Start::Scanned);
+        let mut next = scan.map(FoldStart::Scanned);
         // A changed trim starts over at once; a lost swap of the fold state at most 200 times.
         let conflicts = RetryPolicy::AtMost(200);
         for attempt in RetryPolicy::UntilDone.attempts() {
             let mut scan = match next.take() {
-                Some(Start::Scanned(scan)) => scan,
-                Some(Start::Read(state)) => {
+                Some(FoldStart::Scanned(scan)) => scan,
+                Some(FoldStart::Read(state)) => {
                     self.scan_inbox(resource, field, own_name, state).await?
                 }
                 None => self.scan_fold(resource, field, own_name).await?,
@@ -153,7 +153,7 @@ impl<'a> Folder<'a> {
                 return Ok(());
             }
             if state.trim != scan.state.trim {
-                next = Some(Start::Read(state));
+                next = Some(FoldStart::Read(state));
                 continue;
             }
             scan.sort(&inbox, checked)?;
@@ -243,7 +243,7 @@ impl<'a> Folder<'a> {
                         ));
                     }
                     self.ports.backoff_after_conflict(attempt).await;
-                    next = Some(Start::Scanned(scan));
+                    next = Some(FoldStart::Scanned(scan));
                     continue;
                 }
                 Err(e) => return Err(e.into()),

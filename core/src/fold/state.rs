@@ -202,7 +202,7 @@ pub(crate) struct FoldScan {
 impl FoldScan {
     /// Files checked entries as committed (with their contribution), orphans or pending; a
     /// committed entry that vanished meanwhile was folded by someone else.
-    pub(super) fn sort(&mut self, inbox: &str, checked: Vec<Result<Checked>>) -> Result<()> {
+    pub(super) fn sort(&mut self, inbox: &str, checked: Vec<Result<EntryCheck>>) -> Result<()> {
         for item in checked {
             match item? {
                 (name, EntryStatus::Committed, Some(delta)) => self.foreign.push((name, delta)),
@@ -216,7 +216,7 @@ impl FoldScan {
 }
 
 /// Where a fold attempt starts: a scan already made, or a fold state already read.
-pub(super) enum Start {
+pub(super) enum FoldStart {
     Scanned(FoldScan),
     Read(FoldState),
 }
