@@ -12,9 +12,9 @@ The layers are lib.rs's own: a comment line `// L<n> ...` opens layer n, and eac
 after it (until the next such line) is in it. Once lib.rs names layers, every module must
 have one, and an edge A -> B with B's layer above A's fails.
 
-    python3 scripts/check-layers.py              report, exit 1 on a cycle or a long file
+    python3 scripts/check-layers.py              report, exit 1 on a cycle, an upward or unlayered module, a long file
     python3 scripts/check-layers.py --table      also print the module graph (lines, uses, used by)
-    python3 scripts/check-layers.py --self-test  show that a cycle and a long file fail
+    python3 scripts/check-layers.py --self-test  show that each of those fails on small trees
 
 The debts the redesign (issue 17) started from (one cycle of eight modules, five long files)
 are paid, so there is no list of known ones any more: any cycle or long file fails.

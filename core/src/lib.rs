@@ -1,6 +1,7 @@
 //! tally-core: auditable counters and balances on object storage — exactly-once consolidation
-//! of transaction logs, standalone records, and time-bucketed analytics. No JS types live
-//! here; bindings convert at the edges.
+//! of transaction logs, standalone records, and time-bucketed analytics. No napi or
+//! wasm-bindgen types live here: JS values arrive as tagged [`Arg`]s (the calling convention
+//! is `calls`), and the bindings convert at the edges.
 //!
 //! Start at [`Engine`] (one configured plugin: mutations, consolidation, passes, queries),
 //! [`Database`] (Tally's own records) and [`store`] (the object-store seam and its

@@ -126,7 +126,8 @@ impl<'a> Folder<'a> {
         let inbox = self.ports.layout.analytics_inbox(resource, field);
         let own_name = own.map(|(n, _)| n);
         let mut next = scan.map(FoldStart::Scanned);
-        // A changed trim starts over at once; a lost swap of the fold state at most 200 times.
+        // Every start counts, trim restarts included; a lost swap of the fold state after the
+        // 200th gives up (a trim changes only when another fold made progress).
         let conflicts = RetryPolicy::AtMost(200);
         for attempt in RetryPolicy::UntilDone.attempts() {
             let mut scan = match next.take() {

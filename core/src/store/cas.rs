@@ -24,7 +24,8 @@ use super::Store;
 pub enum RetryPolicy {
     /// Until done: every lost compare-and-swap means another writer committed, so the loop
     /// is lock-free. For writes a user is waiting on whose loss would drop the user's change
-    /// (inserting, updating and deleting a record, a host record's bookkeeping).
+    /// (inserting, updating and deleting a record, a host record's bookkeeping), or whose
+    /// lost swaps an inner `AtMost` bounds (the analytics fold).
     UntilDone,
     /// At most this many attempts; then the caller reports that the object kept changing
     /// (`ERR_CONFLICT`), and the user may try again. For work that someone else's progress
