@@ -6,7 +6,7 @@ use napi::Status;
 use napi::bindgen_prelude::Promise;
 use napi::threadsafe_function::ThreadsafeFunction;
 use serde_json::{Map, Value, json};
-use tally_core::host::Host;
+use tally_core::records::s3db::Host;
 use tally_core::{Error, Result};
 
 /// An async JS function of one JSON argument; weak, so it never keeps Node alive.

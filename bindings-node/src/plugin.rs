@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tally_core::engine::EngineBuilder;
-use tally_core::host::HostRecords;
+use tally_core::records::s3db::HostRecords;
 use tally_core::schema::Schema;
 use tally_core::{Engine, Error, ErrorCode, PluginConfig, connection};
 

@@ -22,7 +22,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::formats::{self, DeadLetterDoc};
 use crate::keys::check_record_id;
 use crate::ports::Ports;
-use crate::resolve::resolve;
+use crate::resolve::{Target, resolve};
 use crate::store::{PutMode, StoreError, list_all};
 use serde_json::Value;
 
@@ -44,16 +44,21 @@ pub(crate) struct DeadLetters<'a> {
 }
 
 impl<'a> DeadLetters<'a> {
-    /// The dead letters of a field: `[{ recordId, name, transaction, error: {code, message},
-    /// at }]`, in key order.
-    pub(crate) async fn dead_letters(&self, resource: &str, field: &str) -> Result<Vec<Value>> {
-        let target = resolve(
+    /// The configured field `resource.field` names.
+    async fn target(&self, resource: &str, field: &str) -> Result<Target> {
+        resolve(
             self.config,
             self.ports.records.as_ref(),
             resource,
             Some(field),
         )
-        .await?;
+        .await
+    }
+
+    /// The dead letters of a field: `[{ recordId, name, transaction, error: {code, message},
+    /// at }]`, in key order.
+    pub(crate) async fn dead_letters(&self, resource: &str, field: &str) -> Result<Vec<Value>> {
+        let target = self.target(resource, field).await?;
         let prefix = self
             .ports
             .layout
@@ -77,13 +82,7 @@ impl<'a> DeadLetters<'a> {
         name: &str,
     ) -> Result<(String, Vec<u8>)> {
         check_record_id(id)?;
-        let target = resolve(
-            self.config,
-            self.ports.records.as_ref(),
-            resource,
-            Some(field),
-        )
-        .await?;
+        let target = self.target(resource, field).await?;
         if name.is_empty() || name.contains('/') {
             return Err(Error::invalid_argument(format!(
                 "\"{}\" is not a dead letter name",
@@ -135,13 +134,7 @@ impl<'a> DeadLetters<'a> {
             "{}#dead-letter-retry-{suffix}",
             tx.idempotency_key.as_deref().unwrap_or("")
         ));
-        let target = resolve(
-            self.config,
-            self.ports.records.as_ref(),
-            resource,
-            Some(field),
-        )
-        .await?;
+        let target = self.target(resource, field).await?;
         let pending = format!(
             "{}{}",
             self.ports.layout.pending(resource, &target.field.field, id),

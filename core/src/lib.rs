@@ -14,7 +14,7 @@
 //! | L0 foundations | `error`, `clock`, `amount`, `calendar`, `events`, `option_names`, `schema` |
 //! | L1 seams, values, configuration | `store`, `keys`, `txn`, `config`, `connection`, `metrics` |
 //! | L2 pure analytics, stored formats | `analytics`, `formats` |
-//! | L3 records, history, ports, resolution | `records`, `host`, `journal`, `ports`, `resolve` |
+//! | L3 records, history, ports, resolution | `records` (with `records::s3db`), `journal`, `ports`, `resolve` |
 //! | L4 consolidation, the analytics fold | `fold`, `consolidate` |
 //! | L5 components over consolidation | `write`, `pass`, `history`, `dead_letters`, `inspect`, `analytics_view` |
 //! | L6 components over history and the view | `admin`, `gc`, `queries`, `verify` |
@@ -62,7 +62,6 @@ pub mod analytics;
 mod formats;
 
 // L3 records, history, ports, field resolution
-pub mod host;
 mod journal;
 mod ports;
 pub mod records;

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tally_core::clock::{SplitMix, YieldSleeper};
-use tally_core::host::{Host, HostRecords};
+use tally_core::records::s3db::{Host, HostRecords};
 use tally_core::schema::Schema;
 use tally_core::store::memory::MemoryStore;
 use tally_core::store::{SharedStore, Store};

@@ -73,6 +73,11 @@ pub(crate) const MAX_BATCH: usize = 1_000;
 /// (`ERR_CONFLICT`): each lost compare-and-swap is another consolidator's commit.
 const CONSOLIDATE_ATTEMPTS: u32 = 200;
 
+/// Of those attempts, the first ones in which a sync caller whose own key a newer commit
+/// applied reads again (to resolve to a value that includes it) instead of going on with a
+/// read that does not cover it; after them it takes the value it read.
+const OWN_KEY_REREADS: RetryPolicy = RetryPolicy::AtMost(10);
+
 /// `owned` and `changed`, each path once (the paths a commit names, see
 /// [`crate::records::RecordAccess::commit`]).
 pub(crate) fn owned_and<'a>(
@@ -276,7 +281,7 @@ impl<'a> Consolidator<'a> {
             };
             if let Some(own) = own
                 && !plan.covers(own)
-                && attempt <= 10
+                && OWN_KEY_REREADS.attempts().contains(&attempt)
             {
                 // Our key was applied by a commit after this read: read again.
                 continue;

@@ -1,7 +1,7 @@
 //! Records: the record-access seam ([`RecordAccess`]) through which consolidation reads and
 //! commits target records, and its two implementations: Tally's own s3db.js-compatible
 //! database over a [`Store`](crate::store::Store) ([`Database`], in `standalone.rs`) and
-//! records in a host database (`crate::host`: s3db.js).
+//! records in a host database ([`s3db`]: s3db.js).
 //!
 //! A record is stored at `P/r/<resource>/<id>` as `{"d": data, "m": bookkeeping}`; `m` holds
 //! Tally's per-field consolidation state and is never shown to users. Every write is a
@@ -22,6 +22,7 @@
 //! the audit trail start at `base`, and analytics keep counting the id once per cohort.
 //! Listing reads the record of each marked id to leave tombstones out.
 
+pub mod s3db;
 mod standalone;
 
 pub use standalone::{Database, ListOptions, Resource};
@@ -42,7 +43,7 @@ pub struct StoredRecord {
     /// The version to compare against when committing.
     pub version: Version,
     /// Paths whose values the record access keeps itself (a host record's state, see
-    /// [`crate::host`]); a commit names them again with the paths it changes.
+    /// [`s3db`]); a commit names them again with the paths it changes.
     pub owned: Vec<String>,
 }
 

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use tally_core::clock::Sleeper;
 use tally_core::clock::{Clock, SplitMix, YieldSleeper};
-use tally_core::host::{Host, HostRecords};
+use tally_core::records::s3db::{Host, HostRecords};
 use tally_core::store::retry::RetryingStore;
 use tally_core::{Arg, Database, Engine, MutationOptions, Op, PluginConfig};
 
@@ -19,7 +19,7 @@ pub const RECORDS: [&str; 2] = ["r0", "r1"];
 /// Paths written: a plain field and two nested paths of a json field.
 pub const PATHS: [&str; 3] = ["balance", "stats.a", "stats.b"];
 
-/// A host database like s3db.js (the seam of `tally_core::host`): whole-record
+/// A host database like s3db.js (the seam of `tally_core::records::s3db`): whole-record
 /// read-modify-write with a yield between the read and the write, no conditions.
 #[derive(Default)]
 pub struct SimHost {

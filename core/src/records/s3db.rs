@@ -1,4 +1,4 @@
-//! Target records in a host database (s3db.js, reached through the Node binding): the
+//! Records in a host database (s3db.js, reached through the Node binding): the
 //! record-access seam over a [`Host`], with the authority kept in Tally's own store.
 //!
 //! A host database offers no compare-and-swap on records (s3db.js records live in object
@@ -21,12 +21,12 @@
 //! Fields of one record share the state object, so consolidating two fields of one record at
 //! once serializes on it and both survive.
 
+use super::{CommitOutcome, RecordAccess, StoredRecord, put_document};
 use crate::clock::{Clock, SystemClock};
 use crate::config::PluginConfig;
 use crate::error::Result;
 use crate::formats::{decode_document, encode_document, encode_tombstone, retired_meta};
 use crate::keys::Layout;
-use crate::records::{CommitOutcome, RecordAccess, StoredRecord, put_document};
 use crate::schema::{Schema, get_path, set_path};
 use crate::store::cas::RetryPolicy;
 use crate::store::{PutMode, SharedStore, Version};
@@ -35,9 +35,9 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-/// Most rounds of "write the host copy, read it back" per commit; a copy still behind after
-/// that is repaired by the next consolidation of the record.
-const MAX_SYNC_ROUNDS: usize = 5;
+/// Rounds of "write the host copy, read it back" per commit; a copy still behind after the
+/// last is repaired by the next consolidation of the record (so running out is not an error).
+const SYNC_ROUNDS: RetryPolicy = RetryPolicy::AtMost(5);
 
 /// Attempts per host call: a host's storage fails transiently like ours (s3db.js on S3:
 /// "The stream has already been transformed" under concurrent reads), so its failures are
@@ -299,8 +299,8 @@ impl HostRecords {
         mut values: Map<String, Value>,
         write_first: bool,
     ) -> Result<bool> {
-        for round in 0..MAX_SYNC_ROUNDS {
-            if round > 0 {
+        for round in SYNC_ROUNDS.attempts() {
+            if round > 1 {
                 let state = self.read_state(resource, id).await?;
                 // Deleted meanwhile: a tombstone's values are the old record's, never written.
                 if state.deleted {
@@ -310,7 +310,7 @@ impl HostRecords {
             }
             // Right after a commit the host copy is behind by construction: write at once, and
             // let the next round read both back.
-            let changes: Map<String, Value> = if round == 0 && write_first {
+            let changes: Map<String, Value> = if round == 1 && write_first {
                 values.clone()
             } else {
                 let Some(host) = self.host_get(resource, id).await? else {
