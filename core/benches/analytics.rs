@@ -1,4 +1,5 @@
-//! Analytics benchmarks: aggregating 1,000,000 transactions into the four periods (pure), and
+//! Analytics benchmarks: aggregating 1,000,000 transactions into the four periods (pure: once
+//! per period as four queries do, and laid out once as a prepared WASM set does), and
 //! sync-mode mutation throughput of 16 concurrent writers with analytics off and on (memory
 //! store), whose ratio the README reports. Run with `cargo bench -p tally-core --bench analytics`.
 
@@ -8,6 +9,7 @@ use serde_json::json;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tally_core::analytics::Columns;
 use tally_core::analytics::materialized::PERIODS;
 use tally_core::analytics::points::{Fact, aggregate};
 use tally_core::clock::{IdSource, SplitMix, YieldSleeper};
@@ -47,6 +49,17 @@ fn aggregate_one_million(c: &mut Criterion) {
             }
         })
     });
+    g.bench_function(
+        "1M transactions laid out once, into hour, day, week and month",
+        |b| {
+            b.iter(|| {
+                let columns = Columns::new(&all);
+                for p in PERIODS {
+                    black_box(columns.aggregate(p, zone));
+                }
+            })
+        },
+    );
     g.finish();
 }
 

@@ -8,6 +8,7 @@
 //! same answers by construction.
 
 use crate::amount::{Arg, truncate};
+use crate::analytics::Columns;
 use crate::analytics::materialized::add_pending;
 use crate::analytics::points::{
     Fact, PointSet, aggregate, fill_gaps, rank_records, tally_facts, top_records,
@@ -368,6 +369,17 @@ impl QueryPlan {
             }
         }
         Value::Array(out)
+    }
+
+    /// Runs a points plan over transactions laid out as [`Columns`] (already filtered as for
+    /// [`QueryPlan::execute`]); `None` for other plans.
+    pub fn execute_columns(&self, columns: &Columns, env: &QueryEnv) -> Option<Value> {
+        match self {
+            QueryPlan::Points { period, .. } => {
+                Some(self.render_points(columns.aggregate(*period, env.zone), env))
+            }
+            _ => None,
+        }
     }
 
     /// Runs a points or top-records plan over the transactions it asked for (already filtered

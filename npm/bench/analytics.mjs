@@ -11,7 +11,7 @@ import init, * as tally from '../wasm/index.js';
 // Not in s3db.js's package exports, so by path (the devDependency pinned at 21.6.2).
 import { getCohortInfo } from '../node_modules/s3db.js/dist/plugins/eventual-consistency/utils.js';
 import { getAnalytics } from '../node_modules/s3db.js/dist/plugins/eventual-consistency/analytics.js';
-import { PERIODS, tallyFourPeriods, transactions } from './transactions.mjs';
+import { PERIODS, columnsOf, tallyFourPeriods, transactions } from './transactions.mjs';
 import { CHROMIUM, serve, withChromium } from '../test/support/browser.mjs';
 
 const { values: opts } = parseArgs({
@@ -80,28 +80,41 @@ async function browserRuns() {
 await init();
 log(`generating ${n} transactions`);
 const txs = transactions(n);
+const cols = columnsOf(txs);
 const rows = [];
 for (const zone of zones) {
   const wasm = [];
+  const wasmColumns = [];
   const js = [];
   let agree;
   for (let r = 0; r < rounds; r++) {
     log(`${zone}: round ${r + 1}/${rounds}, Tally WASM in Node`);
     const t = tallyFourPeriods(tally, txs, zone);
     wasm.push(t);
+    const c = tallyFourPeriods(tally, cols, zone);
+    wasmColumns.push(c);
+    for (const p of PERIODS) {
+      if (differences(t.points[p], c.points[p]) !== 0) throw new Error(`${zone} ${p}: columns and objects disagree`);
+    }
     log(`${zone}: round ${r + 1}/${rounds}, s3db.js 21.6.2 in Node`);
     const s = await s3dbFourPeriods(txs, zone);
     js.push(s);
     agree ??= Object.fromEntries(PERIODS.map((p) => [p, differences(t.points[p], s.points[p])]));
   }
-  rows.push({ zone, wasm, js, agree });
+  rows.push({ zone, wasm, wasmColumns, js, agree });
 }
 const browser = await browserRuns();
 
 console.log(`\nAggregating ${n.toLocaleString('en')} transactions into hour, day, week and month points (median of ${rounds}; Node ${process.version})\n`);
 console.log('| zone | s3db.js 21.6.2 (label + aggregate) | Tally WASM in Node (read + aggregate) | Tally WASM in Chromium | ratio Node | ratio Chromium | cohorts that differ (h/d/w/m) |');
 console.log('| --- | --- | --- | --- | --- | --- | --- |');
-for (const { zone, wasm, js, agree } of rows) {
+const columnRows = [];
+for (const { zone, wasm, wasmColumns, js, agree } of rows) {
+  const cN = median(wasmColumns.map((x) => x.total));
+  const cR = median(wasmColumns.map((x) => x.read));
+  const cB = browser ? median(browser[zone].map((x) => x.columns.total)) : null;
+  const cBR = browser ? median(browser[zone].map((x) => x.columns.read)) : null;
+  columnRows.push(`| ${zone} | ${ms(cN)} (${ms(cR)} + ${ms(cN - cR)}) | ${cB === null ? 'not run' : `${ms(cB)} (${ms(cBR)} + ${ms(cB - cBR)})`} |`);
   const jsT = median(js.map((x) => x.total));
   const jsL = median(js.map((x) => x.label));
   const wT = median(wasm.map((x) => x.total));
@@ -109,3 +122,7 @@ for (const { zone, wasm, js, agree } of rows) {
   const bT = browser ? median(browser[zone].map((x) => x.total)) : null;
   console.log(`| ${zone} | ${ms(jsT)} (${ms(jsL)} + ${ms(jsT - jsL)}) | ${ms(wT)} (${ms(wR)} + ${ms(wT - wR)}) | ${bT === null ? 'not run' : ms(bT)} | ${(jsT / wT).toFixed(1)}× | ${bT === null ? '—' : `${(jsT / bT).toFixed(1)}×`} | ${PERIODS.map((p) => agree[p]).join('/')} |`);
 }
+console.log('\nThe same transactions given as typed-array columns (prepareColumns), read + aggregate:\n');
+console.log('| zone | Tally WASM in Node | Tally WASM in Chromium |');
+console.log('| --- | --- | --- |');
+for (const row of columnRows) console.log(row);

@@ -36,10 +36,31 @@ export function transactions(n, seed = 42) {
 
 export const PERIODS = ['hour', 'day', 'week', 'month'];
 
-/** Tally's WASM build: read the transactions once, then the points of every period. */
+/** The same transactions as typed-array columns (how a page holding its data in typed arrays
+ * gives it to `prepareColumns`). */
+export function columnsOf(txs) {
+  const index = new Map();
+  const recordIds = [];
+  const records = new Uint32Array(txs.length);
+  txs.forEach((t, i) => {
+    let k = index.get(t.originalId);
+    if (k === undefined) index.set(t.originalId, (k = recordIds.push(t.originalId) - 1));
+    records[i] = k;
+  });
+  return {
+    recordIds,
+    records,
+    timestamps: Float64Array.from(txs, (t) => Date.parse(t.timestamp)),
+    operations: Uint8Array.from(txs, (t) => OPS.indexOf(t.operation)),
+    values: Float64Array.from(txs, (t) => t.value),
+  };
+}
+
+/** Tally's WASM build: read the transactions once (an array of objects through `prepare`, or
+ * columns through `prepareColumns`), then the points of every period. */
 export function tallyFourPeriods(tally, txs, timezone) {
   const t0 = performance.now();
-  const set = tally.prepare(txs);
+  const set = Array.isArray(txs) ? tally.prepare(txs) : tally.prepareColumns(txs);
   const read = performance.now() - t0;
   try {
     const points = {};

@@ -66,6 +66,36 @@ test('wasm: a prepared set and the item-by-item reader give the golden answers t
   items.free();
 });
 
+test('wasm: typed-array columns give the golden answers, and bad columns are refused', async () => {
+  await init();
+  const recordIds = [...new Set(transactions.map((t) => String(t.originalId)))];
+  const cols = {
+    recordIds,
+    records: Uint32Array.from(transactions, (t) => recordIds.indexOf(String(t.originalId))),
+    timestamps: Float64Array.from(transactions, (t) => (typeof t.timestamp === 'number' ? t.timestamp : Date.parse(t.timestamp))),
+    operations: Uint8Array.from(transactions, (t) => ['add', 'sub', 'set'].indexOf(t.operation ?? 'add')),
+    values: Float64Array.from(transactions, (t) => Number(t.value)),
+    applied: Uint8Array.from(transactions, (t) => (t.applied === false ? 0 : 1)),
+  };
+  const set = tally.prepareColumns(cols);
+  assert.equal(set.length, transactions.length);
+  for (const c of cases) {
+    assert.deepEqual(tally[c.function](set, ...wasmArgs(c, fixture.now)), c.expected, `${c.function}(${JSON.stringify(c.args)}) in ${c.timezone}`);
+  }
+  set.free();
+  const n = transactions.length;
+  for (const [bad, why] of [
+    [{ ...cols, records: Array.from(cols.records) }, /records must be a Uint32Array/],
+    [{ ...cols, values: cols.values.subarray(1) }, /same length/],
+    [{ ...cols, timestamps: new Float64Array(n).fill(NaN) }, /NaN at 0/],
+    [{ ...cols, operations: new Uint8Array(n).fill(3) }, /operation must be add, sub or set/],
+    [{ ...cols, recordIds: [] }, /record index out of range/],
+    [null, /recordIds must be an array/],
+  ]) {
+    assert.throws(() => tally.prepareColumns(bad), (e) => e instanceof Error && e.code === 'ERR_INVALID_ARGUMENT' && why.test(e.message), String(why));
+  }
+});
+
 test('wasm: every transaction form reads the same through columns and item by item', async () => {
   await init();
   const forms = [

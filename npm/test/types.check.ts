@@ -66,7 +66,17 @@ export async function wasmTypes(): Promise<number> {
   const month = tally.getMonthByDay(set, '2025-03', { timezone: 'Europe/Berlin' });
   const n = set.length;
   set.free();
-  return pts.length + top.length + days.length + month.length + n + tally.weeksInYear(2026);
+  const cols: tally.TransactionColumns = {
+    recordIds: ['r1'],
+    records: new Uint32Array([0]),
+    timestamps: new Float64Array([Date.parse('2025-03-09T07:30:00Z')]),
+    operations: new Uint8Array([0]),
+    values: new Float64Array([5]),
+  };
+  const typed = tally.prepareColumns(cols);
+  const hours = tally.getDayByHour(typed, '2025-03-09');
+  typed.free();
+  return pts.length + top.length + days.length + month.length + n + hours.length + tally.weeksInYear(2026);
 }
 
 // inside an s3db.js Database

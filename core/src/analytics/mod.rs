@@ -4,8 +4,10 @@
 //! and the WASM package both use this module.
 
 pub mod coarsen;
+mod columns;
 pub mod materialized;
 pub mod points;
 
 pub use coarsen::coarsen;
+pub use columns::Columns;
 pub use points::{Fact, Point, PointSet, aggregate, fill_gaps, top_records};

@@ -2,8 +2,8 @@
 //! sums, distinct-record counts, gap filling, metric selection and top records.
 
 use crate::amount::decimal_to_f64;
+use crate::calendar::Label;
 use crate::calendar::Period;
-use crate::calendar::{Label, cohort_label};
 use crate::txn::Op;
 use chrono_tz::Tz;
 use rust_decimal::Decimal;
@@ -118,6 +118,18 @@ impl Fact {
         if f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 {
             return Some(Decimal::from(f as i64));
         }
+        // Few decimals (cents and the like), without printing: the shortest printed form is
+        // the nearest decimal of the fewest digits that reads back as `f`. With |m| < 2^52,
+        // `f * 10^s` is within 0.5 of the true product, so `round` finds that decimal, and
+        // `m / 10^s` (both exact) rounds as reading it does.
+        let mut p = 1.0f64;
+        for s in 1..=9 {
+            p *= 10.0;
+            let m = (f * p).round();
+            if m.abs() < 4.5e15 && m / p == f {
+                return Decimal::try_new(m as i64, s).ok();
+            }
+        }
         serde_json::Number::from_f64(f).and_then(|n| decimal_of(&n))
     }
 
@@ -149,10 +161,11 @@ pub struct Point {
     pub min: Decimal,
     /// Largest signed value.
     pub max: Decimal,
-    /// Distinct records, by id (points aggregated from transactions).
+    /// Distinct records, by id (points built with [`Point::add`], such as pending
+    /// transactions added to materialized points).
     pub records: BTreeSet<Arc<str>>,
-    /// Distinct records counted without their ids (materialized points, whose records were
-    /// counted once per cohort at consolidation).
+    /// Distinct records counted without their ids ([`aggregate`]'s points, and materialized
+    /// points, whose records were counted once per cohort at consolidation).
     pub distinct: u64,
     /// Per operation: count and signed sum.
     pub operations: BTreeMap<&'static str, (u64, Decimal)>,
@@ -259,71 +272,17 @@ pub fn decimal_of(n: &serde_json::Number) -> Option<Decimal> {
 /// Points by cohort label, sorted.
 pub type PointSet = BTreeMap<Label, Point>;
 
-/// Aggregates facts into the cohorts of `period` in `zone`. Labels are computed once per
-/// quarter hour of UTC time where the zone's offset is constant over it and a whole number of
-/// quarter hours (then every instant of the quarter has the same labels), else per fact.
+/// Aggregates facts into the cohorts of `period` in `zone`, each point counting its distinct
+/// records in [`Point::distinct`] (its `records` stay empty, so two points merged add their
+/// counts). Labels are computed once per quarter hour of UTC time where the zone's offset is
+/// constant over it and a whole number of quarter hours (then every instant of the quarter
+/// has the same labels), else per fact; sums are exact either way.
 pub fn aggregate<'a>(
     facts: impl IntoIterator<Item = &'a Fact>,
     period: Period,
     zone: Tz,
 ) -> PointSet {
-    use rustc_hash::FxHashMap;
-    const QUARTER: i64 = 900_000;
-    // Records are gathered by the address of their shared id (cheap to hash); ids held twice
-    // (facts read one by one) fold into one when the set of each point is built.
-    let mut slots: Vec<(Point, FxHashMap<*const u8, &'a Arc<str>>)> = Vec::new();
-    let mut by_label: FxHashMap<Label, usize> = FxHashMap::default();
-    let mut by_quarter: FxHashMap<i64, usize> = FxHashMap::default();
-    for f in facts {
-        let q = f.timestamp_ms.div_euclid(QUARTER);
-        let slot = match by_quarter.get(&q) {
-            Some(s) => *s,
-            None => {
-                let next = slots.len();
-                let s = *by_label
-                    .entry(cohort_label(f.timestamp_ms, period, zone))
-                    .or_insert(next);
-                if s == next {
-                    slots.push(Default::default());
-                }
-                if uniform_offset(q.saturating_mul(QUARTER), QUARTER, zone) {
-                    by_quarter.insert(q, s);
-                }
-                s
-            }
-        };
-        let (p, records) = &mut slots[slot];
-        p.add_value(f);
-        records.insert(f.record_id.as_ptr(), &f.record_id);
-    }
-    by_label
-        .into_iter()
-        .map(|(label, s)| {
-            let (mut p, records) = std::mem::take(&mut slots[s]);
-            p.records = records.into_values().cloned().collect();
-            (label, p)
-        })
-        .collect()
-}
-
-/// Whether `zone`'s UTC offset is the same at both ends of `[start, start + len)` and a whole
-/// number of quarter hours.
-fn uniform_offset(start: i64, len: i64, zone: Tz) -> bool {
-    use chrono::{DateTime, Offset, TimeZone};
-    let offset = |ms: i64| {
-        DateTime::from_timestamp_millis(ms).map(|t| {
-            zone.offset_from_utc_datetime(&t.naive_utc())
-                .fix()
-                .local_minus_utc()
-        })
-    };
-    match (
-        offset(start),
-        offset(start.saturating_add(len).saturating_sub(1)),
-    ) {
-        (Some(a), Some(b)) => a == b && a % 900 == 0,
-        _ => false,
-    }
+    super::Columns::new(facts).aggregate(period, zone)
 }
 
 /// The points of `cohorts` as JSON: with `fill`, every cohort (missing ones as zeros);
@@ -397,7 +356,7 @@ pub fn rank_records(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::calendar::breakdown;
+    use crate::calendar::{breakdown, cohort_label};
     use proptest::prelude::*;
 
     fn fact(id: &str, ms: i64, op: Op, v: i64) -> Fact {
@@ -493,6 +452,48 @@ mod tests {
         assert_eq!(by_sum[1]["recordId"], "b");
     }
 
+    /// Every fact labelled on its own and added with [`Point::add`] (records by id).
+    fn with_ids(facts: &[Fact], period: Period, zone: Tz) -> PointSet {
+        let mut out = PointSet::new();
+        for f in facts {
+            out.entry(cohort_label(f.timestamp_ms, period, zone))
+                .or_default()
+                .add(f);
+        }
+        out
+    }
+
+    /// Points by id with their records counted into `distinct`, as [`aggregate`] gives them.
+    fn counted(mut points: PointSet) -> PointSet {
+        for p in points.values_mut() {
+            p.distinct = std::mem::take(&mut p.records).len() as u64;
+        }
+        points
+    }
+
+    /// The oracle for [`aggregate`].
+    fn naive(facts: &[Fact], period: Period, zone: Tz) -> PointSet {
+        counted(with_ids(facts, period, zone))
+    }
+
+    proptest! {
+        /// The fast reading of a JS number gives the decimal of its shortest printed form.
+        #[test]
+        fn numbers_read_as_their_shortest_printed_form(
+            m in -10_000_000_000i64..10_000_000_000,
+            s in 0u32..12,
+            bits in any::<u64>(),
+        ) {
+            let printed = |f: f64| serde_json::Number::from_f64(f).and_then(|n| decimal_of(&n));
+            let f = m as f64 / 10f64.powi(s as i32);
+            prop_assert_eq!(Fact::value_of_number(f), printed(f));
+            let g = f64::from_bits(bits);
+            prop_assert_eq!(Fact::value_of_number(g), printed(g));
+            let h = g.clamp(-1e6, 1e6);
+            prop_assert_eq!(Fact::value_of_number(h), printed(h));
+        }
+    }
+
     proptest! {
         #[test]
         fn memoized_labels_equal_labelling_every_fact(
@@ -504,11 +505,40 @@ mod tests {
             let base = 1_735_689_600_000 - 20_000_000_000;
             let facts: Vec<Fact> = raw.iter().map(|(t, r)| fact(&format!("r{r}"), base + t, Op::Add, 1)).collect();
             for period in [Period::Hour, Period::Day, Period::Week, Period::Month] {
-                let mut naive = PointSet::new();
-                for f in &facts {
-                    naive.entry(cohort_label(f.timestamp_ms, period, zone)).or_default().add(f);
+                prop_assert_eq!(aggregate(&facts, period, zone), naive(&facts, period, zone));
+            }
+        }
+    }
+
+    proptest! {
+        /// Integer sums at one scale, the decimal fallback (magnitudes near the decimal
+        /// range), mixed scales, every operation, ids shared and held twice, and times far
+        /// apart (the sparse quarter map and the pair set) all equal the oracle.
+        #[test]
+        fn aggregate_equals_the_oracle_for_any_amounts(
+            raw in proptest::collection::vec(
+                (0i64..3_000_000_000, 0u8..3, -1_000_000i64..1_000_000, 0u32..6, 0u8..5, any::<bool>()),
+                0..200,
+            ),
+            huge in any::<bool>(),
+            far in any::<bool>(),
+            zone_ix in 0usize..3,
+        ) {
+            let zone: Tz = ["UTC", "America/New_York", "Asia/Kathmandu"][zone_ix].parse().unwrap();
+            let shared: Vec<Arc<str>> = (0..5).map(|r| format!("r{r}").into()).collect();
+            let facts: Vec<Fact> = raw.iter().enumerate().map(|(i, (t, op, m, scale, r, copy))| {
+                // Far apart: groups of eight 40 years apart (hash maps, not vectors).
+                let spread = if far { (i as i64 / 8) * 40 * 365 * 86_400_000 } else { 0 };
+                let value = if huge && i % 3 == 2 { Decimal::MAX / Decimal::from(400) } else { Decimal::new(*m, *scale) };
+                Fact {
+                    record_id: if *copy { format!("r{r}").into() } else { shared[*r as usize].clone() },
+                    timestamp_ms: 1_700_000_000_000 + t + spread,
+                    operation: [Op::Add, Op::Sub, Op::Set][*op as usize],
+                    value,
                 }
-                prop_assert_eq!(aggregate(&facts, period, zone), naive);
+            }).collect();
+            for period in [Period::Hour, Period::Day, Period::Week, Period::Month] {
+                prop_assert_eq!(aggregate(&facts, period, zone), naive(&facts, period, zone));
             }
         }
     }
@@ -528,13 +558,13 @@ mod tests {
                 operation: [Op::Add, Op::Sub, Op::Set][*op as usize],
                 value: Decimal::from(*v),
             }).collect();
-            let hours = aggregate(&facts, Period::Hour, zone);
-            let days = aggregate(&facts, Period::Day, zone);
+            // Points with record ids merge into days.
             let mut rolled = PointSet::new();
-            for (label, p) in &hours {
+            for (label, p) in &with_ids(&facts, Period::Hour, zone) {
                 rolled.entry(label[..10].to_string()).or_default().merge(p);
             }
-            prop_assert_eq!(&rolled, &days);
+            prop_assert_eq!(&rolled, &with_ids(&facts, Period::Day, zone));
+            prop_assert_eq!(&counted(rolled), &aggregate(&facts, Period::Day, zone));
             let total: Decimal = facts.iter().map(Fact::signed).sum();
             for period in [Period::Hour, Period::Day, Period::Week, Period::Month] {
                 let pts = aggregate(&facts, period, zone);
