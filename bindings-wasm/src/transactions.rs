@@ -149,8 +149,9 @@ impl Transactions {
         }
         let pending = plan.include_pending();
         let record = plan.record();
-        if record.is_none() {
-            // Every record: the columns laid out once serve every period and zone.
+        if record.is_none() && matches!(plan, QueryPlan::Points { .. }) {
+            // Points over every record: the columns laid out once serve every period and
+            // zone.
             let columns = self.columns[usize::from(pending)]
                 .get_or_init(|| Columns::new(self.chosen(pending, None)));
             if let Some(points) = plan.execute_columns(columns, &env) {

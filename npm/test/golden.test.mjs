@@ -91,6 +91,7 @@ test('wasm: typed-array columns give the golden answers, and bad columns are ref
     [{ ...cols, operations: new Uint8Array(n).fill(3) }, /operation must be add, sub or set/],
     [{ ...cols, recordIds: [] }, /record index out of range/],
     [null, /recordIds must be an array/],
+    [{ ...cols, recordIds: [, ...recordIds.slice(1)] }, /recordIds must be an array of strings/], // eslint-disable-line no-sparse-arrays
   ]) {
     assert.throws(() => tally.prepareColumns(bad), (e) => e instanceof Error && e.code === 'ERR_INVALID_ARGUMENT' && why.test(e.message), String(why));
   }

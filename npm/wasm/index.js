@@ -82,7 +82,12 @@ export function prepareColumns(columns) {
   const want = (ok, what) => {
     if (!ok) throw Object.assign(new Error(`prepareColumns: ${what}`), { code: 'ERR_INVALID_ARGUMENT' });
   };
-  want(Array.isArray(recordIds) && recordIds.every((id) => typeof id === 'string'), 'recordIds must be an array of strings');
+  // A loop, not every(): every() skips the holes of a sparse array.
+  const strings = (ids) => {
+    for (let i = 0; i < ids.length; i++) if (typeof ids[i] !== 'string') return false;
+    return true;
+  };
+  want(Array.isArray(recordIds) && strings(recordIds), 'recordIds must be an array of strings');
   want(records instanceof Uint32Array, 'records must be a Uint32Array');
   want(timestamps instanceof Float64Array, 'timestamps must be a Float64Array');
   want(operations instanceof Uint8Array, 'operations must be a Uint8Array');
