@@ -183,10 +183,15 @@ impl Columns {
         period: Period,
         zone: Tz,
     ) -> PointSet {
-        let (lo, hi) = (self.time.iter().min(), self.time.iter().max());
+        // The span from the distinct quarters (a few thousand), not every transaction.
+        let (lo, hi) = (self.quarters.iter().min(), self.quarters.iter().max());
         let cohorts_at_most = match (lo, hi) {
             (Some(lo), Some(hi)) => {
-                let span = hi.saturating_sub(*lo).checked_div(shortest_ms(period));
+                let span_ms = hi
+                    .saturating_sub(*lo)
+                    .saturating_add(1)
+                    .saturating_mul(QUARTER);
+                let span = span_ms.checked_div(shortest_ms(period));
                 span.unwrap_or(0).unsigned_abs().saturating_add(2)
             }
             _ => 0,
